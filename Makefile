@@ -1,0 +1,34 @@
+# ehc-edge developer entry points. Everything runs from the virtualenv that
+# scripts/install.sh creates (re-running it is cheap when nothing changed).
+
+VENV ?= .venv
+PYTHON := $(VENV)/bin/python
+PYTEST_ARGS ?=
+
+.PHONY: install install-test demo test bench lint clean
+
+install:
+	bash scripts/install.sh --venv $(VENV)
+
+install-test:
+	bash scripts/install.sh --test --venv $(VENV)
+
+demo: install
+	$(VENV)/bin/ehc-edge demo
+
+test: install-test
+	$(PYTHON) -m pytest -q $(PYTEST_ARGS)
+
+bench: install-test
+	$(PYTHON) bench/uplink.py
+
+lint:
+	@if $(PYTHON) -m ruff --version >/dev/null 2>&1; then \
+		$(PYTHON) -m ruff check . ; \
+	else \
+		echo "lint: ruff not installed in $(VENV), skipping"; \
+	fi
+
+clean:
+	rm -rf $(VENV) build dist .pytest_cache .hypothesis
+	find . -path ./.git -prune -o \( -name '*.egg-info' -o -name __pycache__ \) -prune -exec rm -rf {} +

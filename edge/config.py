@@ -1,0 +1,98 @@
+"""Box configuration (``/etc/ehc-edge/edge.toml``), validated strictly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, field_validator, model_validator
+
+from edge.core.configbase import StrictModel, load_toml, resolve_path
+from mqtt.topics import check_name
+
+DEFAULT_PATH = Path("/etc/ehc-edge/edge.toml")
+
+
+class DeviceSection(StrictModel):
+    """Identity of this box."""
+
+    id: str = Field(description="Device id; equals the CN of the device certificate")
+    clinic: str = Field(description="Clinic the box is registered to")
+    key: str = Field(description="Device private key (PEM path or credential:NAME)")
+    cert: str = Field(description="Device certificate (PEM path)")
+    state_dir: str = Field("/var/lib/ehc-edge", description="Writable folder for the outbox and counters")
+
+    @field_validator("id", "clinic")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return check_name(v, "name")
+
+
+class MqttSection(StrictModel):
+    """Connection to the central broker."""
+
+    host: str = Field(description="Broker host name or address")
+    port: int = Field(8883, ge=1, le=65535, description="Broker TLS port")
+    ca: str = Field(description="CA certificate that signed the broker's server certificate")
+    keepalive: int = Field(30, ge=5, le=600, description="MQTT keepalive in seconds")
+    max_inflight: int = Field(200, ge=1, le=5000, description="Messages published and not yet receipted")
+    receipt_timeout: float = Field(30.0, gt=0, description="Seconds to wait for the central receipt before resending")
+    reconnect_min: float = Field(1.0, gt=0, description="First reconnect delay (seconds)")
+    reconnect_max: float = Field(60.0, gt=0, description="Longest reconnect delay (seconds)")
+    health_interval: float = Field(60.0, gt=0, description="Seconds between health reports")
+    session_expiry: int = Field(86400, ge=0, description="MQTT v5 session expiry (seconds) so receipts wait for us")
+
+    @model_validator(mode="after")
+    def _backoff(self) -> "MqttSection":
+        if self.reconnect_max < self.reconnect_min:
+            raise ValueError("reconnect_max must be >= reconnect_min")
+        return self
+
+
+class OutboxSection(StrictModel):
+    """Durable queue of signed results."""
+
+    path: str = Field("outbox.db", description="SQLite file (relative to device.state_dir)")
+    max_bytes: int = Field(256 * 1024 * 1024, ge=1024 * 1024, description="Hard bound on stored messages")
+    alert_fraction: float = Field(0.8, gt=0, lt=1, description="Raise an alert above this share of max_bytes")
+
+
+class StationSection(StrictModel):
+    """Scanning station settings."""
+
+    camera: str = Field("sim", description="Frame source: 'sim', a V4L2 device, or an image folder")
+    scan_interval: float = Field(0.0, ge=0, description="Pause between frames in seconds (0 = as fast as frames come)")
+
+
+class LoggingSection(StrictModel):
+    """Log level."""
+
+    level: str = Field("INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
+
+
+class EdgeConfig(StrictModel):
+    """Whole box configuration."""
+
+    device: DeviceSection
+    mqtt: MqttSection
+    outbox: OutboxSection = OutboxSection()
+    station: StationSection = StationSection()
+    logging: LoggingSection = LoggingSection()
+    base_dir: str | None = Field(None, description="Folder relative paths are resolved against (default: the file's)")
+
+    def path(self, value: str) -> Path:
+        """Resolve a configured path (``credential:`` or relative to the config file)."""
+        return resolve_path(value, Path(self.base_dir) if self.base_dir else None)
+
+    @property
+    def outbox_path(self) -> Path:
+        """Absolute path of the outbox database."""
+        p = Path(self.outbox.path)
+        return p if p.is_absolute() else self.path(self.device.state_dir) / p
+
+
+def load(path: str | Path = DEFAULT_PATH) -> EdgeConfig:
+    """Load and validate the box configuration."""
+    cfg = load_toml(path, EdgeConfig)
+    if cfg.base_dir is None:
+        cfg = cfg.model_copy(update={"base_dir": str(Path(path).resolve().parent)})
+    return cfg

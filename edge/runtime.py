@@ -1,0 +1,44 @@
+"""Build the box's long-lived objects (identity, outbox, uplink) from its configuration."""
+
+from __future__ import annotations
+
+from edge.config import EdgeConfig
+from mqtt.outbox import DeviceIdentity, Outbox
+from mqtt.uplink import Uplink, UplinkSettings
+from provisioning.ca import common_name, load_cert, load_private_key
+
+
+class IdentityMismatch(ValueError):
+    """The configured device id differs from the certificate's CN."""
+
+
+def load_identity(cfg: EdgeConfig) -> DeviceIdentity:
+    """The device key, checked against the certificate (CN = device id, same public key)."""
+    key = load_private_key(cfg.path(cfg.device.key))
+    cert = load_cert(cfg.path(cfg.device.cert))
+    if common_name(cert) != cfg.device.id:
+        raise IdentityMismatch(f"device.id {cfg.device.id!r} differs from the certificate CN {common_name(cert)!r}")
+    if cert.public_key() != key.public_key():
+        raise IdentityMismatch("device key does not match the device certificate")
+    return DeviceIdentity(cfg.device.id, cfg.device.clinic, key)
+
+
+def open_outbox(cfg: EdgeConfig, identity: DeviceIdentity | None) -> Outbox:
+    """The outbox at its configured path and bound."""
+    return Outbox(cfg.outbox_path, identity, cfg.outbox.max_bytes, cfg.outbox.alert_fraction)
+
+
+def uplink_settings(cfg: EdgeConfig) -> UplinkSettings:
+    """Uplink settings from ``[mqtt]``."""
+    m = cfg.mqtt
+    return UplinkSettings(host=m.host, port=m.port, ca=cfg.path(m.ca), cert=cfg.path(cfg.device.cert),
+                          key=cfg.path(cfg.device.key), keepalive=m.keepalive, max_inflight=m.max_inflight,
+                          receipt_timeout=m.receipt_timeout, reconnect_min=m.reconnect_min,
+                          reconnect_max=m.reconnect_max, health_interval=m.health_interval,
+                          session_expiry=m.session_expiry)
+
+
+def build_uplink(cfg: EdgeConfig, capabilities: list[str] | None = None) -> Uplink:
+    """Identity, outbox and uplink for the uplink daemon."""
+    identity = load_identity(cfg)
+    return Uplink(uplink_settings(cfg), open_outbox(cfg, identity), identity, capabilities)

@@ -1,0 +1,98 @@
+"""Central service configuration (``/etc/ehc-edge/central.toml``), validated strictly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, field_validator
+
+from edge.core.configbase import StrictModel, load_toml, resolve_path
+from mqtt.topics import INGEST_SHARE_GROUP, check_name
+
+DEFAULT_PATH = Path("/etc/ehc-edge/central.toml")
+
+
+class BrokerSection(StrictModel):
+    """The Mosquitto broker the boxes connect to, and the config generated for it."""
+
+    host: str = Field("127.0.0.1", description="Address the ingest uses to reach the broker")
+    port: int = Field(8883, ge=1, le=65535, description="TLS listener port")
+    bind: str = Field("0.0.0.0", description="Address the broker listens on")
+    ca: str = Field("pki/ca.crt", description="Device CA certificate (client certificates must chain to it)")
+    cert: str = Field("pki/broker.crt", description="Broker server certificate")
+    key: str = Field("pki/broker.key", description="Broker server key (path or credential:NAME)")
+    conf_dir: str = Field("mosquitto", description="Folder for the generated mosquitto.conf and ACL")
+    persistence_dir: str = Field("mosquitto/data", description="Mosquitto persistence folder")
+    max_message_bytes: int = Field(256 * 1024, ge=1024, description="Largest accepted MQTT packet")
+    max_queued_messages: int = Field(200000, ge=100, description="Messages queued per offline client session")
+    user: str = Field("mosquitto", description="Account mosquitto drops to when started as root")
+    autosave_interval: int = Field(10, ge=1, description="Seconds between persistence saves")
+
+
+class IngestSection(StrictModel):
+    """The ingest workers."""
+
+    cert: str = Field("pki/ingest.crt", description="Ingest client certificate (CN = client_id)")
+    key: str = Field("pki/ingest.key", description="Ingest client key (path or credential:NAME)")
+    client_id: str = Field("ehc-ingest", description="MQTT identity of the ingest; reserved, never a device id")
+    share_group: str = Field(INGEST_SHARE_GROUP, description="MQTT v5 shared-subscription group")
+    workers: int = Field(1, ge=1, le=32, description="Ingest worker processes sharing the subscription")
+    batch_size: int = Field(500, ge=1, le=10000, description="Results stored per transaction at most")
+    batch_wait: float = Field(0.01, ge=0, le=5, description="Seconds to wait to fill a batch")
+    receive_maximum: int = Field(1000, ge=1, le=65535, description="Unacknowledged messages the broker may send")
+    session_expiry: int = Field(7 * 86400, ge=0, description="Broker keeps the ingest session this long")
+
+    @field_validator("client_id", "share_group")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return check_name(v, "name")
+
+
+class DatabaseSection(StrictModel):
+    """Where results are stored."""
+
+    url: str = Field("sqlite:///var/lib/ehc-central/central.db",
+                     description="sqlite:///path (default) or postgresql://user@host/db")
+
+    @field_validator("url")
+    @classmethod
+    def _scheme(cls, v: str) -> str:
+        if not v.startswith(("sqlite:", "postgresql://", "postgres://")):
+            raise ValueError("must start with sqlite:/// or postgresql://")
+        return v
+
+
+class LoggingSection(StrictModel):
+    """Log level."""
+
+    level: str = Field("INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
+
+
+class CentralConfig(StrictModel):
+    """Whole central-service configuration."""
+
+    broker: BrokerSection = BrokerSection()
+    ingest: IngestSection = IngestSection()
+    database: DatabaseSection = DatabaseSection()
+    logging: LoggingSection = LoggingSection()
+    base_dir: str | None = Field(None, description="Folder relative paths are resolved against (default: the file's)")
+
+    def path(self, value: str) -> Path:
+        """Resolve a configured path (``credential:`` or relative to the config file)."""
+        return resolve_path(value, Path(self.base_dir) if self.base_dir else None)
+
+    @property
+    def database_url(self) -> str:
+        """Database URL with a relative SQLite path resolved against the config folder."""
+        url = self.database.url
+        if url.startswith("sqlite:") and not url.startswith("sqlite:///"):
+            return "sqlite:///" + str(self.path(url[len("sqlite:"):]))
+        return url
+
+
+def load(path: str | Path = DEFAULT_PATH) -> CentralConfig:
+    """Load and validate the central configuration."""
+    cfg = load_toml(path, CentralConfig)
+    if cfg.base_dir is None:
+        cfg = cfg.model_copy(update={"base_dir": str(Path(path).resolve().parent)})
+    return cfg

@@ -1,0 +1,286 @@
+"""Central ingest: receive results from the shared subscription, verify, store exactly once, receipt.
+
+Flow per batch: the paho network thread puts messages on a bounded queue; the worker thread takes a batch,
+verifies every envelope against the sender's registered certificate, stores the batch in one transaction,
+then acknowledges the MQTT deliveries and publishes one receipt per device. A message is acknowledged to
+the broker only after its outcome is committed, so an ingest crash causes a redelivery, never a loss; the
+store's unique keys turn redeliveries into duplicates that are receipted again but stored once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import queue
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+import cbor2
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from mqtt import envelope, topics
+from mqtt.central.config import CentralConfig
+from mqtt.central.store import DUPLICATE, SEQ_CONFLICT, STORED, Rejection, SqlStore, StoreUnavailable, VerifiedResult
+from mqtt.client import connect_properties, new_client
+
+logger = logging.getLogger(__name__)
+
+PRESENCE_VALUES = frozenset({"online", "offline"})
+UNKNOWN_DEVICE_TTL = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class Inbound:
+    """One delivery from the broker."""
+
+    mid: int
+    qos: int
+    topic: str
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class _Key:
+    clinic: str
+    status: str
+    public_key: ec.EllipticCurvePublicKey | None
+
+
+class RejectedMessage(Exception):
+    """A delivery refused at the boundary; ``reason`` is counted and recorded."""
+
+    def __init__(self, reason: str, device: str | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.device = device
+
+
+class Verifier:
+    """Checks topics and envelopes against the device registry (cached public keys)."""
+
+    def __init__(self, store: SqlStore, max_bytes: int) -> None:
+        self.store = store
+        self.max_bytes = max_bytes
+        self._keys: dict[str, tuple[_Key, float]] = {}
+
+    def forget(self, device_id: str) -> None:
+        """Drop a cached key (after revocation or re-enrollment)."""
+        self._keys.pop(device_id, None)
+
+    def _key(self, device_id: str) -> _Key | None:
+        hit = self._keys.get(device_id)
+        now = time.monotonic()
+        if hit and (hit[0].public_key is not None or now - hit[1] < UNKNOWN_DEVICE_TTL):
+            return hit[0] if hit[0].status != "unknown" else None
+        rec = self.store.get_device(device_id)
+        if rec is None:
+            self._keys[device_id] = (_Key("", "unknown", None), now)
+            return None
+        pub = x509.load_pem_x509_certificate(rec.cert_pem.encode()).public_key()
+        if not isinstance(pub, ec.EllipticCurvePublicKey):
+            raise RejectedMessage("bad_device_key", device_id)
+        key = _Key(rec.clinic, rec.status, pub)
+        self._keys[device_id] = (key, now)
+        return key
+
+    def check(self, topic: str, payload: bytes) -> tuple[topics.Topic, _Key]:
+        """Parse the topic and find an active device of the right clinic."""
+        if len(payload) > self.max_bytes:
+            raise RejectedMessage("oversized")
+        try:
+            t = topics.parse(topic)
+        except topics.TopicError:
+            raise RejectedMessage("bad_topic") from None
+        key = self._key(t.device)
+        if key is None:
+            raise RejectedMessage("unknown_device", t.device)
+        if key.status != "active":
+            raise RejectedMessage("revoked_device", t.device)
+        if key.clinic != t.clinic:
+            raise RejectedMessage("wrong_clinic", t.device)
+        return t, key
+
+    def verify(self, topic: str, payload: bytes) -> tuple[topics.Topic, envelope.Message]:
+        """Verify a signed envelope on an evt/state/health topic."""
+        t, key = self.check(topic, payload)
+        assert key.public_key is not None
+        try:
+            msg = envelope.verify(payload, topic, key.public_key)
+        except envelope.EnvelopeError as exc:
+            raise RejectedMessage(exc.reason, t.device) from None
+        expected_kind = t.name if t.channel == "evt" else t.channel
+        if msg.device != t.device or msg.kind != expected_kind:
+            raise RejectedMessage("wrong_topic", t.device)
+        return t, msg
+
+
+def receipt_payload(msg_ids: list[bytes]) -> bytes:
+    """CBOR receipt: ``{"ids": [bstr(16), ...]}``."""
+    return cbor2.dumps({"ids": msg_ids})
+
+
+class Ingest:
+    """One ingest worker: an MQTT session in the shared group, a store connection and a batch loop."""
+
+    def __init__(self, cfg: CentralConfig, store: SqlStore, worker: int = 0) -> None:
+        self.cfg = cfg
+        self.store = store
+        self.verifier = Verifier(store, cfg.broker.max_message_bytes)
+        self.counters: Counter[str] = Counter()
+        self.inbox: queue.Queue[Inbound] = queue.Queue(maxsize=cfg.ingest.receive_maximum * 2)
+        self.connected = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        ing = cfg.ingest
+        self.client = new_client(f"{ing.client_id}-{worker}", cfg.path(cfg.broker.ca), cfg.path(ing.cert),
+                                 cfg.path(ing.key), manual_ack=True, max_inflight=1000)
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_message = self._on_message
+        self.client.reconnect_delay_set(1, 30)
+
+    # -- MQTT callbacks (network thread) ---------------------------------------------------------------
+    def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        if reason.is_failure:
+            logger.error("ingest connect refused: %s", reason)
+            return
+        client.subscribe([(f, 1) for f in topics.ingest_filters(self.cfg.ingest.share_group)])
+        self.connected.set()
+        logger.info("ingest connected (session present: %s)", flags.session_present)
+
+    def _on_disconnect(self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        self.connected.clear()
+        if not self._stop.is_set():
+            logger.warning("ingest disconnected: %s", reason)
+
+    def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
+        self.inbox.put(Inbound(msg.mid, msg.qos, msg.topic, bytes(msg.payload)))
+
+    # -- processing (worker thread) --------------------------------------------------------------------
+    def _next_batch(self) -> list[Inbound]:
+        try:
+            first = self.inbox.get(timeout=0.2)
+        except queue.Empty:
+            return []
+        batch = [first]
+        deadline = time.monotonic() + self.cfg.ingest.batch_wait
+        while len(batch) < self.cfg.ingest.batch_size:
+            try:
+                batch.append(self.inbox.get_nowait())
+            except queue.Empty:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                try:
+                    batch.append(self.inbox.get(timeout=left))
+                except queue.Empty:
+                    break
+        return batch
+
+    def process(self, batch: list[Inbound]) -> dict[str, int]:
+        """Verify and store one batch; returns the outcome counts. Raises StoreUnavailable to retry."""
+        results: list[VerifiedResult] = []
+        rejections: list[Rejection] = []
+        presence: list[tuple[str, str, Any]] = []
+        for item in batch:
+            try:
+                kind, value = self._classify(item)
+            except RejectedMessage as rej:
+                rejections.append(Rejection(rej.reason, item.topic, len(item.payload), rej.device,
+                                            hashlib.sha256(item.payload).hexdigest()))
+                continue
+            if kind == "result":
+                results.append(value)
+            else:
+                presence.append(value)
+        outcomes = self.store.store_results(results, rejections)
+        for device, what, value in presence:
+            self.store.update_presence(device, **{what: value})
+        counts = Counter(outcomes)
+        for rej in rejections:
+            counts["rejected:" + rej.reason] += 1
+            logger.warning("rejected message on %s: %s", rej.topic[:128], rej.reason)
+        counts["presence"] += len(presence)
+        receipts: dict[tuple[str, str], list[bytes]] = {}
+        for res, outcome in zip(results, outcomes):
+            if outcome == SEQ_CONFLICT:
+                logger.warning("device %s: sequence conflict at boot %d seq %d", res.message.device,
+                               res.message.boot, res.message.seq)
+            receipts.setdefault((res.clinic, res.message.device), []).append(res.message.msg_id.bytes)
+        for item in batch:
+            if item.qos > 0:
+                self.client.ack(item.mid, item.qos)
+        for (clinic, device), ids in receipts.items():
+            self.client.publish(topics.device_topic(clinic, device, "ack"), receipt_payload(ids), qos=1)
+        self.counters.update(counts)
+        return dict(counts)
+
+    def _classify(self, item: Inbound) -> tuple[str, Any]:
+        ch = item.topic.rsplit("/", 2)
+        if len(ch) == 3 and ch[2] == "status":
+            t, _ = self.verifier.check(item.topic, item.payload)
+            value = item.payload.decode("ascii", "replace")
+            if value not in PRESENCE_VALUES:
+                raise RejectedMessage("bad_status", t.device)
+            return "presence", (t.device, "presence", value)
+        t, msg = self.verifier.verify(item.topic, item.payload)
+        if t.channel == "evt":
+            return "result", VerifiedResult(t.clinic, msg, item.payload)
+        if t.channel in ("state", "health"):
+            return "presence", (t.device, t.channel, msg.body)
+        raise RejectedMessage("bad_topic", t.device)
+
+    def _work(self) -> None:
+        delay = 0.5
+        while not self._stop.is_set():
+            batch = self._next_batch()
+            while batch:
+                try:
+                    self.process(batch)
+                    delay = 0.5
+                    break
+                except StoreUnavailable as exc:
+                    logger.error("store unavailable, holding %d messages: %s", len(batch), exc)
+                    if self._stop.wait(delay):
+                        return
+                    delay = min(delay * 2, 30.0)
+                    self._reopen_store()
+                except Exception:  # never let one bad batch kill the worker
+                    logger.exception("ingest batch failed; holding %d messages", len(batch))
+                    if self._stop.wait(delay):
+                        return
+
+    def _reopen_store(self) -> None:
+        reopen = getattr(self.store, "reopen", None)
+        if reopen:
+            try:
+                reopen()
+            except Exception as exc:
+                logger.error("store reconnect failed: %s", exc)
+
+    # -- lifecycle -----------------------------------------------------------------------------------
+    def start(self) -> "Ingest":
+        """Connect (in the background, retrying) and start the worker thread."""
+        props = connect_properties(self.cfg.ingest.session_expiry, self.cfg.ingest.receive_maximum)
+        self.client.connect_async(self.cfg.broker.host, self.cfg.broker.port, keepalive=30, clean_start=False,
+                                  properties=props)
+        self.client.loop_start()
+        self._thread = threading.Thread(target=self._work, name="ingest-worker", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop the worker and disconnect; unacknowledged deliveries are redelivered to the next session."""
+        self._stop.set()
+        if self._thread:
+            self._thread.join(10)
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def alive(self) -> bool:
+        """The worker thread is running."""
+        return bool(self._thread and self._thread.is_alive())

@@ -1,0 +1,320 @@
+"""Central store: device registry, verified results (exactly once), sequence gaps and rejections.
+
+One interface, two back ends: SQLite (embedded default) and PostgreSQL (``postgresql://…``). Results are
+keyed by message id and unique per (device, boot, seq), so a redelivered message is stored once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+from mqtt.envelope import Message
+
+logger = logging.getLogger(__name__)
+
+STORED, DUPLICATE, SEQ_CONFLICT = "stored", "duplicate", "seq_conflict"
+
+
+class StoreUnavailable(RuntimeError):
+    """The database cannot be reached or written; the caller keeps the batch and retries."""
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceRecord:
+    """A registered device."""
+
+    device_id: str
+    clinic: str
+    cert_pem: str
+    status: str  # active | revoked
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedResult:
+    """A result whose signature and topic have been checked."""
+
+    clinic: str
+    message: Message
+    envelope: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """A refused message: why, where, how big, and a hash (never the content)."""
+
+    reason: str
+    topic: str
+    size: int
+    device_id: str | None
+    sha256: str
+
+
+def _schema(blob: str, real: str, serial: str) -> list[str]:
+    return [
+        f"""CREATE TABLE IF NOT EXISTS devices (
+            device_id TEXT PRIMARY KEY, clinic TEXT NOT NULL, cert_pem TEXT NOT NULL,
+            status TEXT NOT NULL DEFAULT 'active', registered_at {real} NOT NULL,
+            presence TEXT, presence_at {real}, state_json TEXT, health_json TEXT, last_seen {real})""",
+        f"""CREATE TABLE IF NOT EXISTS results (
+            msg_id TEXT PRIMARY KEY, device_id TEXT NOT NULL, clinic TEXT NOT NULL,
+            boot_id BIGINT NOT NULL, seq BIGINT NOT NULL, kind TEXT NOT NULL, ts_ms BIGINT NOT NULL,
+            body_json TEXT NOT NULL, envelope {blob} NOT NULL, received_at {real} NOT NULL,
+            UNIQUE (device_id, boot_id, seq))""",
+        "CREATE INDEX IF NOT EXISTS results_received ON results (received_at)",
+        f"""CREATE TABLE IF NOT EXISTS device_boots (
+            device_id TEXT NOT NULL, boot_id BIGINT NOT NULL, max_seq BIGINT NOT NULL,
+            received BIGINT NOT NULL, first_seen {real} NOT NULL, PRIMARY KEY (device_id, boot_id))""",
+        f"""CREATE TABLE IF NOT EXISTS sequence_gaps (
+            id {serial}, device_id TEXT NOT NULL, boot_id BIGINT NOT NULL,
+            first_missing BIGINT NOT NULL, last_missing BIGINT NOT NULL, detected_at {real} NOT NULL)""",
+        f"""CREATE TABLE IF NOT EXISTS rejections (
+            id {serial}, at {real} NOT NULL, reason TEXT NOT NULL, topic TEXT NOT NULL,
+            size BIGINT NOT NULL, device_id TEXT, sha256 TEXT NOT NULL)""",
+    ]
+
+
+class SqlStore:
+    """Shared SQL for both back ends; subclasses provide the connection and parameter style."""
+
+    param = "?"
+
+    def __init__(self) -> None:
+        self.conn: Any = None
+
+    # -- helpers -------------------------------------------------------------------------------------
+    def _q(self, sql: str) -> str:
+        return sql if self.param == "?" else sql.replace("?", self.param)
+
+    def _exec(self, sql: str, params: tuple | list = ()) -> Any:
+        return self.conn.execute(self._q(sql), params)
+
+    def _begin(self) -> None:
+        raise NotImplementedError
+
+    def _commit(self) -> None:
+        self.conn.commit()
+
+    def _rollback(self) -> None:
+        self.conn.rollback()
+
+    def _blob(self, data: bytes) -> Any:
+        return data
+
+    def close(self) -> None:
+        """Close the connection."""
+        self.conn.close()
+
+    # -- registry ------------------------------------------------------------------------------------
+    def register_device(self, device_id: str, clinic: str, cert_pem: str) -> None:
+        """Add a device or replace its certificate (re-enrollment); it becomes active."""
+        self._begin()
+        try:
+            self._exec("""INSERT INTO devices (device_id, clinic, cert_pem, status, registered_at)
+                          VALUES (?, ?, ?, 'active', ?)
+                          ON CONFLICT (device_id) DO UPDATE SET clinic = excluded.clinic,
+                          cert_pem = excluded.cert_pem, status = 'active'""",
+                       (device_id, clinic, cert_pem, time.time()))
+            self._commit()
+        except Exception:
+            self._rollback()
+            raise
+
+    def set_device_status(self, device_id: str, status: str) -> bool:
+        """Mark a device active or revoked; False when it is unknown."""
+        self._begin()
+        cur = self._exec("UPDATE devices SET status = ? WHERE device_id = ?", (status, device_id))
+        self._commit()
+        return cur.rowcount > 0
+
+    def get_device(self, device_id: str) -> DeviceRecord | None:
+        """Look up a device."""
+        row = self._exec("SELECT device_id, clinic, cert_pem, status FROM devices WHERE device_id = ?",
+                         (device_id,)).fetchone()
+        self._end_read()
+        return DeviceRecord(*row) if row else None
+
+    def _end_read(self) -> None:
+        """Close an implicit read transaction (PostgreSQL); no-op for SQLite."""
+
+    def devices(self) -> list[dict[str, Any]]:
+        """All devices with presence, last seen and sequence bookkeeping."""
+        rows = self._exec("""SELECT d.device_id, d.clinic, d.status, d.presence, d.last_seen,
+                                    COALESCE(SUM(b.received), 0), COALESCE(SUM(b.max_seq - b.received), 0)
+                             FROM devices d LEFT JOIN device_boots b ON b.device_id = d.device_id
+                             GROUP BY d.device_id, d.clinic, d.status, d.presence, d.last_seen
+                             ORDER BY d.device_id""").fetchall()
+        self._end_read()
+        keys = ("device_id", "clinic", "status", "presence", "last_seen", "results", "missing")
+        return [dict(zip(keys, r)) for r in rows]
+
+    # -- presence ------------------------------------------------------------------------------------
+    def update_presence(self, device_id: str, *, presence: str | None = None, state: dict | None = None,
+                        health: dict | None = None) -> None:
+        """Record a status change, birth document or health report."""
+        now = time.time()
+        self._begin()
+        if presence is not None:
+            self._exec("UPDATE devices SET presence = ?, presence_at = ? WHERE device_id = ?",
+                       (presence, now, device_id))
+        if state is not None:
+            self._exec("UPDATE devices SET state_json = ?, last_seen = ? WHERE device_id = ?",
+                       (json.dumps(state), now, device_id))
+        if health is not None:
+            self._exec("UPDATE devices SET health_json = ?, last_seen = ? WHERE device_id = ?",
+                       (json.dumps(health), now, device_id))
+        self._commit()
+
+    # -- results -------------------------------------------------------------------------------------
+    def store_results(self, results: list[VerifiedResult], rejections: list[Rejection] = ()) -> list[str]:
+        """Store a batch in one transaction; returns stored / duplicate / seq_conflict per result."""
+        now = time.time()
+        outcomes: list[str] = []
+        try:
+            self._begin()
+            for res in results:
+                m = res.message
+                row = self._exec(
+                    """INSERT INTO results (msg_id, device_id, clinic, boot_id, seq, kind, ts_ms, body_json,
+                       envelope, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                       ON CONFLICT DO NOTHING RETURNING seq""",
+                    (str(m.msg_id), m.device, res.clinic, m.boot, m.seq, m.kind, m.ts_ms,
+                     json.dumps(m.body, ensure_ascii=False, separators=(",", ":")), self._blob(res.envelope), now),
+                ).fetchone()
+                if row is not None:
+                    outcomes.append(STORED)
+                else:
+                    seen = self._exec("SELECT 1 FROM results WHERE msg_id = ?", (str(m.msg_id),)).fetchone()
+                    outcomes.append(DUPLICATE if seen else SEQ_CONFLICT)
+            self._track_sequences([r.message for r, o in zip(results, outcomes) if o == STORED], now)
+            for rej in rejections:
+                self._exec("INSERT INTO rejections (at, reason, topic, size, device_id, sha256) VALUES (?, ?, ?, ?, ?, ?)",
+                           (now, rej.reason, rej.topic[:256], rej.size, rej.device_id, rej.sha256))
+            self._commit()
+        except Exception as exc:
+            try:
+                self._rollback()
+            except Exception:  # connection already gone
+                pass
+            raise StoreUnavailable(f"store failed: {type(exc).__name__}: {exc}") from exc
+        return outcomes
+
+    def _track_sequences(self, stored: list[Message], now: float) -> None:
+        by_boot: dict[tuple[str, int], list[int]] = {}
+        for m in stored:
+            by_boot.setdefault((m.device, m.boot), []).append(m.seq)
+        for (device, boot), seqs in by_boot.items():
+            row = self._exec("SELECT max_seq, received FROM device_boots WHERE device_id = ? AND boot_id = ?",
+                             (device, boot)).fetchone()
+            max_seq, received = (row[0], row[1]) if row else (0, 0)
+            for seq in sorted(seqs):
+                if seq > max_seq + 1:
+                    self._exec("""INSERT INTO sequence_gaps (device_id, boot_id, first_missing, last_missing,
+                                  detected_at) VALUES (?, ?, ?, ?, ?)""", (device, boot, max_seq + 1, seq - 1, now))
+                    logger.info("device %s boot %d: gap %d..%d", device, boot, max_seq + 1, seq - 1)
+                max_seq = max(max_seq, seq)
+            received += len(seqs)
+            if row:
+                self._exec("UPDATE device_boots SET max_seq = ?, received = ? WHERE device_id = ? AND boot_id = ?",
+                           (max_seq, received, device, boot))
+            else:
+                self._exec("""INSERT INTO device_boots (device_id, boot_id, max_seq, received, first_seen)
+                              VALUES (?, ?, ?, ?, ?)""", (device, boot, max_seq, received, now))
+
+    def iter_results(self, after_received: float = 0.0, limit: int | None = None,
+                     device_id: str | None = None) -> Iterator[dict[str, Any]]:
+        """Stored results as dicts, oldest first."""
+        sql = ("SELECT msg_id, device_id, clinic, boot_id, seq, kind, ts_ms, body_json, received_at FROM results "
+               "WHERE received_at > ?")
+        params: list[Any] = [after_received]
+        if device_id:
+            sql += " AND device_id = ?"
+            params.append(device_id)
+        sql += " ORDER BY received_at, device_id, boot_id, seq"
+        if limit:
+            sql += f" LIMIT {int(limit)}"
+        rows = self._exec(sql, params).fetchall()
+        self._end_read()
+        for r in rows:
+            yield {"msg_id": r[0], "device_id": r[1], "clinic": r[2], "boot_id": r[3], "seq": r[4], "kind": r[5],
+                   "ts_ms": r[6], "body": json.loads(r[7]), "received_at": r[8]}
+
+    def counts(self) -> dict[str, Any]:
+        """Totals: results, duplicates are not stored, rejections by reason, gaps."""
+        total = self._exec("SELECT count(*) FROM results").fetchone()[0]
+        rej = dict(self._exec("SELECT reason, count(*) FROM rejections GROUP BY reason").fetchall())
+        gaps = self._exec("SELECT count(*) FROM sequence_gaps").fetchone()[0]
+        self._end_read()
+        return {"results": total, "rejections": rej, "gaps": gaps}
+
+    def envelope(self, msg_id: str) -> tuple[str, bytes] | None:
+        """Topic-free audit copy: (device id, original COSE bytes) of a stored result."""
+        row = self._exec("SELECT device_id, envelope FROM results WHERE msg_id = ?", (msg_id,)).fetchone()
+        self._end_read()
+        return (row[0], bytes(row[1])) if row else None
+
+
+class SqliteStore(SqlStore):
+    """Embedded default: one SQLite file in WAL mode."""
+
+    def __init__(self, path: str | Path) -> None:
+        super().__init__()
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.conn = sqlite3.connect(self.path, isolation_level=None, timeout=30.0, check_same_thread=False)
+        self.conn.execute("PRAGMA journal_mode=WAL")
+        self.conn.execute("PRAGMA synchronous=FULL")
+        self.conn.execute("PRAGMA busy_timeout=30000")
+        for stmt in _schema("BLOB", "REAL", "INTEGER PRIMARY KEY AUTOINCREMENT"):
+            self.conn.execute(stmt)
+
+    def _begin(self) -> None:
+        self.conn.execute("BEGIN IMMEDIATE")
+
+    def _commit(self) -> None:
+        self.conn.execute("COMMIT")
+
+    def _rollback(self) -> None:
+        if self.conn.in_transaction:
+            self.conn.execute("ROLLBACK")
+
+
+class PostgresStore(SqlStore):
+    """PostgreSQL back end through psycopg 3."""
+
+    param = "%s"
+
+    def __init__(self, url: str) -> None:
+        super().__init__()
+        import psycopg
+
+        self.url = url
+        try:
+            self.conn = psycopg.connect(url, connect_timeout=10)
+        except psycopg.OperationalError as exc:
+            raise StoreUnavailable(f"cannot connect to PostgreSQL: {exc}") from exc
+        with self.conn.transaction():
+            for stmt in _schema("BYTEA", "DOUBLE PRECISION", "BIGSERIAL PRIMARY KEY"):
+                self.conn.execute(stmt)
+
+    def _begin(self) -> None:
+        """psycopg opens a transaction implicitly on the first statement."""
+
+    def _end_read(self) -> None:
+        self.conn.rollback()
+
+
+def open_store(url: str) -> SqlStore:
+    """Open a store from ``sqlite:///path`` or ``postgresql://…``."""
+    if url.startswith("sqlite:///"):
+        return SqliteStore(url[len("sqlite://"):])
+    if url.startswith("sqlite:"):
+        return SqliteStore(url[len("sqlite:"):])
+    if url.startswith(("postgresql://", "postgres://")):
+        return PostgresStore(url)
+    raise ValueError("database url must start with sqlite:/// or postgresql://")

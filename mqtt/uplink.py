@@ -1,0 +1,262 @@
+"""Uplink: drain the outbox to the broker over MQTT v5 + mutual TLS, and keep presence up to date.
+
+A message leaves the outbox only when the central receipt names it (``…/ack``), which comes after the
+ingest has committed it; PUBACK alone only means the broker holds it. Messages without a receipt after
+``receipt_timeout`` (doubling per attempt) are published again, and the ingest deduplicates them.
+Presence: retained ``status`` (``online``, last will ``offline``), retained signed ``state`` birth document,
+and a periodic signed ``health`` report.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import random
+import shutil
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import cbor2
+import uuid6
+
+from mqtt import envelope, topics
+from mqtt.client import connect_properties, new_client
+from mqtt.outbox import DeviceIdentity, Outbox
+
+logger = logging.getLogger(__name__)
+
+SOFTWARE_VERSION = "0.1.0"
+MAX_RESEND_FACTOR = 8
+
+
+@dataclass
+class _InFlight:
+    row_id: int
+    sent: float
+    attempts: int
+
+
+@dataclass(frozen=True)
+class UplinkSettings:
+    """Connection and pacing settings (from ``[mqtt]`` in edge.toml)."""
+
+    host: str
+    port: int
+    ca: Path
+    cert: Path
+    key: Path
+    keepalive: int = 30
+    max_inflight: int = 200
+    receipt_timeout: float = 30.0
+    reconnect_min: float = 1.0
+    reconnect_max: float = 60.0
+    health_interval: float = 60.0
+    session_expiry: int = 86400
+
+
+def cpu_temperature() -> float | None:
+    """SoC temperature in °C where the kernel exposes it (Raspberry Pi), else None."""
+    try:
+        return int(Path("/sys/class/thermal/thermal_zone0/temp").read_text().strip()) / 1000.0
+    except (OSError, ValueError):
+        return None
+
+
+class Uplink:
+    """Owns the MQTT connection of a box; one instance per box."""
+
+    def __init__(self, settings: UplinkSettings, outbox: Outbox, identity: DeviceIdentity,
+                 capabilities: list[str] | None = None, config_revision: int = 0) -> None:
+        self.s = settings
+        self.outbox = outbox
+        self.ident = identity
+        self.capabilities = capabilities or []
+        self.config_revision = config_revision
+        self.inflight: dict[bytes, _InFlight] = {}
+        self.receipts: queue.Queue[list[bytes]] = queue.Queue()
+        self.connected = threading.Event()
+        self.delivered = 0
+        self._stop = threading.Event()
+        self._cursor = 0
+        self._dv = -1
+        self._more = True
+        self._next_health = 0.0
+        self._started = time.time()
+        self._heartbeat = time.monotonic()
+        self._thread: threading.Thread | None = None
+        self._birth_due = threading.Event()
+        base = topics.device_topic(identity.clinic, identity.device, "status")
+        self.status_topic = base
+        self.ack_topic = topics.device_topic(identity.clinic, identity.device, "ack")
+        self.command_filter = f"{topics.PREFIX}/{identity.clinic}/{identity.device}/cmd/+"
+        self.client = new_client(identity.device, settings.ca, settings.cert, settings.key,
+                                 max_inflight=settings.max_inflight)
+        self.client.will_set(base, b"offline", qos=1, retain=True)
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_message = self._on_message
+        jitter = random.uniform(0.8, 1.2)
+        self.client.reconnect_delay_set(max(1, int(settings.reconnect_min * jitter)), int(settings.reconnect_max))
+        self.on_command: Callable[[str, bytes, Any], None] | None = None
+
+    # -- network thread ------------------------------------------------------------------------------
+    def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        if reason.is_failure:
+            logger.error("broker refused connection: %s", reason)
+            return
+        client.subscribe([(self.ack_topic, 1), (self.command_filter, 1)])
+        client.publish(self.status_topic, b"online", qos=1, retain=True)
+        self._birth_due.set()
+        self.connected.set()
+        logger.info("connected to broker (session present: %s)", flags.session_present)
+
+    def _on_disconnect(self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        self.connected.clear()
+        if not self._stop.is_set():
+            logger.warning("disconnected from broker: %s", reason)
+
+    def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
+        if msg.topic == self.ack_topic:
+            try:
+                ids = cbor2.loads(msg.payload)["ids"]
+                if not (isinstance(ids, list) and all(isinstance(i, bytes) and len(i) == 16 for i in ids)):
+                    raise ValueError("ids")
+            except Exception:
+                logger.warning("ignoring malformed receipt")
+                return
+            self.receipts.put(ids)
+        elif self.on_command is not None:
+            self.on_command(msg.topic.rsplit("/", 1)[-1], bytes(msg.payload), msg.properties)
+
+    # -- uplink thread -------------------------------------------------------------------------------
+    def _apply_receipts(self) -> int:
+        ids: list[bytes] = []
+        while True:
+            try:
+                ids.extend(self.receipts.get_nowait())
+            except queue.Empty:
+                break
+        if not ids:
+            return 0
+        removed = self.outbox.delete(ids)
+        for i in ids:
+            self.inflight.pop(i, None)
+        self.delivered += removed
+        return removed
+
+    def _publish_new(self) -> int:
+        space = self.s.max_inflight - len(self.inflight)
+        if space <= 0:
+            return 0
+        dv = self.outbox.data_version()
+        if not self._more and dv == self._dv:
+            return 0
+        self._dv = dv
+        rows = self.outbox.pending(self._cursor, space)
+        self._more = len(rows) == space
+        now = time.monotonic()
+        for row in rows:
+            if row.msg_id in self.inflight:
+                continue
+            self.client.publish(row.topic, row.payload, qos=1)
+            self.inflight[row.msg_id] = _InFlight(row.row_id, now, 1)
+            self._cursor = row.row_id
+        return len(rows)
+
+    def _resend_overdue(self) -> int:
+        now = time.monotonic()
+        overdue = [(k, f) for k, f in self.inflight.items()
+                   if now - f.sent > self.s.receipt_timeout * min(2 ** (f.attempts - 1), MAX_RESEND_FACTOR)]
+        if not overdue:
+            return 0
+        still = {p.row_id: p for p in self.outbox.get([f.row_id for _, f in overdue])}
+        for key, flight in overdue:
+            row = still.get(flight.row_id)
+            if row is None:  # delivered meanwhile (receipt applied by another uplink run)
+                self.inflight.pop(key, None)
+                continue
+            self.client.publish(row.topic, row.payload, qos=1)
+            flight.sent, flight.attempts = now, flight.attempts + 1
+        logger.info("republished %d results without receipt", len(overdue))
+        return len(overdue)
+
+    def _sign_presence(self, channel: str, body: dict[str, Any]) -> tuple[str, bytes]:
+        topic = topics.device_topic(self.ident.clinic, self.ident.device, channel)
+        msg = envelope.Message(device=self.ident.device, boot=self.outbox.boot, seq=0, kind=channel, body=body,
+                               msg_id=uuid6.uuid7())
+        return topic, envelope.sign(msg, topic, self.ident.key)
+
+    def health_body(self) -> dict[str, Any]:
+        """The periodic health report: queue, disk, temperature, uptime."""
+        st = self.outbox.stats()
+        disk = shutil.disk_usage(self.outbox.path.parent)
+        return {"queue_depth": st.depth, "queue_bytes": st.bytes, "queue_fill": round(st.fill, 4),
+                "oldest_queued_s": round(st.oldest_age, 1) if st.oldest_age is not None else None,
+                "inflight": len(self.inflight), "cpu_temp_c": cpu_temperature(),
+                "disk_free_bytes": disk.free, "uptime_s": round(time.time() - self._started),
+                "connected": self.connected.is_set()}
+
+    def birth_body(self) -> dict[str, Any]:
+        """The retained state (birth) document."""
+        return {"software": SOFTWARE_VERSION, "boot": self.outbox.boot, "capabilities": self.capabilities,
+                "config_revision": self.config_revision, "pid": os.getpid()}
+
+    def step(self) -> int:
+        """One pass of the uplink loop; returns the amount of work done (0 when idle)."""
+        self._heartbeat = time.monotonic()
+        work = self._apply_receipts()
+        if not self.connected.is_set():
+            return work
+        if self._birth_due.is_set():
+            self._birth_due.clear()
+            topic, data = self._sign_presence("state", self.birth_body())
+            self.client.publish(topic, data, qos=1, retain=True)
+        work += self._publish_new() + self._resend_overdue()
+        if time.monotonic() >= self._next_health:
+            self._next_health = time.monotonic() + self.s.health_interval
+            topic, data = self._sign_presence("health", self.health_body())
+            self.client.publish(topic, data, qos=0)
+        return work
+
+    def run(self) -> None:
+        """Loop until :meth:`stop`; idles at 20 ms when there is nothing to do."""
+        while not self._stop.is_set():
+            try:
+                if self.step() == 0:
+                    self._stop.wait(0.02)
+            except Exception:
+                logger.exception("uplink step failed")
+                self._stop.wait(1.0)
+
+    def start(self) -> "Uplink":
+        """Connect in the background and run the loop in a thread."""
+        props = connect_properties(self.s.session_expiry)
+        self.client.connect_async(self.s.host, self.s.port, keepalive=self.s.keepalive, clean_start=False,
+                                  properties=props)
+        self.client.loop_start()
+        self._thread = threading.Thread(target=self.run, name="uplink", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop the loop, say offline and disconnect."""
+        self._stop.set()
+        if self._thread:
+            self._thread.join(5)
+        if self.connected.is_set():
+            self.client.publish(self.status_topic, b"offline", qos=1, retain=True).wait_for_publish(2)
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def heartbeat_age(self) -> float:
+        """Seconds since the loop last ran (for the watchdog)."""
+        return time.monotonic() - self._heartbeat
+
+    def drained(self) -> bool:
+        """Nothing waits in the outbox."""
+        self._apply_receipts()
+        return self.outbox.stats().depth == 0

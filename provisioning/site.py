@@ -1,0 +1,90 @@
+"""Lay out a complete site on disk: central PKI and config, and boxes with keys made on the box.
+
+Used by the demo, the tests and the benchmarks; the technician flow (enrollment tokens, CSRs over HTTPS)
+builds on the same CA functions.
+"""
+
+from __future__ import annotations
+
+import getpass
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import tomli_w
+from cryptography.hazmat.primitives import serialization
+
+from mqtt.central import config as central_config
+from mqtt.central.store import SqlStore
+from provisioning import ca
+
+logger = logging.getLogger(__name__)
+
+RESERVED_IDS = frozenset({"ehc-ingest", "ehc-central"})
+
+
+@dataclass(frozen=True)
+class Site:
+    """Paths of a laid-out central service."""
+
+    root: Path
+    config_path: Path
+    config: central_config.CentralConfig
+
+
+def init_central(root: Path, port: int, db_url: str = "sqlite:central.db", host: str = "127.0.0.1",
+                 workers: int = 1, extra: dict | None = None) -> Site:
+    """Create the CA, the broker and ingest certificates and ``central.toml`` under ``root``."""
+    root.mkdir(parents=True, exist_ok=True)
+    pki = root / "pki"
+    if not (pki / "ca.key").exists():
+        ca_key, ca_cert = ca.create_ca()
+        ca.write_private_key(pki / "ca.key", ca_key)
+        ca.write_cert(pki / "ca.crt", ca_cert)
+    ca_key, ca_cert = ca.load_private_key(pki / "ca.key"), ca.load_cert(pki / "ca.crt")
+    if not (pki / "broker.key").exists():
+        key = ca.generate_key()
+        ca.write_private_key(pki / "broker.key", key)
+        ca.write_cert(pki / "broker.crt", ca.issue_server_cert(ca_key, ca_cert, key.public_key(), [host, "localhost"]))
+    if not (pki / "ingest.key").exists():
+        key = ca.generate_key()
+        ca.write_private_key(pki / "ingest.key", key)
+        ca.write_cert(pki / "ingest.crt", ca.issue_client_cert(ca_key, ca_cert, key.public_key(), "ehc-ingest", 825))
+    data = {
+        "broker": {"host": host, "port": port, "bind": host, "ca": "pki/ca.crt", "cert": "pki/broker.crt",
+                   "key": "pki/broker.key", "user": getpass.getuser()},
+        "ingest": {"cert": "pki/ingest.crt", "key": "pki/ingest.key", "workers": workers},
+        "database": {"url": db_url},
+    }
+    for section, values in (extra or {}).items():
+        data.setdefault(section, {}).update(values)
+    path = root / "central.toml"
+    path.write_text(tomli_w.dumps(data))
+    return Site(root, path, central_config.load(path))
+
+
+def add_device(site: Site, store: SqlStore, device_id: str, clinic: str, box_dir: Path,
+               mqtt_extra: dict | None = None) -> Path:
+    """Make a box folder: key generated there, certificate from the site CA, registered; returns edge.toml."""
+    if device_id in RESERVED_IDS:
+        raise ValueError(f"{device_id!r} is reserved for the central service")
+    box_dir.mkdir(parents=True, exist_ok=True)
+    key_path = box_dir / "device.key"
+    if not key_path.exists():
+        ca.write_private_key(key_path, ca.generate_key())
+    public = ca.load_private_key(key_path).public_key()
+    ca_key = ca.load_private_key(site.root / "pki" / "ca.key")
+    ca_cert = ca.load_cert(site.root / "pki" / "ca.crt")
+    cert = ca.issue_client_cert(ca_key, ca_cert, public, device_id)
+    ca.write_cert(box_dir / "device.crt", cert)
+    ca.write_cert(box_dir / "ca.crt", ca_cert)
+    store.register_device(device_id, clinic, cert.public_bytes(serialization.Encoding.PEM).decode())
+    b = site.config.broker
+    mqtt = {"host": b.host, "port": b.port, "ca": "ca.crt"}
+    mqtt.update(mqtt_extra or {})
+    data = {"device": {"id": device_id, "clinic": clinic, "key": "device.key", "cert": "device.crt",
+                       "state_dir": str(box_dir / "state")},
+            "mqtt": mqtt}
+    path = box_dir / "edge.toml"
+    path.write_text(tomli_w.dumps(data))
+    return path

@@ -1,0 +1,47 @@
+"""Packaging for the electronic-health-card clinic edge box and its central service."""
+
+from setuptools import find_packages, setup
+
+RUNTIME = [
+    "cbor2>=5.6",
+    "cryptography>=42",
+    "paho-mqtt>=2.1,<3",
+    "pydantic>=2.6,<3",
+    "psycopg[binary]>=3.1",
+    "uuid6>=2024.1",
+    "tomli-w>=1.0",
+    "numpy>=1.24",
+    "pillow>=10",
+    "segno>=1.6",
+    "zxing-cpp>=2.2",
+    "pyzbar>=0.1.9",
+    "systemd-python>=235; sys_platform == 'linux'",
+]
+
+TEST = [
+    "pytest>=8",
+    "hypothesis>=6.100",
+    "pycose>=1.1",
+]
+
+setup(
+    name="ehc-edge",
+    version="0.1.0",
+    description="Clinic edge boxes for the electronic health card: scan, verify, sign and deliver results",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.11",
+    packages=find_packages(include=["edge", "edge.*", "drivers", "drivers.*", "models_tflite", "models_tflite.*",
+                                    "mqtt", "mqtt.*", "provisioning", "provisioning.*"]),
+    include_package_data=True,
+    install_requires=RUNTIME,
+    extras_require={"test": TEST, "dev": TEST + ["ruff>=0.5"]},
+    entry_points={
+        "console_scripts": [
+            "ehc-edge=edge.cli:main",
+            "ehc-central=mqtt.central.cli:main",
+            "ehc-provision=provisioning.cli:main",
+        ]
+    },
+    classifiers=["Programming Language :: Python :: 3.11", "Operating System :: POSIX :: Linux"],
+)
