@@ -149,3 +149,23 @@ def common_name(cert: x509.Certificate) -> str:
     if not attrs:
         raise ValueError("certificate has no CN")
     return str(attrs[0].value)
+
+
+def make_csr(key: ec.EllipticCurvePrivateKey, device_id: str) -> x509.CertificateSigningRequest:
+    """A CSR for ``device_id`` signed by the key made on the box."""
+    return (x509.CertificateSigningRequestBuilder().subject_name(_name(device_id))
+            .sign(key, hashes.SHA256()))
+
+
+def sign_csr(ca_key: ec.EllipticCurvePrivateKey, ca_cert: x509.Certificate, csr: x509.CertificateSigningRequest,
+             device_id: str, days: int = DEVICE_CERT_DAYS) -> x509.Certificate:
+    """Sign a box's CSR after checking its self-signature and that it names ``device_id``."""
+    if not csr.is_signature_valid:
+        raise ValueError("CSR signature is invalid")
+    attrs = csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    if not attrs or attrs[0].value != device_id:
+        raise ValueError("CSR does not name the expected device id")
+    public = csr.public_key()
+    if not isinstance(public, ec.EllipticCurvePublicKey):
+        raise ValueError("CSR key must be P-256")
+    return issue_client_cert(ca_key, ca_cert, public, device_id, days)

@@ -64,8 +64,11 @@ def init_central(root: Path, port: int, db_url: str = "sqlite:central.db", host:
 
 
 def add_device(site: Site, store: SqlStore, device_id: str, clinic: str, box_dir: Path,
-               mqtt_extra: dict | None = None) -> Path:
-    """Make a box folder: key generated there, certificate from the site CA, registered; returns edge.toml."""
+               mqtt_extra: dict | None = None, register: bool = True) -> Path:
+    """Make a box folder: key generated there, certificate from the site CA, registered; returns edge.toml.
+
+    ``register=False`` leaves the device out of the registry (a certificate the central service never saw).
+    """
     if device_id in RESERVED_IDS:
         raise ValueError(f"{device_id!r} is reserved for the central service")
     box_dir.mkdir(parents=True, exist_ok=True)
@@ -78,7 +81,8 @@ def add_device(site: Site, store: SqlStore, device_id: str, clinic: str, box_dir
     cert = ca.issue_client_cert(ca_key, ca_cert, public, device_id)
     ca.write_cert(box_dir / "device.crt", cert)
     ca.write_cert(box_dir / "ca.crt", ca_cert)
-    store.register_device(device_id, clinic, cert.public_bytes(serialization.Encoding.PEM).decode())
+    if register:
+        store.register_device(device_id, clinic, cert.public_bytes(serialization.Encoding.PEM).decode())
     b = site.config.broker
     mqtt = {"host": b.host, "port": b.port, "ca": "ca.crt"}
     mqtt.update(mqtt_extra or {})

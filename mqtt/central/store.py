@@ -6,6 +6,7 @@ keyed by message id and unique per (device, boot, seq), so a redelivered message
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import sqlite3
@@ -191,6 +192,9 @@ class SqlStore:
                 else:
                     seen = self._exec("SELECT 1 FROM results WHERE msg_id = ?", (str(m.msg_id),)).fetchone()
                     outcomes.append(DUPLICATE if seen else SEQ_CONFLICT)
+                    if not seen:  # same (device, boot, seq) as a stored result, different message
+                        rejections = [*rejections, Rejection(SEQ_CONFLICT, f"evt/{m.kind}", len(res.envelope),
+                                                             m.device, hashlib.sha256(res.envelope).hexdigest())]
             self._track_sequences([r.message for r, o in zip(results, outcomes) if o == STORED], now)
             for rej in rejections:
                 self._exec("INSERT INTO rejections (at, reason, topic, size, device_id, sha256) VALUES (?, ?, ?, ?, ?, ?)",

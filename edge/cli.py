@@ -1,0 +1,101 @@
+"""``ehc-edge``: box daemons and technician tools."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from edge import config as edge_config
+from edge.core.configbase import ConfigError
+from edge.core.logs import setup_logging
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    cfg = edge_config.load(args.file)
+    if args.keys:
+        from edge.runtime import load_identity
+
+        load_identity(cfg)
+    print(f"{args.file}: ok")
+    return 0
+
+
+def cmd_uplink(args: argparse.Namespace) -> int:
+    from edge.daemons import run_uplink
+
+    cfg = edge_config.load(args.config)
+    setup_logging(cfg.logging.level, "ehc-uplink")
+    return run_uplink(cfg)
+
+
+def cmd_station(args: argparse.Namespace) -> int:
+    from edge.daemons import run_station
+
+    cfg = edge_config.load(args.config)
+    setup_logging(cfg.logging.level, "ehc-station")
+    return run_station(cfg)
+
+
+def cmd_outbox(args: argparse.Namespace) -> int:
+    from edge.runtime import open_outbox
+
+    cfg = edge_config.load(args.config)
+    box = open_outbox(cfg, None)
+    st = box.stats()
+    print(json.dumps({"depth": st.depth, "bytes": st.bytes, "fill": round(st.fill, 4),
+                      "oldest_age_s": st.oldest_age, "boot": st.boot}))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from edge.demo import run_demo
+
+    return run_demo(frames=args.frames, workdir=Path(args.dir) if args.dir else None, keep=args.keep)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="ehc-edge", description=__doc__)
+    p.add_argument("--log-level", default="WARNING")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    default = str(edge_config.DEFAULT_PATH)
+
+    s = sub.add_parser("check-config", help="validate an edge.toml; exit non-zero naming the bad key")
+    s.add_argument("file")
+    s.add_argument("--keys", action="store_true", help="also load the device key and certificate")
+    s.set_defaults(func=cmd_check_config)
+
+    s = sub.add_parser("uplink", help="run the uplink daemon (outbox -> MQTT)")
+    s.add_argument("--config", default=default)
+    s.set_defaults(func=cmd_uplink)
+
+    s = sub.add_parser("station", help="run the scanning station daemon")
+    s.add_argument("--config", default=default)
+    s.set_defaults(func=cmd_station)
+
+    s = sub.add_parser("outbox", help="outbox depth, size and oldest message age")
+    s.add_argument("--config", default=default)
+    s.set_defaults(func=cmd_outbox)
+
+    s = sub.add_parser("demo", help="a simulated clinic station end to end: broker, central, one box")
+    s.add_argument("--frames", type=int, default=120, help="camera frames to scan")
+    s.add_argument("--dir", default=None, help="keep the site in this folder (default: a temporary one)")
+    s.add_argument("--keep", action="store_true", help="do not delete the temporary folder")
+    s.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``ehc-edge``."""
+    args = build_parser().parse_args(argv)
+    setup_logging(args.log_level, "ehc-edge")
+    try:
+        return int(args.func(args) or 0)
+    except ConfigError as exc:
+        print(f"ehc-edge: invalid configuration:\n{exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

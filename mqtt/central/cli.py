@@ -1,0 +1,152 @@
+"""``ehc-central``: the central service (ingest, broker config, registry, results)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+
+from edge.core.configbase import ConfigError
+from edge.core.logs import setup_logging
+from mqtt.central import config as central_config
+from mqtt.central.broker import write_config
+from mqtt.central.store import open_store
+from provisioning import ca
+from provisioning.site import RESERVED_IDS
+
+
+def _store(args: argparse.Namespace):
+    return open_store(central_config.load(args.config).database_url)
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    central_config.load(args.file)
+    print(f"{args.file}: ok")
+    return 0
+
+
+def cmd_mosquitto_conf(args: argparse.Namespace) -> int:
+    cfg = central_config.load(args.config)
+    print(write_config(cfg))
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from mqtt.central.service import serve
+
+    return serve(Path(args.config), args.workers)
+
+
+def cmd_results(args: argparse.Namespace) -> int:
+    store = _store(args)
+    try:
+        for row in store.iter_results(args.since, args.limit, args.device):
+            sys.stdout.write(json.dumps(row, ensure_ascii=False) + "\n")
+    finally:
+        store.close()
+    return 0
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    store = _store(args)
+    print(json.dumps(store.counts(), indent=2))
+    store.close()
+    return 0
+
+
+def cmd_devices(args: argparse.Namespace) -> int:
+    store = _store(args)
+    for row in store.devices():
+        print(json.dumps(row))
+    store.close()
+    return 0
+
+
+def cmd_device_add(args: argparse.Namespace) -> int:
+    if args.id in RESERVED_IDS:
+        raise SystemExit(f"ehc-central: device id {args.id!r} is reserved")
+    cert = ca.load_cert(Path(args.cert))
+    if ca.common_name(cert) != args.id:
+        raise SystemExit(f"ehc-central: certificate CN {ca.common_name(cert)!r} is not {args.id!r}")
+    store = _store(args)
+    store.register_device(args.id, args.clinic, cert.public_bytes(serialization.Encoding.PEM).decode())
+    store.close()
+    print(f"registered {args.id} at {args.clinic}")
+    return 0
+
+
+def cmd_device_revoke(args: argparse.Namespace) -> int:
+    store = _store(args)
+    found = store.set_device_status(args.id, "revoked")
+    store.close()
+    if not found:
+        print(f"ehc-central: no device {args.id!r}", file=sys.stderr)
+        return 1
+    print(f"revoked {args.id}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="ehc-central", description=__doc__)
+    p.add_argument("--log-level", default="INFO")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    cfg_default = str(central_config.DEFAULT_PATH)
+
+    s = sub.add_parser("check-config", help="validate a central.toml")
+    s.add_argument("file")
+    s.set_defaults(func=cmd_check_config)
+
+    s = sub.add_parser("mosquitto-conf", help="write mosquitto.conf and the ACL from central.toml")
+    s.add_argument("--config", default=cfg_default)
+    s.set_defaults(func=cmd_mosquitto_conf)
+
+    s = sub.add_parser("serve", help="run the ingest workers")
+    s.add_argument("--config", default=cfg_default)
+    s.add_argument("--workers", type=int, default=None)
+    s.set_defaults(func=cmd_serve)
+
+    s = sub.add_parser("results", help="stored results as JSON lines")
+    s.add_argument("--config", default=cfg_default)
+    s.add_argument("--since", type=float, default=0.0, help="only results received after this epoch time")
+    s.add_argument("--device", default=None)
+    s.add_argument("--limit", type=int, default=None)
+    s.set_defaults(func=cmd_results)
+
+    s = sub.add_parser("stats", help="totals: results, rejections by reason, sequence gaps")
+    s.add_argument("--config", default=cfg_default)
+    s.set_defaults(func=cmd_stats)
+
+    s = sub.add_parser("devices", help="registered devices with presence and counts")
+    s.add_argument("--config", default=cfg_default)
+    s.set_defaults(func=cmd_devices)
+
+    dev = sub.add_parser("device", help="register or revoke a device").add_subparsers(dest="dcmd", required=True)
+    s = dev.add_parser("add")
+    s.add_argument("--config", default=cfg_default)
+    s.add_argument("--id", required=True)
+    s.add_argument("--clinic", required=True)
+    s.add_argument("--cert", required=True, help="the device certificate (PEM)")
+    s.set_defaults(func=cmd_device_add)
+    s = dev.add_parser("revoke")
+    s.add_argument("--config", default=cfg_default)
+    s.add_argument("--id", required=True)
+    s.set_defaults(func=cmd_device_revoke)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``ehc-central``."""
+    args = build_parser().parse_args(argv)
+    setup_logging(args.log_level, "ehc-central")
+    try:
+        return int(args.func(args) or 0)
+    except ConfigError as exc:
+        print(f"ehc-central: invalid configuration:\n{exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
