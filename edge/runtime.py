@@ -23,9 +23,9 @@ def load_identity(cfg: EdgeConfig) -> DeviceIdentity:
     return DeviceIdentity(cfg.device.id, cfg.device.clinic, key)
 
 
-def open_outbox(cfg: EdgeConfig, identity: DeviceIdentity | None) -> Outbox:
-    """The outbox at its configured path and bound."""
-    return Outbox(cfg.outbox_path, identity, cfg.outbox.max_bytes, cfg.outbox.alert_fraction)
+def open_outbox(cfg: EdgeConfig, identity: DeviceIdentity | None, durable: bool = True) -> Outbox:
+    """The outbox at its configured path and bound (``durable=False`` for the uplink's delete-only use)."""
+    return Outbox(cfg.outbox_path, identity, cfg.outbox.max_bytes, cfg.outbox.alert_fraction, durable=durable)
 
 
 def uplink_settings(cfg: EdgeConfig) -> UplinkSettings:
@@ -41,4 +41,4 @@ def uplink_settings(cfg: EdgeConfig) -> UplinkSettings:
 def build_uplink(cfg: EdgeConfig, capabilities: list[str] | None = None) -> Uplink:
     """Identity, outbox and uplink for the uplink daemon."""
     identity = load_identity(cfg)
-    return Uplink(uplink_settings(cfg), open_outbox(cfg, identity), identity, capabilities)
+    return Uplink(uplink_settings(cfg), open_outbox(cfg, identity, durable=False), identity, capabilities)

@@ -13,6 +13,7 @@ Everything else calls :func:`sign` and :func:`verify`.
 
 from __future__ import annotations
 
+import io
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -146,10 +147,13 @@ class Unverified:
 
 def parse(data: bytes) -> Unverified:
     """Split COSE_Sign1 bytes into their parts without trusting them."""
+    fp = io.BytesIO(data)
     try:
-        obj = cbor2.loads(data, max_depth=MAX_CBOR_DEPTH)
+        obj = cbor2.CBORDecoder(fp, max_depth=MAX_CBOR_DEPTH).decode()
     except Exception as exc:  # cbor2 raises several types on garbage
         raise MalformedEnvelope(f"not CBOR: {type(exc).__name__}") from None
+    if fp.tell() != len(data):
+        raise MalformedEnvelope("bytes follow the COSE_Sign1 structure")
     if isinstance(obj, cbor2.CBORTag):
         if obj.tag != COSE_SIGN1_TAG:
             raise MalformedEnvelope(f"unexpected CBOR tag {obj.tag}")
@@ -198,7 +202,7 @@ def decode_message(payload: bytes) -> Message:
         raise MalformedMessage("payload is not CBOR") from None
     if not isinstance(m, dict) or set(m) != _MESSAGE_KEYS:
         raise MalformedMessage("payload keys differ from the message format")
-    if m["v"] != FORMAT_VERSION:
+    if type(m["v"]) is not int or m["v"] != FORMAT_VERSION:
         raise MalformedMessage(f"unsupported message version {m['v']!r}")
     ints = ("boot", "seq", "ts")
     if not all(type(m[k]) is int and 0 <= m[k] < 2**63 for k in ints):

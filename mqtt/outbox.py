@@ -78,12 +78,12 @@ class OutboxStats:
         return self.bytes / self.max_bytes
 
 
-def connect(path: Path) -> sqlite3.Connection:
-    """Open the outbox database in WAL mode with full fsync on commit."""
+def connect(path: Path, synchronous: str = "FULL") -> sqlite3.Connection:
+    """Open the outbox database in WAL mode; ``FULL`` fsyncs every commit (what the writer needs)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     conn = sqlite3.connect(path, isolation_level=None, timeout=10.0, check_same_thread=False)
     conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute(f"PRAGMA synchronous={'FULL' if synchronous == 'FULL' else 'NORMAL'}")
     conn.execute("PRAGMA busy_timeout=10000")
     conn.executescript(SCHEMA)
     return conn
@@ -98,12 +98,14 @@ class Outbox:
     """
 
     def __init__(self, path: Path, identity: DeviceIdentity | None = None,
-                 max_bytes: int = 256 * 1024 * 1024, alert_fraction: float = 0.8) -> None:
+                 max_bytes: int = 256 * 1024 * 1024, alert_fraction: float = 0.8, *, durable: bool = True) -> None:
         self.path = Path(path)
         self.identity = identity
         self.max_bytes = max_bytes
         self.alert_fraction = alert_fraction
-        self._conn = connect(self.path)
+        # A writer must fsync before it reports success. The uplink only deletes delivered rows: a delete
+        # lost to power failure just causes a resend that the central store deduplicates.
+        self._conn = connect(self.path, "FULL" if durable else "NORMAL")
         self._alerted = False
 
     def close(self) -> None:

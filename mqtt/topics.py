@@ -6,6 +6,7 @@
 ``ehc/v1/<clinic>/<device>/health``       periodic signed health report
 ``ehc/v1/<clinic>/<device>/ack``          central receipts of stored results
 ``ehc/v1/<clinic>/<device>/cmd/<name>``   commands (MQTT v5 response topic + correlation data)
+``ehc/v1/central/status``                 retained ingest session epoch (boxes resend when it changes)
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import re
 from dataclasses import dataclass
 
 PREFIX = "ehc/v1"
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
 CHANNELS = frozenset({"evt", "status", "state", "health", "ack", "cmd", "res"})
 
 
@@ -78,6 +79,8 @@ def parse(topic: str) -> Topic:
         raise TopicError(f"{channel} topic takes no name")
     return Topic(clinic, device, channel)
 
+
+CENTRAL_STATUS = f"{PREFIX}/central/status"
 
 # Subscription filters used by the central ingest (shared group) and by a device.
 INGEST_SHARE_GROUP = "ehc-ingest"

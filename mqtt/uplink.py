@@ -31,6 +31,7 @@ logger = logging.getLogger(__name__)
 
 SOFTWARE_VERSION = "0.1.0"
 MAX_RESEND_FACTOR = 8
+SESSION_LOST_GRACE = 1.0  # seconds for the central ingest to resubscribe after a broker restart
 
 
 @dataclass
@@ -89,6 +90,10 @@ class Uplink:
         self._heartbeat = time.monotonic()
         self._thread: threading.Thread | None = None
         self._birth_due = threading.Event()
+        self._session_lost = threading.Event()
+        self._resend_now = threading.Event()
+        self._central_epoch: bytes | None = None
+        self._next_resend_scan = 0.0
         base = topics.device_topic(identity.clinic, identity.device, "status")
         self.status_topic = base
         self.ack_topic = topics.device_topic(identity.clinic, identity.device, "ack")
@@ -100,7 +105,9 @@ class Uplink:
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
         jitter = random.uniform(0.8, 1.2)
-        self.client.reconnect_delay_set(max(1, int(settings.reconnect_min * jitter)), int(settings.reconnect_max))
+        # paho doubles the delay per failed attempt up to the maximum; the per-box jitter on the first
+        # delay keeps a clinic's boxes from reconnecting in lockstep after a broker restart.
+        self.client.reconnect_delay_set(settings.reconnect_min * jitter, settings.reconnect_max)  # type: ignore[arg-type]
         self.on_command: Callable[[str, bytes, Any], None] | None = None
 
     # -- network thread ------------------------------------------------------------------------------
@@ -108,9 +115,11 @@ class Uplink:
         if reason.is_failure:
             logger.error("broker refused connection: %s", reason)
             return
-        client.subscribe([(self.ack_topic, 1), (self.command_filter, 1)])
+        client.subscribe([(self.ack_topic, 1), (self.command_filter, 1), (topics.CENTRAL_STATUS, 1)])
         client.publish(self.status_topic, b"online", qos=1, retain=True)
         self._birth_due.set()
+        if not flags.session_present:
+            self._session_lost.set()
         self.connected.set()
         logger.info("connected to broker (session present: %s)", flags.session_present)
 
@@ -129,8 +138,20 @@ class Uplink:
                 logger.warning("ignoring malformed receipt")
                 return
             self.receipts.put(ids)
+        elif msg.topic == topics.CENTRAL_STATUS:
+            self._on_central_status(bytes(msg.payload))
         elif self.on_command is not None:
             self.on_command(msg.topic.rsplit("/", 1)[-1], bytes(msg.payload), msg.properties)
+
+    def _on_central_status(self, payload: bytes) -> None:
+        try:
+            epoch = cbor2.loads(payload)["epoch"]
+        except Exception:
+            logger.warning("ignoring malformed central status")
+            return
+        if self._central_epoch is not None and epoch != self._central_epoch:
+            self._resend_now.set()
+        self._central_epoch = epoch
 
     # -- uplink thread -------------------------------------------------------------------------------
     def _apply_receipts(self) -> int:
@@ -167,8 +188,22 @@ class Uplink:
             self._cursor = row.row_id
         return len(rows)
 
+    def _expire_inflight(self, grace: float) -> None:
+        """Something upstream lost state (the broker our session, or the ingest its session): resend
+        everything unreceipted after ``grace`` seconds instead of waiting out the receipt timeout."""
+        due = time.monotonic() - self.s.receipt_timeout + grace
+        for flight in self.inflight.values():
+            flight.sent = min(flight.sent, due)
+            flight.attempts = 1
+        self._next_resend_scan = 0.0
+        if self.inflight:
+            logger.info("upstream session lost; %d unreceipted results will be resent", len(self.inflight))
+
     def _resend_overdue(self) -> int:
         now = time.monotonic()
+        if now < self._next_resend_scan:
+            return 0
+        self._next_resend_scan = now + min(0.5, self.s.receipt_timeout / 4)
         overdue = [(k, f) for k, f in self.inflight.items()
                    if now - f.sent > self.s.receipt_timeout * min(2 ** (f.attempts - 1), MAX_RESEND_FACTOR)]
         if not overdue:
@@ -211,6 +246,12 @@ class Uplink:
         work = self._apply_receipts()
         if not self.connected.is_set():
             return work
+        if self._session_lost.is_set():
+            self._session_lost.clear()
+            self._expire_inflight(SESSION_LOST_GRACE)
+        if self._resend_now.is_set():
+            self._resend_now.clear()
+            self._expire_inflight(0.0)
         if self._birth_due.is_set():
             self._birth_due.clear()
             topic, data = self._sign_presence("state", self.birth_body())

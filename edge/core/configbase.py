@@ -68,7 +68,7 @@ def resolve_path(value: str | os.PathLike[str], base: Path | None = None) -> Pat
         name = text[len(CREDENTIAL_PREFIX):]
         if not cred_dir:
             raise ConfigError(f"{text}: $CREDENTIALS_DIRECTORY is not set (run under systemd LoadCredential=)")
-        if "/" in name or not name:
+        if "/" in name or name in ("", ".", ".."):
             raise ConfigError(f"{text}: credential name must be a plain file name")
         return Path(cred_dir) / name
     path = Path(text).expanduser()

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from mqtt.central.config import CentralConfig
-from mqtt.topics import PREFIX
+from mqtt.topics import CENTRAL_STATUS, PREFIX
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +31,7 @@ def acl_text(ingest_user: str) -> str:
         f"topic read {PREFIX}/#",
         f"topic write {PREFIX}/+/+/ack",
         f"topic write {PREFIX}/+/+/cmd/+",
+        f"topic write {CENTRAL_STATUS}",
         "",
         "# Every device, by the CN of its certificate.",
         f"pattern write {PREFIX}/+/%u/evt/+",
@@ -40,6 +41,7 @@ def acl_text(ingest_user: str) -> str:
         f"pattern write {PREFIX}/+/%u/res/+",
         f"pattern read {PREFIX}/+/%u/ack",
         f"pattern read {PREFIX}/+/%u/cmd/+",
+        f"pattern read {CENTRAL_STATUS}",
         "",
     ])
 

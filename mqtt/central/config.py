@@ -86,7 +86,7 @@ class CentralConfig(StrictModel):
         """Database URL with a relative SQLite path resolved against the config folder."""
         url = self.database.url
         if url.startswith("sqlite:") and not url.startswith("sqlite:///"):
-            return "sqlite:///" + str(self.path(url[len("sqlite:"):]))
+            return "sqlite://" + str(self.path(url[len("sqlite:"):]).resolve())
         return url
 
 

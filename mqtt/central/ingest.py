@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import queue
 import threading
 import time
@@ -31,6 +32,7 @@ logger = logging.getLogger(__name__)
 
 PRESENCE_VALUES = frozenset({"online", "offline"})
 UNKNOWN_DEVICE_TTL = 5.0
+KNOWN_DEVICE_TTL = 60.0  # revocation and re-enrollment (done by another process) take effect within this
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +76,7 @@ class Verifier:
     def _key(self, device_id: str) -> _Key | None:
         hit = self._keys.get(device_id)
         now = time.monotonic()
-        if hit and (hit[0].public_key is not None or now - hit[1] < UNKNOWN_DEVICE_TTL):
+        if hit and now - hit[1] < (KNOWN_DEVICE_TTL if hit[0].public_key is not None else UNKNOWN_DEVICE_TTL):
             return hit[0] if hit[0].status != "unknown" else None
         rec = self.store.get_device(device_id)
         if rec is None:
@@ -118,6 +120,11 @@ class Verifier:
         return t, msg
 
 
+def central_status_payload() -> bytes:
+    """Retained CBOR ``{"online": true, "epoch": bstr(8)}``; a new epoch asks boxes to resend."""
+    return cbor2.dumps({"online": True, "epoch": os.urandom(8)})
+
+
 def receipt_payload(msg_ids: list[bytes]) -> bytes:
     """CBOR receipt: ``{"ids": [bstr(16), ...]}``."""
     return cbor2.dumps({"ids": msg_ids})
@@ -141,7 +148,7 @@ class Ingest:
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
-        self.client.reconnect_delay_set(1, 30)
+        self.client.reconnect_delay_set(0.25, 10)  # type: ignore[arg-type]  # paho accepts float delays
 
     # -- MQTT callbacks (network thread) ---------------------------------------------------------------
     def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
@@ -149,6 +156,10 @@ class Ingest:
             logger.error("ingest connect refused: %s", reason)
             return
         client.subscribe([(f, 1) for f in topics.ingest_filters(self.cfg.ingest.share_group)])
+        if not flags.session_present:
+            # A new session may have missed what the broker accepted meanwhile: announce a new epoch so
+            # that boxes resend everything not yet receipted (the broker handles SUBSCRIBE first).
+            client.publish(topics.CENTRAL_STATUS, central_status_payload(), qos=1, retain=True)
         self.connected.set()
         logger.info("ingest connected (session present: %s)", flags.session_present)
 
@@ -207,9 +218,10 @@ class Ingest:
         counts["presence"] += len(presence)
         receipts: dict[tuple[str, str], list[bytes]] = {}
         for res, outcome in zip(results, outcomes):
-            if outcome == SEQ_CONFLICT:
+            if outcome == SEQ_CONFLICT:  # not stored: a receipt would make the box delete it
                 logger.warning("device %s: sequence conflict at boot %d seq %d", res.message.device,
                                res.message.boot, res.message.seq)
+                continue
             receipts.setdefault((res.clinic, res.message.device), []).append(res.message.msg_id.bytes)
         for item in batch:
             if item.qos > 0:

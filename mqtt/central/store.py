@@ -146,7 +146,8 @@ class SqlStore:
     def devices(self) -> list[dict[str, Any]]:
         """All devices with presence, last seen and sequence bookkeeping."""
         rows = self._exec("""SELECT d.device_id, d.clinic, d.status, d.presence, d.last_seen,
-                                    COALESCE(SUM(b.received), 0), COALESCE(SUM(b.max_seq - b.received), 0)
+                                    CAST(COALESCE(SUM(b.received), 0) AS BIGINT),
+                                    CAST(COALESCE(SUM(b.max_seq - b.received), 0) AS BIGINT)
                              FROM devices d LEFT JOIN device_boots b ON b.device_id = d.device_id
                              GROUP BY d.device_id, d.clinic, d.status, d.presence, d.last_seen
                              ORDER BY d.device_id""").fetchall()
