@@ -59,8 +59,15 @@ class OutboxSection(StrictModel):
 class StationSection(StrictModel):
     """Scanning station settings."""
 
-    camera: str = Field("sim", description="Frame source: 'sim', a V4L2 device, or an image folder")
-    scan_interval: float = Field(0.0, ge=0, description="Pause between frames in seconds (0 = as fast as frames come)")
+    camera: str = Field("sim", description="'sim' (generated health-card codes), 'picamera2', a V4L2 device "
+                                           "such as /dev/video0, or an image file or folder")
+    width: int = Field(1280, ge=160, le=4096, description="Capture width in pixels")
+    height: int = Field(720, ge=120, le=3072, description="Capture height in pixels")
+    fps: float = Field(15.0, gt=0, le=120, description="Frame rate asked of the camera (and of the simulator)")
+    dedupe_window: float = Field(3.0, ge=0, le=60, description="Seconds a re-read of the same code is one scan")
+    decode_fallback: str = Field("on_candidate", pattern=r"^(always|on_candidate|never)$",
+                                 description="When zbar backs up zxing-cpp: always, on_candidate (a QR was "
+                                             "located but not read) or never")
 
 
 class LoggingSection(StrictModel):

@@ -167,6 +167,7 @@ class Station:
         self.clock = clock
         self._stats = StationStats()
         self._last_seen: dict[bytes, float] = {}
+        self.heartbeat = time.monotonic()
 
     @property
     def stats(self) -> StationStats:
@@ -187,6 +188,7 @@ class Station:
         self.source.open()
         try:
             while (stop is None or not stop.is_set()) and (max_frames is None or done < max_frames):
+                self.heartbeat = time.monotonic()
                 frame = self.source.read()
                 if frame is None:
                     if self.source.finished:

@@ -31,6 +31,7 @@ logger = logging.getLogger(__name__)
 
 SOFTWARE_VERSION = "0.1.0"
 MAX_RESEND_FACTOR = 8
+IDLE_POLL = 0.5
 SESSION_LOST_GRACE = 1.0  # seconds for the central ingest to resubscribe after a broker restart
 
 
@@ -85,6 +86,7 @@ class Uplink:
         self._cursor = 0
         self._dv = -1
         self._more = True
+        self._polled = 0.0
         self._next_health = 0.0
         self._started = time.time()
         self._heartbeat = time.monotonic()
@@ -174,12 +176,14 @@ class Uplink:
         if space <= 0:
             return 0
         dv = self.outbox.data_version()
-        if not self._more and dv == self._dv:
+        now = time.monotonic()
+        # data_version only moves for commits of other connections (the station daemon); poll anyway
+        # every IDLE_POLL seconds for writers sharing our connection.
+        if not self._more and dv == self._dv and now - self._polled < IDLE_POLL:
             return 0
-        self._dv = dv
+        self._dv, self._polled = dv, now
         rows = self.outbox.pending(self._cursor, space)
         self._more = len(rows) == space
-        now = time.monotonic()
         for row in rows:
             if row.msg_id in self.inflight:
                 continue

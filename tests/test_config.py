@@ -40,7 +40,7 @@ alert_fraction = 0.75
 
 [station]
 camera = "sim"
-scan_interval = 0.1
+fps = 10.0
 
 [logging]
 level = "DEBUG"
@@ -93,7 +93,7 @@ def test_valid_edge_config_loads(tmp_path):
     assert cfg.mqtt.host == "central.example" and cfg.mqtt.port == 8883
     assert cfg.mqtt.receipt_timeout == 12.5
     assert cfg.outbox.max_bytes == 2 * 1024 * 1024 and cfg.outbox.alert_fraction == 0.75
-    assert cfg.station.scan_interval == 0.1
+    assert cfg.station.fps == 10.0
     assert cfg.logging.level == "DEBUG"
     # Relative paths are taken from the file's folder.
     assert cfg.path(cfg.device.key) == tmp_path / "device.key"
@@ -195,7 +195,7 @@ def test_every_error_is_reported_not_just_the_first(tmp_path):
     ('id = "box-0001"', 'id = "box/0001"', "device.id"),
     ('id = "box-0001"', 'id = "box-0001\\n"', "device.id"),
     ('clinic = "clinic-a"', 'clinic = "+"', "device.clinic"),
-    ('scan_interval = 0.1', 'scan_interval = -0.1', "station.scan_interval"),
+    ("fps = 10.0", "fps = -1.0", "station.fps"),
 ])
 def test_edge_bad_value_names_the_key(tmp_path, old, new, key):
     with pytest.raises(ConfigError) as info:
@@ -382,3 +382,14 @@ def test_ehc_central_check_config_bad_file(tmp_path):
     assert proc.returncode == 2
     assert "ingest.batchsize: unknown key" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_types_are_not_coerced(tmp_path):
+    """TOML has real types: a quoted port or a boolean where a number belongs is a mistake to report."""
+    for bad, key in (('port = "8883"', "mqtt.port"), ("port = true", "mqtt.port"),
+                     ('keepalive = 30.5', "mqtt.keepalive")):
+        path = tmp_path / "edge.toml"
+        path.write_text('[device]\nid = "box-1"\nclinic = "c"\nkey = "k"\ncert = "c"\n'
+                        f'[mqtt]\nhost = "h"\nca = "ca.crt"\n{bad}\n')
+        with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+            edge_config.load(path)

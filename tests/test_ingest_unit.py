@@ -355,21 +355,26 @@ def test_redelivered_batch_is_stored_once_and_receipted_again(ingest, store, box
     assert ingest.counters == {"stored": 4, "duplicate": 4, "presence": 0}
 
 
-def test_receipt_holds_stored_and_duplicate_but_not_conflicting_results(ingest, store, boxes):
+def test_receipt_names_stored_duplicate_and_quarantined_results(ingest, store, boxes):
     a, _ = boxes
     first = a.message(seq=1)
     ingest.process([Inbound(1, 1, a.topic(), a.signed(first))])
     ingest.client.calls.clear()
-    clash = a.message(seq=1, body={"different": True})  # same (boot, seq), other message: not stored
+    clash = a.message(seq=1, body={"different": True})  # same (boot, seq), other message: quarantined
     fresh = a.message(seq=2)
-    items = [Inbound(2, 1, a.topic(), a.signed(first)), Inbound(3, 1, a.topic(), a.signed(clash)),
+    clash_bytes = a.signed(clash)
+    items = [Inbound(2, 1, a.topic(), a.signed(first)), Inbound(3, 1, a.topic(), clash_bytes),
              Inbound(4, 1, a.topic(), a.signed(fresh))]
     counts = ingest.process(items)
     assert (counts["duplicate"], counts["seq_conflict"], counts["stored"]) == (1, 1, 1)
     assert sorted(ingest.client.acked) == [2, 3, 4]
-    # The box deletes what a receipt names: only results the store really holds may be named.
-    assert ingest.client.receipts == {ack_topic(a): [first.msg_id.bytes, fresh.msg_id.bytes]}
+    # The box deletes what a receipt names: only results the store really holds may be named. The
+    # conflicting one is not a result, but its whole envelope is committed to quarantine.
+    assert ingest.client.receipts == {ack_topic(a): [first.msg_id.bytes, clash.msg_id.bytes, fresh.msg_id.bytes]}
     assert str(clash.msg_id) not in committed_ids(store)
+    held = store._exec("SELECT msg_id, envelope FROM quarantine").fetchall()
+    store._end_read()
+    assert [(r[0], bytes(r[1])) for r in held] == [(str(clash.msg_id), clash_bytes)]
 
 
 def test_rejected_only_batch_acks_without_receipts(ingest, store, boxes):

@@ -118,6 +118,7 @@ def test_outcomes_stored_duplicate_conflict(db):
     counts = db.counts()
     assert counts["results"] == 3
     assert counts["rejections"] == {SEQ_CONFLICT: 1}
+    assert counts["quarantined"] == 1
     # The first message with that (boot, seq) is the one kept.
     kept = [r for r in db.iter_results() if r["seq"] == 1]
     assert [r["msg_id"] for r in kept] == [str(a.message.msg_id)]

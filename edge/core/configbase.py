@@ -21,7 +21,7 @@ class ConfigError(ValueError):
 class StrictModel(BaseModel):
     """Base for all configuration sections: unknown keys are rejected, values are immutable."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 def format_validation_error(source: str, exc: ValidationError) -> str:

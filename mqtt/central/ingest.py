@@ -218,10 +218,9 @@ class Ingest:
         counts["presence"] += len(presence)
         receipts: dict[tuple[str, str], list[bytes]] = {}
         for res, outcome in zip(results, outcomes):
-            if outcome == SEQ_CONFLICT:  # not stored: a receipt would make the box delete it
-                logger.warning("device %s: sequence conflict at boot %d seq %d", res.message.device,
+            if outcome == SEQ_CONFLICT:  # committed to quarantine: the receipt lets the box drop it
+                logger.warning("device %s: sequence conflict at boot %d seq %d; quarantined", res.message.device,
                                res.message.boot, res.message.seq)
-                continue
             receipts.setdefault((res.clinic, res.message.device), []).append(res.message.msg_id.bytes)
         for item in batch:
             if item.qos > 0:

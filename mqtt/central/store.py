@@ -74,6 +74,9 @@ def _schema(blob: str, real: str, serial: str) -> list[str]:
         f"""CREATE TABLE IF NOT EXISTS sequence_gaps (
             id {serial}, device_id TEXT NOT NULL, boot_id BIGINT NOT NULL,
             first_missing BIGINT NOT NULL, last_missing BIGINT NOT NULL, detected_at {real} NOT NULL)""",
+        f"""CREATE TABLE IF NOT EXISTS quarantine (
+            msg_id TEXT PRIMARY KEY, device_id TEXT NOT NULL, boot_id BIGINT NOT NULL, seq BIGINT NOT NULL,
+            kind TEXT NOT NULL, envelope {blob} NOT NULL, received_at {real} NOT NULL)""",
         f"""CREATE TABLE IF NOT EXISTS rejections (
             id {serial}, at {real} NOT NULL, reason TEXT NOT NULL, topic TEXT NOT NULL,
             size BIGINT NOT NULL, device_id TEXT, sha256 TEXT NOT NULL)""",
@@ -174,7 +177,10 @@ class SqlStore:
 
     # -- results -------------------------------------------------------------------------------------
     def store_results(self, results: list[VerifiedResult], rejections: list[Rejection] = ()) -> list[str]:
-        """Store a batch in one transaction; returns stored / duplicate / seq_conflict per result."""
+        """Store a batch in one transaction; returns stored / duplicate / seq_conflict per result.
+
+        A ``seq_conflict`` result is kept whole in the quarantine table (and counted as a rejection).
+        """
         now = time.time()
         outcomes: list[str] = []
         try:
@@ -193,7 +199,12 @@ class SqlStore:
                 else:
                     seen = self._exec("SELECT 1 FROM results WHERE msg_id = ?", (str(m.msg_id),)).fetchone()
                     outcomes.append(DUPLICATE if seen else SEQ_CONFLICT)
-                    if not seen:  # same (device, boot, seq) as a stored result, different message
+                    if not seen:
+                        # Validly signed, but its (device, boot, seq) is taken by another result: keep the
+                        # whole envelope aside for a technician, so the box may drop it without a loss.
+                        self._exec("""INSERT INTO quarantine (msg_id, device_id, boot_id, seq, kind, envelope,
+                                      received_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING""",
+                                   (str(m.msg_id), m.device, m.boot, m.seq, m.kind, self._blob(res.envelope), now))
                         rejections = [*rejections, Rejection(SEQ_CONFLICT, f"evt/{m.kind}", len(res.envelope),
                                                              m.device, hashlib.sha256(res.envelope).hexdigest())]
             self._track_sequences([r.message for r, o in zip(results, outcomes) if o == STORED], now)
@@ -254,8 +265,12 @@ class SqlStore:
         total = self._exec("SELECT count(*) FROM results").fetchone()[0]
         rej = dict(self._exec("SELECT reason, count(*) FROM rejections GROUP BY reason").fetchall())
         gaps = self._exec("SELECT count(*) FROM sequence_gaps").fetchone()[0]
+        held = self._exec("SELECT count(*) FROM quarantine").fetchone()[0]
         self._end_read()
-        return {"results": total, "rejections": rej, "gaps": gaps}
+        out: dict[str, Any] = {"results": total, "rejections": rej, "gaps": gaps}
+        if held:
+            out["quarantined"] = held
+        return out
 
     def envelope(self, msg_id: str) -> tuple[str, bytes] | None:
         """Topic-free audit copy: (device id, original COSE bytes) of a stored result."""

@@ -1,0 +1,48 @@
+"""Pick the station's frame source from ``[station]`` in edge.toml."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+from drivers.camera import FileFrameSource, FrameSource, LatestFrameGrabber, OpenCVFrameSource, Picamera2FrameSource
+from drivers.sim_camera import SimulatedQrCamera, generate_health_card_token
+from edge.config import StationSection
+from edge.qrscan import DecodeOptions, Fallback
+
+
+FOREIGN_CODES = ("https://example.org/not-a-health-card", "E1D10AAC:1", "HC1:NCFOXN%TS3DH3ZSUZK+.V0ETD%65NL-AH")
+
+
+def simulated_queue(people: int, seed: int = 1, odd_every: int = 0, **camera: object) -> SimulatedQrCamera:
+    """A simulated desk: ``people`` persons each hold up a generated health-card code for 3 frames.
+
+    With ``odd_every`` = n, every n-th person shows something else (a web link, a broken token, a
+    certificate of a kind not accepted here), which must come out red.
+    """
+    rng = random.Random(seed)
+    tokens = [FOREIGN_CODES[(i // odd_every) % len(FOREIGN_CODES)] if odd_every and i % odd_every == odd_every - 1
+              else generate_health_card_token(rng) for i in range(people)]
+    options = {"frames_per_code": 3, "blank_frames": 1, "size": (180.0, 300.0), "angle": (-25.0, 25.0),
+               "blur": (0.0, 1.2), "noise": (0.0, 6.0), "glare": (0.0, 0.3), "jitter": 0.2, "seed": seed}
+    options.update(camera)
+    return SimulatedQrCamera(tokens, **options)  # type: ignore[arg-type]
+
+
+def frame_source(station: StationSection) -> FrameSource:
+    """The configured camera; live cameras come wrapped in a :class:`LatestFrameGrabber`."""
+    cam = station.camera
+    if cam == "sim":
+        return simulated_queue(10_000, width=640, height=480, fps=station.fps, loop=True)
+    if cam == "picamera2":
+        return LatestFrameGrabber(Picamera2FrameSource(width=station.width, height=station.height, fps=station.fps))
+    if cam.startswith("/dev/video") or cam.isdigit():
+        device: int | str = int(cam) if cam.isdigit() else cam
+        return LatestFrameGrabber(OpenCVFrameSource(device, width=station.width, height=station.height,
+                                                    fps=station.fps))
+    return FileFrameSource(Path(cam), fps=station.fps)
+
+
+def decode_options(station: StationSection) -> DecodeOptions:
+    """Decoder settings from the station section."""
+    return DecodeOptions(fallback=Fallback(station.decode_fallback))
