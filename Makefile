@@ -16,8 +16,8 @@ install-test:
 demo: install
 	$(VENV)/bin/ehc-edge demo
 
-test: install-test
-	$(PYTHON) -m pytest -q $(PYTEST_ARGS)
+test:
+	bash scripts/test.sh $(PYTEST_ARGS)
 
 bench: install-test
 	$(PYTHON) bench/uplink.py

@@ -105,6 +105,32 @@ def inject_forged(site, box_dir: Path, device: str, clinic: str, count: int, don
     done.set()
 
 
+class _DropDatabase:
+    """Cleanup hook (run with the brokers' kill) dropping the scratch PostgreSQL database."""
+
+    def __init__(self, admin_url: str, name: str) -> None:
+        self.admin_url, self.name = admin_url, name
+
+    def kill(self) -> None:
+        import psycopg
+
+        with psycopg.connect(self.admin_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+
+
+def scratch_database(admin_url: str, cleanups: list) -> str:
+    """Create an empty database for this run on the server of ``admin_url``; dropped at the end."""
+    import uuid
+
+    import psycopg
+
+    name = f"ehc_bench_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    cleanups.append(_DropDatabase(admin_url, name))
+    return f"{admin_url.rsplit('/', 1)[0]}/{name}"
+
+
 def cpu_seconds(pid: int) -> float:
     """User+system CPU seconds of a live process and its reaped children (from /proc)."""
     try:
@@ -140,7 +166,8 @@ def main() -> int:
     p.add_argument("--workers", type=int, default=2, help="ingest worker processes")
     p.add_argument("--batch", type=int, default=50, help="results committed per outbox transaction")
     p.add_argument("--forged", type=int, default=100)
-    p.add_argument("--database", default="sqlite", help="'sqlite' or a postgresql:// URL")
+    p.add_argument("--database", default="sqlite",
+                   help="'sqlite', or a postgresql:// URL of a server where a scratch database is made and dropped")
     p.add_argument("--no-chaos", action="store_true", help="skip broker and uplink kills")
     p.add_argument("--timeout", type=float, default=600)
     p.add_argument("--keep", action="store_true", help="keep the working folder")
@@ -152,12 +179,10 @@ def main() -> int:
 
     work = Path(tempfile.mkdtemp(prefix="ehc-bench-"))
     procs: list[subprocess.Popen] = []
-    brokers: list[BrokerProcess] = []
+    brokers: list = []  # broker processes and other cleanups, each with kill()
     try:
         return run(args, work, procs, brokers)
     finally:
-        for broker in brokers:
-            broker.kill()
         for proc in procs:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
@@ -166,6 +191,8 @@ def main() -> int:
                 proc.wait(15)
             except subprocess.TimeoutExpired:
                 proc.kill()
+        for broker in brokers:
+            broker.kill()
         if not args.keep:
             import shutil
             shutil.rmtree(work, ignore_errors=True)
@@ -173,9 +200,9 @@ def main() -> int:
             print(f"working folder kept: {work}")
 
 
-def run(args: argparse.Namespace, work: Path, procs: list[subprocess.Popen], brokers: list[BrokerProcess]) -> int:
+def run(args: argparse.Namespace, work: Path, procs: list[subprocess.Popen], brokers: list) -> int:
     raw_rate, envelope_rate = verify_rate()
-    db_url = "sqlite:central.db" if args.database == "sqlite" else args.database
+    db_url = "sqlite:central.db" if args.database == "sqlite" else scratch_database(args.database, brokers)
     site = init_central(work / "central", free_port(), db_url=db_url, workers=args.workers,
                         extra={"logging": {"level": "WARNING"}})
     store = open_store(site.config.database_url)

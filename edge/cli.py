@@ -17,7 +17,10 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     if args.keys:
         from edge.runtime import load_identity
 
-        load_identity(cfg)
+        try:
+            load_identity(cfg)
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"{args.file}: device key/certificate: {exc}") from None
     print(f"{args.file}: ok")
     return 0
 
@@ -26,7 +29,7 @@ def cmd_uplink(args: argparse.Namespace) -> int:
     from edge.daemons import run_uplink
 
     cfg = edge_config.load(args.config)
-    setup_logging(cfg.logging.level, "ehc-uplink")
+    setup_logging(args.log_level or cfg.logging.level, "ehc-uplink")
     return run_uplink(cfg)
 
 
@@ -34,7 +37,7 @@ def cmd_station(args: argparse.Namespace) -> int:
     from edge.daemons import run_station
 
     cfg = edge_config.load(args.config)
-    setup_logging(cfg.logging.level, "ehc-station")
+    setup_logging(args.log_level or cfg.logging.level, "ehc-station")
     return run_station(cfg)
 
 
@@ -57,7 +60,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ehc-edge", description=__doc__)
-    p.add_argument("--log-level", default="WARNING")
+    p.add_argument("--log-level", default=None, help="override the configured level (default: WARNING for tools)")
     sub = p.add_subparsers(dest="cmd", required=True)
     default = str(edge_config.DEFAULT_PATH)
 
@@ -89,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``ehc-edge``."""
     args = build_parser().parse_args(argv)
-    setup_logging(args.log_level, "ehc-edge")
+    setup_logging(args.log_level or "WARNING", "ehc-edge")
     try:
         return int(args.func(args) or 0)
     except ConfigError as exc:

@@ -44,7 +44,12 @@ def run_uplink(cfg: EdgeConfig) -> int:
 
 
 def run_station(cfg: EdgeConfig) -> int:
-    """Scan with the configured camera until SIGTERM; ready once keys, outbox and camera are open."""
+    """Scan with the configured camera until SIGTERM.
+
+    Ready once keys and outbox are open; the camera is opened by the station thread, and a live camera
+    reopens itself with backoff, so a missing camera shows in STATUS and the health report, not as a
+    failed start.
+    """
     from edge.sources import decode_options, frame_source
     from edge.station import Station
 

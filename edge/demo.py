@@ -2,8 +2,8 @@
 
 A local Mosquitto with TLS and the ACL, the central ingest on SQLite, one box with a key made for it,
 a simulated camera filming a queue of people holding up health-card QR codes, the station signing every
-scan into its outbox, the uplink delivering, the central service verifying and storing. Then one forged
-message is sent with the box's TLS identity to show that a stolen connection cannot forge a result.
+scan into its outbox, the uplink delivering, the central service verifying and storing. Then one result
+signed with a key other than the box's is published on the box's own topic, and is refused.
 """
 
 from __future__ import annotations

@@ -30,7 +30,7 @@ CREATE TABLE IF NOT EXISTS outbox (
     payload BLOB NOT NULL,
     created REAL NOT NULL
 );
-INSERT OR IGNORE INTO meta (k, v) VALUES ('boot', 0), ('seq', 0), ('bytes', 0);
+INSERT OR IGNORE INTO meta (k, v) VALUES ('seq', 0), ('bytes', 0), ('started', 0);
 """
 ROW_OVERHEAD = 128  # bytes of SQLite bookkeeping counted per row towards the bound
 
@@ -86,6 +86,9 @@ def connect(path: Path, synchronous: str = "FULL") -> sqlite3.Connection:
     conn.execute(f"PRAGMA synchronous={'FULL' if synchronous == 'FULL' else 'NORMAL'}")
     conn.execute("PRAGMA busy_timeout=10000")
     conn.executescript(SCHEMA)
+    # The boot counter of a new outbox starts at the clock's seconds, so that a box whose storage was
+    # wiped or replaced never reuses a (boot, seq) pair it has already delivered.
+    conn.execute("INSERT OR IGNORE INTO meta (k, v) VALUES ('boot', ?)", (int(time.time()) - 1,))
     return conn
 
 
@@ -121,6 +124,7 @@ class Outbox:
             boot = self._meta("boot") + 1
             self._conn.execute("UPDATE meta SET v = ? WHERE k = 'boot'", (boot,))
             self._conn.execute("UPDATE meta SET v = 0 WHERE k = 'seq'")
+            self._conn.execute("UPDATE meta SET v = 1 WHERE k = 'started'")
         logger.info("outbox %s: boot %d", self.path.name, boot)
         return boot
 
@@ -145,7 +149,7 @@ class Outbox:
         try:
             with self._txn():
                 boot, seq, used = self._meta("boot"), self._meta("seq"), self._meta("bytes")
-                if boot == 0:
+                if not self._meta("started"):
                     raise OutboxError("start_boot() was never called on this outbox")
                 rows = []
                 for kind, body in items:

@@ -51,7 +51,7 @@ def event(clinic: str, device: str, kind: str) -> str:
 
 def device_topic(clinic: str, device: str, channel: str) -> str:
     """Topic of a per-device channel without a name (status, state, health, ack)."""
-    if channel not in CHANNELS or channel in ("evt", "cmd"):
+    if channel not in CHANNELS or channel in ("evt", "cmd", "res"):
         raise TopicError(f"channel {channel!r} needs a name or is unknown")
     return str(Topic(check_name(clinic, "clinic"), check_name(device, "device"), channel))
 

@@ -31,8 +31,9 @@ def main(argv: list[str] | None = None) -> int:
     sub = p.add_subparsers(dest="cmd", required=True)
     s = sub.add_parser("keygen", help="create the device key (never leaves the box) and a CSR")
     s.add_argument("--device-id", required=True)
-    s.add_argument("--key", default="/var/lib/ehc-edge/device.key")
-    s.add_argument("--csr", default="/var/lib/ehc-edge/device.csr")
+    s.add_argument("--key", default="/etc/ehc-edge/credentials/device.key",
+                   help="where the key is written (0600); the units load it with LoadCredential=")
+    s.add_argument("--csr", default="/etc/ehc-edge/device.csr")
     s.add_argument("--reuse", action="store_true", help="keep an existing key")
     s.set_defaults(func=cmd_keygen)
     args = p.parse_args(argv)

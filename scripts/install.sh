@@ -55,6 +55,9 @@ PACKAGES=(
 if [ "$MODE" = test ]; then
     PACKAGES+=(postgresql openssl)
 fi
+if [ -r /proc/device-tree/model ] && tr -d '\0' </proc/device-tree/model | grep -q "Raspberry Pi"; then
+    PACKAGES+=(python3-picamera2)  # libcamera bindings come from apt, not PyPI
+fi
 
 SUDO=()
 if [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1; then

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import tempfile
 import uuid
 from pathlib import Path
 from typing import Iterator
@@ -46,19 +49,78 @@ def broker(site: Site, tmp_path: Path) -> Iterator[BrokerProcess]:
     b.kill()
 
 
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    """A fresh PostgreSQL database on the machine's server, dropped afterwards."""
-    psycopg = pytest.importorskip("psycopg")
-    name = f"ehc_test_{uuid.uuid4().hex[:12]}"
+def _can_connect(url: str) -> bool:
+    import psycopg
+
     try:
-        admin = psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=5)
-    except psycopg.OperationalError as exc:
-        if os.environ.get("CI"):
-            raise
-        pytest.skip(f"PostgreSQL not reachable at {PG_ADMIN_URL} (set EHC_TEST_PG_URL): {exc}")
+        psycopg.connect(url, connect_timeout=3).close()
+        return True
+    except psycopg.OperationalError:
+        return False
+
+
+class PrivateCluster:
+    """A throw-away PostgreSQL cluster (initdb + pg_ctl) for machines without a usable server."""
+
+    def __init__(self, root: Path) -> None:
+        bins = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+        if not bins:
+            raise FileNotFoundError("no PostgreSQL server binaries (Debian package 'postgresql')")
+        self.bin = bins[-1].parent
+        self.root, self.port = root, free_port()
+        self.data = root / "data"
+        self.user: list[str] = []
+        if os.geteuid() == 0:  # initdb refuses to run as root
+            import pwd
+
+            self.user = ["runuser", "-u", "postgres", "--"]
+            os.chown(root, pwd.getpwnam("postgres").pw_uid, -1)
+
+    def _run(self, *args: str) -> None:
+        subprocess.run([*self.user, *args], check=True, capture_output=True, timeout=120)
+
+    def start(self) -> str:
+        self._run(str(self.bin / "initdb"), "-A", "trust", "-U", "postgres", "-D", str(self.data))
+        self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-w", "-l", str(self.root / "pg.log"), "-o",
+                  f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off", "start")
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def stop(self) -> None:
+        self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "stop")
+
+
+@pytest.fixture(scope="session")
+def pg_admin_url() -> Iterator[str]:
+    """The machine's PostgreSQL ($EHC_TEST_PG_URL or 127.0.0.1:5432), else a private cluster for the session."""
+    pytest.importorskip("psycopg")
+    if _can_connect(PG_ADMIN_URL):
+        yield PG_ADMIN_URL
+        return
+    # Not under pytest's tmp folder: that one is private to the current user, and the server may run
+    # as 'postgres'.
+    root = Path(tempfile.mkdtemp(prefix="ehc-test-pg-"))
+    cluster = PrivateCluster(root)
+    try:
+        url = cluster.start()
+    except (FileNotFoundError, subprocess.CalledProcessError) as exc:
+        detail = exc.stderr.decode(errors="replace")[-500:] if isinstance(exc, subprocess.CalledProcessError) else exc
+        raise RuntimeError(f"PostgreSQL not reachable at {PG_ADMIN_URL} and no private cluster: {detail}") from exc
+    try:
+        yield url
+    finally:
+        cluster.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def pg_url(pg_admin_url: str) -> Iterator[str]:
+    """A fresh PostgreSQL database, dropped afterwards."""
+    import psycopg
+
+    name = f"ehc_test_{uuid.uuid4().hex[:12]}"
+    admin = psycopg.connect(pg_admin_url, autocommit=True, connect_timeout=5)
     admin.execute(f'CREATE DATABASE "{name}"')
-    base = PG_ADMIN_URL.rsplit("/", 1)[0]
+    base = pg_admin_url.rsplit("/", 1)[0]
     try:
         yield f"{base}/{name}"
     finally:

@@ -393,3 +393,21 @@ def test_types_are_not_coerced(tmp_path):
                         f'[mqtt]\nhost = "h"\nca = "ca.crt"\n{bad}\n')
         with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
             edge_config.load(path)
+
+
+def test_check_config_keys_reports_a_key_that_does_not_match_the_certificate(tmp_path):
+    from mqtt.central.broker import free_port
+    from mqtt.central.store import open_store
+    from provisioning import ca
+    from provisioning.site import add_device, init_central
+
+    site = init_central(tmp_path / "central", free_port())
+    path = add_device(site, open_store(site.config.database_url), "box-1", "clinic-a", tmp_path / "box")
+    exe = str(Path(sys.executable).parent / "ehc-edge")
+    ok = subprocess.run([exe, "check-config", "--keys", str(path)], capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr
+    (tmp_path / "box" / "device.key").unlink()
+    ca.write_private_key(tmp_path / "box" / "device.key", ca.generate_key())
+    bad = subprocess.run([exe, "check-config", "--keys", str(path)], capture_output=True, text=True)
+    assert bad.returncode == 2
+    assert "does not match the device certificate" in bad.stderr and "Traceback" not in bad.stderr

@@ -6,6 +6,8 @@ stored must be in the file afterwards, and the file must pass SQLite's integrity
 
 from __future__ import annotations
 
+import time
+
 import os
 import signal
 import sqlite3
@@ -56,26 +58,39 @@ def all_pending(b: Outbox) -> list[outbox.Pending]:
 
 def test_boot_counter_persists_and_seq_restarts(tmp_path, ident):
     path = tmp_path / "outbox.db"
+    before = int(time.time())
     b = Outbox(path, ident)
-    assert b.boot == 0
-    assert b.start_boot() == 1
+    b0 = b.boot
+    assert before - 1 <= b0 <= int(time.time())  # a new outbox starts its counter at the clock
+    assert b.start_boot() == b0 + 1
     assert [b.enqueue("scan", {"i": i}).seq for i in range(3)] == [1, 2, 3]
     b.close()
 
     b = Outbox(path, ident)
-    assert b.boot == 1
-    assert b.start_boot() == 2
+    assert b.boot == b0 + 1
+    assert b.start_boot() == b0 + 2
     m = b.enqueue("scan", {"i": 3})
-    assert (m.boot, m.seq) == (2, 1)
+    assert (m.boot, m.seq) == (b0 + 2, 1)
     b.close()
 
     b = Outbox(path, ident)
-    assert b.start_boot() == 3
+    assert b.start_boot() == b0 + 3
     assert b.enqueue("scan", {}).seq == 1
     msgs = [decode(ident, p) for p in all_pending(b)]
-    assert [(m.boot, m.seq) for m in msgs] == [(1, 1), (1, 2), (1, 3), (2, 1), (3, 1)]
-    assert b.stats().boot == 3
+    assert [(m.boot - b0, m.seq) for m in msgs] == [(1, 1), (1, 2), (1, 3), (2, 1), (3, 1)]
+    assert b.stats().boot == b0 + 3
     b.close()
+
+
+def test_a_wiped_outbox_does_not_reuse_boot_ids(tmp_path, ident):
+    """A box whose storage was replaced must not repeat (boot, seq) pairs the centre already holds."""
+    old = Outbox(tmp_path / "old.db", ident)
+    first = old.start_boot()
+    old.close()
+    time.sleep(1.1)
+    new = Outbox(tmp_path / "new.db", ident)
+    assert new.start_boot() > first
+    new.close()
 
 
 def test_enqueue_without_start_boot_is_refused(tmp_path, ident):
@@ -308,7 +323,8 @@ def test_kill_9_loses_no_committed_result(tmp_path, ident, key_file):
     path = tmp_path / "outbox.db"
     proc = spawn(str(path), str(key_file), "boot", "0")
     try:
-        assert proc.stdout.readline().split() == ["boot", "1"]
+        word, first_boot = proc.stdout.readline().split()
+        assert word == "boot"
         printed: list[tuple[int, str]] = []
         while len(printed) < 60:
             line = proc.stdout.readline()
@@ -341,9 +357,9 @@ def test_kill_9_loses_no_committed_result(tmp_path, ident, key_file):
     assert seqs == list(range(1, len(seqs) + 1))
     assert b.stats().bytes == sum(len(r.payload) for r in rows) + outbox.ROW_OVERHEAD * len(rows)
     # A new boot continues on the same file.
-    assert b.start_boot() == 2
+    assert b.start_boot() == int(first_boot) + 1
     m = b.enqueue("scan", {"after": "crash"})
-    assert (m.boot, m.seq) == (2, 1)
+    assert (m.boot, m.seq) == (int(first_boot) + 1, 1)
     assert len(all_pending(b)) == len(rows) + 1
     b.close()
 
@@ -351,7 +367,7 @@ def test_kill_9_loses_no_committed_result(tmp_path, ident, key_file):
 def test_two_writer_processes_get_unique_seqs(tmp_path, ident, key_file):
     path = tmp_path / "outbox.db"
     b = Outbox(path, ident)
-    assert b.start_boot() == 1
+    boot = b.start_boot()
     procs = [spawn(str(path), str(key_file), kind, "60", stdin=subprocess.PIPE) for kind in ("scan", "health")]
     try:
         for p in procs:
@@ -372,7 +388,7 @@ def test_two_writer_processes_get_unique_seqs(tmp_path, ident, key_file):
     msgs = [decode(ident, r) for r in rows]
     assert len(rows) == 120
     assert len({m.msg_id for m in msgs}) == 120
-    assert {m.boot for m in msgs} == {1}
+    assert {m.boot for m in msgs} == {boot}
     # Numbers are handed out inside the write transaction, so row order and seq order agree.
     assert [m.seq for m in msgs] == list(range(1, 121))
     assert {m.kind for m in msgs} == {"scan", "health"}

@@ -109,6 +109,10 @@ class Verifier:
     def verify(self, topic: str, payload: bytes) -> tuple[topics.Topic, envelope.Message]:
         """Verify a signed envelope on an evt/state/health topic."""
         t, key = self.check(topic, payload)
+        return t, self.open(t, key, topic, payload)
+
+    def open(self, t: topics.Topic, key: _Key, topic: str, payload: bytes) -> envelope.Message:
+        """Verify the envelope of a message whose topic and device :meth:`check` accepted."""
         assert key.public_key is not None
         try:
             msg = envelope.verify(payload, topic, key.public_key)
@@ -117,7 +121,7 @@ class Verifier:
         expected_kind = t.name if t.channel == "evt" else t.channel
         if msg.device != t.device or msg.kind != expected_kind:
             raise RejectedMessage("wrong_topic", t.device)
-        return t, msg
+        return msg
 
 
 def central_status_payload() -> bytes:
@@ -231,19 +235,18 @@ class Ingest:
         return dict(counts)
 
     def _classify(self, item: Inbound) -> tuple[str, Any]:
-        ch = item.topic.rsplit("/", 2)
-        if len(ch) == 3 and ch[2] == "status":
-            t, _ = self.verifier.check(item.topic, item.payload)
+        t, key = self.verifier.check(item.topic, item.payload)
+        if t.channel == "status":
             value = item.payload.decode("ascii", "replace")
             if value not in PRESENCE_VALUES:
                 raise RejectedMessage("bad_status", t.device)
             return "presence", (t.device, "presence", value)
-        t, msg = self.verifier.verify(item.topic, item.payload)
+        if t.channel not in ("evt", "state", "health"):
+            raise RejectedMessage("bad_topic", t.device)
+        msg = self.verifier.open(t, key, item.topic, item.payload)
         if t.channel == "evt":
             return "result", VerifiedResult(t.clinic, msg, item.payload)
-        if t.channel in ("state", "health"):
-            return "presence", (t.device, t.channel, msg.body)
-        raise RejectedMessage("bad_topic", t.device)
+        return "presence", (t.device, t.channel, msg.body)
 
     def _work(self) -> None:
         delay = 0.5
@@ -264,6 +267,7 @@ class Ingest:
                     logger.exception("ingest batch failed; holding %d messages", len(batch))
                     if self._stop.wait(delay):
                         return
+                    delay = min(delay * 2, 30.0)
 
     def _reopen_store(self) -> None:
         reopen = getattr(self.store, "reopen", None)

@@ -18,23 +18,37 @@ from mqtt.central.store import open_store
 logger = logging.getLogger(__name__)
 
 
+def _local_stop_on_signals() -> threading.Event:
+    """A threading.Event set by SIGTERM/SIGINT.
+
+    Signal handlers must not touch multiprocessing events: a handler runs in the main thread, which may
+    be waiting on that very event while holding its lock, and would deadlock.
+    """
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    return stop
+
+
 def run_worker(config_path: str, index: int, ready: "mp.synchronize.Event | None" = None,
-               stop: "threading.Event | mp.synchronize.Event | None" = None) -> None:
-    """Run one ingest worker until ``stop`` is set or SIGTERM arrives."""
+               shutdown: "mp.synchronize.Event | None" = None) -> None:
+    """Run one ingest worker until SIGTERM or until the supervisor sets ``shutdown``."""
     cfg = central_config.load(config_path)
     setup_logging(cfg.logging.level, "ehc-central")
-    stop = stop or threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    stop = _local_stop_on_signals()
     store = open_store(cfg.database_url)
     ingest = Ingest(cfg, store, index).start()
     if ready is not None:
         ready.set()
-    last = 0.0
+    last = time.monotonic()
     try:
-        while not stop.wait(1.0):
+        while not stop.wait(0.5) and not (shutdown is not None and shutdown.is_set()):
             if time.monotonic() - last > 60:
                 last = time.monotonic()
                 logger.info("worker %d: %s", index, dict(ingest.counters))
+            if not ingest.alive():
+                logger.error("worker %d: ingest thread died; exiting for a restart", index)
+                break
     finally:
         ingest.stop()
         store.close()
@@ -46,13 +60,12 @@ def serve(config_path: Path, workers: int | None = None) -> int:
     n = workers or cfg.ingest.workers
     open_store(cfg.database_url).close()  # create the schema once, before the workers race for it
     ctx = mp.get_context("spawn")
-    stop = ctx.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    stop = _local_stop_on_signals()
+    shutdown = ctx.Event()  # set from the main loop only, never from a signal handler
 
     def spawn(i: int) -> "mp.process.BaseProcess":
         ready = ctx.Event()
-        p = ctx.Process(target=run_worker, args=(str(config_path), i, ready, stop), name=f"ingest-{i}", daemon=True)
+        p = ctx.Process(target=run_worker, args=(str(config_path), i, ready, shutdown), name=f"ingest-{i}")
         p.start()
         if not ready.wait(30):
             logger.error("ingest worker %d did not start", i)
@@ -61,13 +74,18 @@ def serve(config_path: Path, workers: int | None = None) -> int:
     procs = [spawn(i) for i in range(n)]
     sdnotify.ready(f"{n} ingest workers")
     logger.info("central ingest running with %d workers", n)
-    interval = sdnotify.watchdog_interval() or 5.0
-    while not stop.wait(min(interval, 5.0)):
+    interval = min(sdnotify.watchdog_interval() or 5.0, 5.0)
+    while not stop.wait(interval):
         for i, p in enumerate(procs):
             if not p.is_alive():
                 logger.error("ingest worker %d exited with %s; restarting", i, p.exitcode)
                 procs[i] = spawn(i)
         sdnotify.watchdog()
+    sdnotify.notify("STOPPING=1")
+    shutdown.set()
     for p in procs:
         p.join(15)
+        if p.is_alive():
+            logger.error("ingest worker %s did not stop; killing it", p.name)
+            p.kill()
     return 0

@@ -114,6 +114,9 @@ class SqlStore:
         """Close the connection."""
         self.conn.close()
 
+    def reopen(self) -> None:
+        """Reconnect after a failure (SQLite needs nothing: the next statement retries the file)."""
+
     # -- registry ------------------------------------------------------------------------------------
     def register_device(self, device_id: str, clinic: str, cert_pem: str) -> None:
         """Add a device or replace its certificate (re-enrollment); it becomes active."""
@@ -176,41 +179,32 @@ class SqlStore:
         self._commit()
 
     # -- results -------------------------------------------------------------------------------------
+    _INSERT_RESULT = """INSERT INTO results (msg_id, device_id, clinic, boot_id, seq, kind, ts_ms, body_json,
+                        envelope, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"""
+
     def store_results(self, results: list[VerifiedResult], rejections: list[Rejection] = ()) -> list[str]:
         """Store a batch in one transaction; returns stored / duplicate / seq_conflict per result.
 
-        A ``seq_conflict`` result is kept whole in the quarantine table (and counted as a rejection).
+        The whole batch goes in with one ``executemany`` when none of it was seen before (the normal
+        case); otherwise each result is inserted and classified on its own. A ``seq_conflict`` result is
+        kept whole in the quarantine table (and counted as a rejection).
         """
         now = time.time()
-        outcomes: list[str] = []
+        rows = [(str(r.message.msg_id), r.message.device, r.clinic, r.message.boot, r.message.seq, r.message.kind,
+                 r.message.ts_ms, json.dumps(r.message.body, ensure_ascii=False, separators=(",", ":")),
+                 self._blob(r.envelope), now) for r in results]
+        rejections = list(rejections)
         try:
             self._begin()
-            for res in results:
-                m = res.message
-                row = self._exec(
-                    """INSERT INTO results (msg_id, device_id, clinic, boot_id, seq, kind, ts_ms, body_json,
-                       envelope, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                       ON CONFLICT DO NOTHING RETURNING seq""",
-                    (str(m.msg_id), m.device, res.clinic, m.boot, m.seq, m.kind, m.ts_ms,
-                     json.dumps(m.body, ensure_ascii=False, separators=(",", ":")), self._blob(res.envelope), now),
-                ).fetchone()
-                if row is not None:
-                    outcomes.append(STORED)
-                else:
-                    seen = self._exec("SELECT 1 FROM results WHERE msg_id = ?", (str(m.msg_id),)).fetchone()
-                    outcomes.append(DUPLICATE if seen else SEQ_CONFLICT)
-                    if not seen:
-                        # Validly signed, but its (device, boot, seq) is taken by another result: keep the
-                        # whole envelope aside for a technician, so the box may drop it without a loss.
-                        self._exec("""INSERT INTO quarantine (msg_id, device_id, boot_id, seq, kind, envelope,
-                                      received_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING""",
-                                   (str(m.msg_id), m.device, m.boot, m.seq, m.kind, self._blob(res.envelope), now))
-                        rejections = [*rejections, Rejection(SEQ_CONFLICT, f"evt/{m.kind}", len(res.envelope),
-                                                             m.device, hashlib.sha256(res.envelope).hexdigest())]
+            if rows and self._insert_all(rows):
+                outcomes = [STORED] * len(rows)
+            else:
+                outcomes = [self._insert_one(row, res, now, rejections) for row, res in zip(rows, results)]
             self._track_sequences([r.message for r, o in zip(results, outcomes) if o == STORED], now)
-            for rej in rejections:
-                self._exec("INSERT INTO rejections (at, reason, topic, size, device_id, sha256) VALUES (?, ?, ?, ?, ?, ?)",
-                           (now, rej.reason, rej.topic[:256], rej.size, rej.device_id, rej.sha256))
+            if rejections:
+                self._executemany("INSERT INTO rejections (at, reason, topic, size, device_id, sha256) "
+                                  "VALUES (?, ?, ?, ?, ?, ?)",
+                                  [(now, j.reason, j.topic[:256], j.size, j.device_id, j.sha256) for j in rejections])
             self._commit()
         except Exception as exc:
             try:
@@ -219,6 +213,35 @@ class SqlStore:
                 pass
             raise StoreUnavailable(f"store failed: {type(exc).__name__}: {exc}") from exc
         return outcomes
+
+    def _executemany(self, sql: str, rows: list[tuple]) -> int:
+        """Run ``sql`` for every row; returns the number of rows changed."""
+        raise NotImplementedError
+
+    def _insert_all(self, rows: list[tuple]) -> bool:
+        """Insert the batch in one go inside a savepoint; keep it only if every row was new."""
+        self._exec("SAVEPOINT batch")
+        if self._executemany(self._INSERT_RESULT, rows) == len(rows):
+            self._exec("RELEASE SAVEPOINT batch")
+            return True
+        self._exec("ROLLBACK TO SAVEPOINT batch")
+        self._exec("RELEASE SAVEPOINT batch")
+        return False
+
+    def _insert_one(self, row: tuple, res: VerifiedResult, now: float, rejections: list[Rejection]) -> str:
+        if self._exec(self._INSERT_RESULT + " RETURNING seq", row).fetchone() is not None:
+            return STORED
+        m = res.message
+        if self._exec("SELECT 1 FROM results WHERE msg_id = ?", (row[0],)).fetchone():
+            return DUPLICATE
+        # Validly signed, but its (device, boot, seq) is taken by another result: keep the whole envelope
+        # aside for a technician, so that the box may drop it without a loss.
+        self._exec("""INSERT INTO quarantine (msg_id, device_id, boot_id, seq, kind, envelope, received_at)
+                      VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING""",
+                   (row[0], m.device, m.boot, m.seq, m.kind, self._blob(res.envelope), now))
+        rejections.append(Rejection(SEQ_CONFLICT, f"evt/{m.kind}", len(res.envelope), m.device,
+                                    hashlib.sha256(res.envelope).hexdigest()))
+        return SEQ_CONFLICT
 
     def _track_sequences(self, stored: list[Message], now: float) -> None:
         by_boot: dict[tuple[str, int], list[int]] = {}
@@ -296,6 +319,11 @@ class SqliteStore(SqlStore):
     def _begin(self) -> None:
         self.conn.execute("BEGIN IMMEDIATE")
 
+    def _executemany(self, sql: str, rows: list[tuple]) -> int:
+        before = self.conn.total_changes
+        self.conn.executemany(sql, rows)
+        return self.conn.total_changes - before
+
     def _commit(self) -> None:
         self.conn.execute("COMMIT")
 
@@ -325,8 +353,26 @@ class PostgresStore(SqlStore):
     def _begin(self) -> None:
         """psycopg opens a transaction implicitly on the first statement."""
 
+    def _executemany(self, sql: str, rows: list[tuple]) -> int:
+        with self.conn.cursor() as cur:
+            cur.executemany(self._q(sql), rows)  # pipelined: one round trip for the batch
+            return cur.rowcount
+
     def _end_read(self) -> None:
         self.conn.rollback()
+
+    def reopen(self) -> None:
+        """Replace a broken connection (server restarted, network cut) with a new one."""
+        import psycopg
+
+        try:
+            self.conn.close()
+        except Exception:  # already broken
+            pass
+        try:
+            self.conn = psycopg.connect(self.url, connect_timeout=10)
+        except psycopg.OperationalError as exc:
+            raise StoreUnavailable(f"cannot connect to PostgreSQL: {exc}") from exc
 
 
 def open_store(url: str) -> SqlStore:
