@@ -34,7 +34,8 @@ class MqttSection(StrictModel):
     port: int = Field(8883, ge=1, le=65535, description="Broker TLS port")
     ca: str = Field(description="CA certificate that signed the broker's server certificate")
     keepalive: int = Field(30, ge=5, le=600, description="MQTT keepalive in seconds")
-    max_inflight: int = Field(200, ge=1, le=5000, description="Messages published and not yet receipted")
+    max_inflight: int = Field(200, ge=1, le=1000, description="Messages published and not yet receipted "
+                                                              "(at most the broker's receive maximum, 1000)")
     receipt_timeout: float = Field(30.0, gt=0, description="Seconds to wait for the central receipt before resending")
     reconnect_min: float = Field(1.0, gt=0, description="First reconnect delay (seconds)")
     reconnect_max: float = Field(60.0, gt=0, description="Longest reconnect delay (seconds)")

@@ -20,8 +20,12 @@ def tls_context(ca: Path, cert: Path, key: Path) -> ssl.SSLContext:
 
 
 def new_client(client_id: str, ca: Path, cert: Path, key: Path, *, manual_ack: bool = False,
-               max_inflight: int = 100) -> paho.Client:
-    """An MQTT v5 client with mutual TLS; not yet connected."""
+               max_inflight: int = 0) -> paho.Client:
+    """An MQTT v5 client with mutual TLS; not yet connected.
+
+    ``max_inflight=0`` turns paho's own in-flight queue off: with a limit, paho rescans every queued
+    message on each PUBACK (quadratic at a full window), so the uplink keeps its own window instead.
+    """
     client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv5,
                          manual_ack=manual_ack)
     client.tls_set_context(tls_context(ca, cert, key))

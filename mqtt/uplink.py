@@ -100,8 +100,7 @@ class Uplink:
         self.status_topic = base
         self.ack_topic = topics.device_topic(identity.clinic, identity.device, "ack")
         self.command_filter = f"{topics.PREFIX}/{identity.clinic}/{identity.device}/cmd/+"
-        self.client = new_client(identity.device, settings.ca, settings.cert, settings.key,
-                                 max_inflight=settings.max_inflight)
+        self.client = new_client(identity.device, settings.ca, settings.cert, settings.key)
         self.client.will_set(base, b"offline", qos=1, retain=True)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect

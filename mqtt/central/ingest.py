@@ -148,7 +148,7 @@ class Ingest:
         self._thread: threading.Thread | None = None
         ing = cfg.ingest
         self.client = new_client(f"{ing.client_id}-{worker}", cfg.path(cfg.broker.ca), cfg.path(ing.cert),
-                                 cfg.path(ing.key), manual_ack=True, max_inflight=1000)
+                                 cfg.path(ing.key), manual_ack=True)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
