@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import logging
-import signal
 import threading
 import time
 
 from edge.config import EdgeConfig
 from edge.core import sdnotify
+from edge.core.signals import stop_event_on_signals
 from edge.runtime import build_uplink, load_identity, open_outbox
 
 logger = logging.getLogger(__name__)
@@ -16,16 +16,9 @@ logger = logging.getLogger(__name__)
 STUCK_AFTER = 30.0
 
 
-def _stop_on_signals() -> threading.Event:
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    return stop
-
-
 def run_uplink(cfg: EdgeConfig) -> int:
     """Drain the outbox to the broker until SIGTERM; ready as soon as keys and outbox are open."""
-    stop = _stop_on_signals()
+    stop = stop_event_on_signals()
     uplink = build_uplink(cfg, capabilities=["qr"]).start()
     sdnotify.ready("outbox open; connecting")
     interval = min(sdnotify.watchdog_interval() or 5.0, 5.0)
@@ -53,7 +46,7 @@ def run_station(cfg: EdgeConfig) -> int:
     from edge.sources import decode_options, frame_source
     from edge.station import Station
 
-    stop = _stop_on_signals()
+    stop = stop_event_on_signals()
     outbox = open_outbox(cfg, load_identity(cfg))
     boot = outbox.start_boot()
     station = Station(frame_source(cfg.station), outbox, dedupe_window=cfg.station.dedupe_window,

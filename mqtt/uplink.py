@@ -122,12 +122,14 @@ class Uplink:
         if not flags.session_present:
             self._session_lost.set()
         self.connected.set()
-        logger.info("connected to broker (session present: %s)", flags.session_present)
+        logger.info("connected to broker (session present: %s)", flags.session_present,
+                    extra={"EHC_DEVICE": self.ident.device, "EHC_EVENT": "connected"})
 
     def _on_disconnect(self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
         self.connected.clear()
         if not self._stop.is_set():
-            logger.warning("disconnected from broker: %s", reason)
+            logger.warning("disconnected from broker: %s", reason,
+                           extra={"EHC_DEVICE": self.ident.device, "EHC_EVENT": "disconnected"})
 
     def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
         if msg.topic == self.ack_topic:

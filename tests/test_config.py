@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pydantic
 import pytest
 
 from edge import config as edge_config
@@ -259,7 +260,7 @@ def test_central_reserved_names_are_checked(tmp_path):
 
 def test_config_is_immutable(tmp_path):
     cfg = edge_config.load(write(tmp_path, EDGE_TOML))
-    with pytest.raises(Exception):
+    with pytest.raises(pydantic.ValidationError, match="frozen"):
         cfg.mqtt.port = 1  # type: ignore[misc]
 
 

@@ -1,6 +1,8 @@
 """Logging setup: journald with structured fields under systemd, stderr otherwise.
 
-Nothing here formats personal data; callers log identifiers and counts only.
+Structured fields are passed as upper-case ``extra`` keys (``EHC_DEVICE``, ``EHC_REASON``, ``EHC_EVENT``)
+and become journal fields (``journalctl EHC_REASON=bad_signature``); on stderr only the message shows.
+Nothing here formats personal data; callers log identifiers, reasons and counts only.
 """
 
 from __future__ import annotations

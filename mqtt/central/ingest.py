@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from mqtt import envelope, topics
 from mqtt.central.config import CentralConfig
-from mqtt.central.store import DUPLICATE, SEQ_CONFLICT, STORED, Rejection, SqlStore, StoreUnavailable, VerifiedResult
+from mqtt.central.store import SEQ_CONFLICT, Rejection, SqlStore, StoreUnavailable, VerifiedResult
 from mqtt.client import connect_properties, new_client
 
 logger = logging.getLogger(__name__)
@@ -218,13 +218,15 @@ class Ingest:
         counts = Counter(outcomes)
         for rej in rejections:
             counts["rejected:" + rej.reason] += 1
-            logger.warning("rejected message on %s: %s", rej.topic[:128], rej.reason)
+            logger.warning("rejected message on %s: %s", rej.topic[:128], rej.reason,
+                           extra={"EHC_REASON": rej.reason, "EHC_DEVICE": rej.device or ""})
         counts["presence"] += len(presence)
         receipts: dict[tuple[str, str], list[bytes]] = {}
         for res, outcome in zip(results, outcomes):
             if outcome == SEQ_CONFLICT:  # committed to quarantine: the receipt lets the box drop it
                 logger.warning("device %s: sequence conflict at boot %d seq %d; quarantined", res.message.device,
-                               res.message.boot, res.message.seq)
+                               res.message.boot, res.message.seq,
+                               extra={"EHC_REASON": SEQ_CONFLICT, "EHC_DEVICE": res.message.device})
             receipts.setdefault((res.clinic, res.message.device), []).append(res.message.msg_id.bytes)
         for item in batch:
             if item.qos > 0:

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import logging
 import multiprocessing as mp
-import signal
-import threading
 import time
 from pathlib import Path
 
 from edge.core import sdnotify
 from edge.core.logs import setup_logging
+from edge.core.signals import stop_event_on_signals
 from mqtt.central import config as central_config
 from mqtt.central.ingest import Ingest
 from mqtt.central.store import open_store
@@ -18,24 +17,12 @@ from mqtt.central.store import open_store
 logger = logging.getLogger(__name__)
 
 
-def _local_stop_on_signals() -> threading.Event:
-    """A threading.Event set by SIGTERM/SIGINT.
-
-    Signal handlers must not touch multiprocessing events: a handler runs in the main thread, which may
-    be waiting on that very event while holding its lock, and would deadlock.
-    """
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    return stop
-
-
 def run_worker(config_path: str, index: int, ready: "mp.synchronize.Event | None" = None,
                shutdown: "mp.synchronize.Event | None" = None) -> None:
     """Run one ingest worker until SIGTERM or until the supervisor sets ``shutdown``."""
     cfg = central_config.load(config_path)
     setup_logging(cfg.logging.level, "ehc-central")
-    stop = _local_stop_on_signals()
+    stop = stop_event_on_signals()
     store = open_store(cfg.database_url)
     ingest = Ingest(cfg, store, index).start()
     if ready is not None:
@@ -60,7 +47,7 @@ def serve(config_path: Path, workers: int | None = None) -> int:
     n = workers or cfg.ingest.workers
     open_store(cfg.database_url).close()  # create the schema once, before the workers race for it
     ctx = mp.get_context("spawn")
-    stop = _local_stop_on_signals()
+    stop = stop_event_on_signals()
     shutdown = ctx.Event()  # set from the main loop only, never from a signal handler
 
     def spawn(i: int) -> "mp.process.BaseProcess":
