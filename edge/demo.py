@@ -57,7 +57,9 @@ def run_demo(frames: int = 120, workdir: Path | None = None, keep: bool = False)
     broker = ingest = uplink = None
     started = time.monotonic()
     # The forged message's rejection is part of the summary; keep the ingest's warning out of the way.
-    logging.getLogger("mqtt.central.ingest").setLevel(logging.ERROR)
+    ingest_log = logging.getLogger("mqtt.central.ingest")
+    ingest_level = ingest_log.level
+    ingest_log.setLevel(logging.ERROR)
     try:
         _say(f"ehc demo in {root}")
         site = init_central(root / "central", free_port())
@@ -112,6 +114,7 @@ def run_demo(frames: int = 120, workdir: Path | None = None, keep: bool = False)
         _say("demo: OK" if ok else "demo: FAILED")
         return 0 if ok else 1
     finally:
+        ingest_log.setLevel(ingest_level)
         if uplink:
             uplink.stop()
         if ingest:

@@ -219,7 +219,7 @@ class Ingest:
         for rej in rejections:
             counts["rejected:" + rej.reason] += 1
             logger.warning("rejected message on %s: %s", rej.topic[:128], rej.reason,
-                           extra={"EHC_REASON": rej.reason, "EHC_DEVICE": rej.device or ""})
+                           extra={"EHC_REASON": rej.reason, "EHC_DEVICE": rej.device_id or ""})
         counts["presence"] += len(presence)
         receipts: dict[tuple[str, str], list[bytes]] = {}
         for res, outcome in zip(results, outcomes):
