@@ -23,7 +23,7 @@ from typing import Any, Callable
 import cbor2
 import uuid6
 
-from mqtt import envelope, topics
+from mqtt import commands, envelope, topics
 from mqtt.client import connect_properties, new_client
 from mqtt.outbox import DeviceIdentity, Outbox
 
@@ -109,7 +109,9 @@ class Uplink:
         # paho doubles the delay per failed attempt up to the maximum; the per-box jitter on the first
         # delay keeps a clinic's boxes from reconnecting in lockstep after a broker restart.
         self.client.reconnect_delay_set(settings.reconnect_min * jitter, settings.reconnect_max)  # type: ignore[arg-type]
-        self.on_command: Callable[[str, bytes, Any], None] | None = None
+        self.commands: queue.Queue[commands.Command] = queue.Queue(maxsize=100)
+        self.command_handlers: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+            "ping": self._cmd_ping, "rebirth": self._cmd_rebirth}
 
     # -- network thread ------------------------------------------------------------------------------
     def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
@@ -143,8 +145,14 @@ class Uplink:
             self.receipts.put(ids)
         elif msg.topic == topics.CENTRAL_STATUS:
             self._on_central_status(bytes(msg.payload))
-        elif self.on_command is not None:
-            self.on_command(msg.topic.rsplit("/", 1)[-1], bytes(msg.payload), msg.properties)
+        else:
+            try:
+                cmd = commands.decode_request(msg.topic, bytes(msg.payload), msg.properties, self.ident.clinic,
+                                              self.ident.device)
+            except commands.CommandError as exc:
+                logger.warning("ignoring command: %s", exc, extra={"EHC_EVENT": "bad_command"})
+                return
+            self.commands.put(cmd)  # handled by the uplink thread, which owns the outbox connection
 
     def _on_central_status(self, payload: bytes) -> None:
         try:
@@ -224,17 +232,47 @@ class Uplink:
         logger.info("republished %d results without receipt", len(overdue))
         return len(overdue)
 
+    def _sign_unsequenced(self, topic: str, kind: str, body: dict[str, Any]) -> bytes:
+        """Sign a message outside the result sequence (seq 0): presence and command responses."""
+        msg = envelope.Message(device=self.ident.device, boot=self.outbox.boot, seq=0, kind=kind, body=body,
+                               msg_id=uuid6.uuid7())
+        return envelope.sign(msg, topic, self.ident.key)
+
     def _sign_presence(self, channel: str, body: dict[str, Any]) -> tuple[str, bytes]:
         topic = topics.device_topic(self.ident.clinic, self.ident.device, channel)
-        msg = envelope.Message(device=self.ident.device, boot=self.outbox.boot, seq=0, kind=channel, body=body,
-                               msg_id=uuid6.uuid7())
-        return topic, envelope.sign(msg, topic, self.ident.key)
+        return topic, self._sign_unsequenced(topic, channel, body)
+
+    def _cmd_ping(self, args: dict[str, Any]) -> dict[str, Any]:
+        return {"pong": True, **self.health_body()}
+
+    def _cmd_rebirth(self, args: dict[str, Any]) -> dict[str, Any]:
+        self._birth_due.set()
+        return {"ok": True}
+
+    def _handle_commands(self) -> int:
+        done = 0
+        while True:
+            try:
+                cmd = self.commands.get_nowait()
+            except queue.Empty:
+                return done
+            handler = self.command_handlers.get(cmd.name)
+            try:
+                body = handler(cmd.args) if handler else {"error": "unknown_command"}
+            except Exception as exc:  # a failing handler answers, it does not stop the uplink
+                logger.exception("command %s failed", cmd.name)
+                body = {"error": type(exc).__name__}
+            self.client.publish(cmd.response_topic, self._sign_unsequenced(cmd.response_topic, cmd.name, body),
+                                qos=1, properties=commands.response_properties(cmd.correlation))
+            logger.info("answered command %s", cmd.name, extra={"EHC_EVENT": "command"})
+            done += 1
 
     def health_body(self) -> dict[str, Any]:
         """The periodic health report: queue, disk, temperature, uptime."""
         st = self.outbox.stats()
         disk = shutil.disk_usage(self.outbox.path.parent)
-        return {"queue_depth": st.depth, "queue_bytes": st.bytes, "queue_fill": round(st.fill, 4),
+        alerts = ["outbox_near_full"] if st.fill >= self.outbox.alert_fraction else []
+        return {"alerts": alerts, "queue_depth": st.depth, "queue_bytes": st.bytes, "queue_fill": round(st.fill, 4),
                 "oldest_queued_s": round(st.oldest_age, 1) if st.oldest_age is not None else None,
                 "inflight": len(self.inflight), "cpu_temp_c": cpu_temperature(),
                 "disk_free_bytes": disk.free, "uptime_s": round(time.time() - self._started),
@@ -261,7 +299,7 @@ class Uplink:
             self._birth_due.clear()
             topic, data = self._sign_presence("state", self.birth_body())
             self.client.publish(topic, data, qos=1, retain=True)
-        work += self._publish_new() + self._resend_overdue()
+        work += self._handle_commands() + self._publish_new() + self._resend_overdue()
         if time.monotonic() >= self._next_health:
             self._next_health = time.monotonic() + self.s.health_interval
             topic, data = self._sign_presence("health", self.health_body())

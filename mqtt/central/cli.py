@@ -89,6 +89,23 @@ def cmd_device_revoke(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_command(args: argparse.Namespace) -> int:
+    from mqtt.central.commands import CommandClient, CommandTimeout
+
+    cfg = central_config.load(args.config)
+    store = open_store(cfg.database_url)
+    try:
+        with CommandClient(cfg, store) as client:
+            body = client.request(args.device, args.name, json.loads(args.args), args.timeout)
+    except (CommandTimeout, KeyError, ConnectionError) as exc:
+        print(f"ehc-central: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        store.close()
+    print(json.dumps(body, ensure_ascii=False))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ehc-central", description=__doc__)
     p.add_argument("--log-level", default="INFO")
@@ -122,6 +139,14 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("devices", help="registered devices with presence and counts")
     s.add_argument("--config", default=cfg_default)
     s.set_defaults(func=cmd_devices)
+
+    s = sub.add_parser("command", help="send a command (ping, rebirth) to a box and print its signed answer")
+    s.add_argument("--config", default=cfg_default)
+    s.add_argument("--device", required=True)
+    s.add_argument("--name", required=True)
+    s.add_argument("--args", default="{}", help="arguments as a JSON object")
+    s.add_argument("--timeout", type=float, default=10.0)
+    s.set_defaults(func=cmd_command)
 
     dev = sub.add_parser("device", help="register or revoke a device").add_subparsers(dest="dcmd", required=True)
     s = dev.add_parser("add")
