@@ -14,7 +14,7 @@ import pytest
 
 from mqtt import envelope, topics
 from mqtt.central import store as store_mod
-from mqtt.central.store import (DUPLICATE, SEQ_CONFLICT, STORED, DeviceRecord, Rejection, SqlStore,
+from mqtt.central.store import (DUPLICATE, SEQ_CONFLICT, STORED, DeviceRecord, Rejection, SqliteStore, SqlStore,
                                 StoreUnavailable, VerifiedResult, open_store)
 from provisioning import ca
 
@@ -271,3 +271,42 @@ def test_open_store_urls(tmp_path):
     s.close()
     with pytest.raises(ValueError, match="sqlite:///"):
         open_store("mysql://db")
+
+
+def test_two_workers_storing_one_boot_concurrently_keep_exact_counts(db):
+    """Two ingest workers (two connections) interleave batches of the same device and boot."""
+    import threading
+
+    url = f"sqlite:///{db.path}" if isinstance(db, SqliteStore) else db.url
+    db.register_device("box-0001", CLINIC, "pem")
+    seqs = list(range(1, 401))
+    halves = [seqs[0::2], seqs[1::2]]  # each worker gets every other result: no gaps overall
+    errors: list[Exception] = []
+
+    def worker(part: list[int]) -> None:
+        store = open_store(url)
+        try:
+            for start in range(0, len(part), 20):
+                batch = [result(seq=s) for s in part[start:start + 20]]
+                for _ in range(20):  # a lost race is a StoreUnavailable the ingest would retry
+                    try:
+                        store.store_results(batch)
+                        break
+                    except StoreUnavailable:
+                        continue
+                else:
+                    raise AssertionError("batch never stored")
+        except Exception as exc:  # surfaced below
+            errors.append(exc)
+        finally:
+            store.close()
+
+    threads = [threading.Thread(target=worker, args=(h,)) for h in halves]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors
+    assert db.counts()["results"] == 400
+    device = db.devices()[0]
+    assert (device["results"], device["missing"]) == (400, 0)

@@ -87,6 +87,7 @@ class SqlStore:
     """Shared SQL for both back ends; subclasses provide the connection and parameter style."""
 
     param = "?"
+    lock_rows = ""  # row-lock clause for read-modify-write (PostgreSQL: FOR UPDATE)
 
     def __init__(self) -> None:
         self.conn: Any = None
@@ -244,26 +245,39 @@ class SqlStore:
         return SEQ_CONFLICT
 
     def _track_sequences(self, stored: list[Message], now: float) -> None:
+        """Update per-(device, boot) max seq and count, and record gaps; concurrency-safe across workers.
+
+        The rows are created if missing, then read with a row lock in a fixed order (PostgreSQL
+        ``FOR UPDATE``; SQLite's write transaction is already exclusive), so two workers storing results
+        of the same boot cannot lose each other's counts or deadlock.
+        """
         by_boot: dict[tuple[str, int], list[int]] = {}
         for m in stored:
             by_boot.setdefault((m.device, m.boot), []).append(m.seq)
-        for (device, boot), seqs in by_boot.items():
-            row = self._exec("SELECT max_seq, received FROM device_boots WHERE device_id = ? AND boot_id = ?",
-                             (device, boot)).fetchone()
-            max_seq, received = (row[0], row[1]) if row else (0, 0)
-            for seq in sorted(seqs):
+        if not by_boot:
+            return
+        pairs = sorted(by_boot)
+        self._executemany("""INSERT INTO device_boots (device_id, boot_id, max_seq, received, first_seen)
+                             VALUES (?, ?, 0, 0, ?) ON CONFLICT DO NOTHING""", [(d, b, now) for d, b in pairs])
+        marks = ", ".join("(?, ?)" for _ in pairs)
+        current = {(r[0], r[1]): (r[2], r[3]) for r in self._exec(
+            f"""SELECT device_id, boot_id, max_seq, received FROM device_boots
+                WHERE (device_id, boot_id) IN (VALUES {marks}) ORDER BY device_id, boot_id{self.lock_rows}""",
+            [v for pair in pairs for v in pair]).fetchall()}
+        updates, gaps = [], []
+        for device, boot in pairs:
+            max_seq, received = current[(device, boot)]
+            for seq in sorted(by_boot[(device, boot)]):
                 if seq > max_seq + 1:
-                    self._exec("""INSERT INTO sequence_gaps (device_id, boot_id, first_missing, last_missing,
-                                  detected_at) VALUES (?, ?, ?, ?, ?)""", (device, boot, max_seq + 1, seq - 1, now))
+                    gaps.append((device, boot, max_seq + 1, seq - 1, now))
                     logger.info("device %s boot %d: gap %d..%d", device, boot, max_seq + 1, seq - 1)
                 max_seq = max(max_seq, seq)
-            received += len(seqs)
-            if row:
-                self._exec("UPDATE device_boots SET max_seq = ?, received = ? WHERE device_id = ? AND boot_id = ?",
-                           (max_seq, received, device, boot))
-            else:
-                self._exec("""INSERT INTO device_boots (device_id, boot_id, max_seq, received, first_seen)
-                              VALUES (?, ?, ?, ?, ?)""", (device, boot, max_seq, received, now))
+            updates.append((max_seq, received + len(by_boot[(device, boot)]), device, boot))
+        self._executemany("UPDATE device_boots SET max_seq = ?, received = ? WHERE device_id = ? AND boot_id = ?",
+                          updates)
+        if gaps:
+            self._executemany("""INSERT INTO sequence_gaps (device_id, boot_id, first_missing, last_missing,
+                                 detected_at) VALUES (?, ?, ?, ?, ?)""", gaps)
 
     def iter_results(self, after_received: float = 0.0, limit: int | None = None,
                      device_id: str | None = None) -> Iterator[dict[str, Any]]:
@@ -336,6 +350,7 @@ class PostgresStore(SqlStore):
     """PostgreSQL back end through psycopg 3."""
 
     param = "%s"
+    lock_rows = " FOR UPDATE"
 
     def __init__(self, url: str) -> None:
         super().__init__()
