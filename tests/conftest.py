@@ -92,7 +92,6 @@ class PrivateCluster:
 @pytest.fixture(scope="session")
 def pg_admin_url() -> Iterator[str]:
     """The machine's PostgreSQL ($EHC_TEST_PG_URL or 127.0.0.1:5432), else a private cluster for the session."""
-    pytest.importorskip("psycopg")
     if _can_connect(PG_ADMIN_URL):
         yield PG_ADMIN_URL
         return

@@ -29,7 +29,8 @@ def test_stderr_when_not_under_systemd(monkeypatch, capsys):
 
 
 def test_journal_fields_under_systemd(monkeypatch):
-    journal = pytest.importorskip("systemd.journal")
+    from systemd import journal  # systemd-python is a runtime dependency on Linux
+
     monkeypatch.setenv("INVOCATION_ID", "0123456789abcdef")
     logs.setup_logging("INFO", identifier="ehc-test")
     handler = logging.getLogger().handlers[0]

@@ -260,7 +260,6 @@ def test_store_unavailable_when_the_connection_is_gone(db):
 
 
 def test_postgres_unreachable_is_store_unavailable():
-    pytest.importorskip("psycopg")
     with pytest.raises(StoreUnavailable, match="cannot connect"):
         open_store("postgresql://postgres@127.0.0.1:1/nothing")
 
