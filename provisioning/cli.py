@@ -25,6 +25,30 @@ def cmd_keygen(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_enroll(args: argparse.Namespace) -> int:
+    from provisioning import qrtext
+    from provisioning.box import EnrollFailed, enroll
+
+    try:
+        if args.qr_text:
+            qr = qrtext.parse(args.qr_text)
+        elif args.token and args.central and args.ca_fingerprint and args.serial and args.clinic:
+            qr = qrtext.ProvisioningQr(args.central.rstrip("/"), args.token, args.ca_fingerprint.lower(),
+                                       args.clinic, args.serial)
+        else:
+            print("ehc-provision: give --qr-text, or all of --token --central --ca-fingerprint --serial --clinic",
+                  file=sys.stderr)
+            return 2
+        done = enroll(qr, Path(args.state_dir), Path(args.config), force=args.force)
+    except (qrtext.ProvisioningQrError, EnrollFailed) as exc:
+        print(f"ehc-provision: enrollment failed: {exc}", file=sys.stderr)
+        return 1
+    print(f"enrolled {done.device_id} at {done.clinic}\n  certificate valid until {done.cert_expires}\n"
+          f"  broker {done.broker}\n  configuration {done.config_path}\n"
+          f"  next: ehc-provision selftest, then systemctl enable --now ehc-edge.target")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``ehc-provision``."""
     p = argparse.ArgumentParser(prog="ehc-provision", description=__doc__)
@@ -36,6 +60,17 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--csr", default="/etc/ehc-edge/device.csr")
     s.add_argument("--reuse", action="store_true", help="keep an existing key")
     s.set_defaults(func=cmd_keygen)
+    s = sub.add_parser("enroll", help="enroll this box with a provisioning code from the central service")
+    s.add_argument("--qr-text", default=None, help="the provisioning QR's text")
+    s.add_argument("--token", default=None)
+    s.add_argument("--central", default=None, help="enrollment URL, https://host:port")
+    s.add_argument("--ca-fingerprint", default=None, help="SHA-256 of the central CA certificate (hex)")
+    s.add_argument("--serial", default=None)
+    s.add_argument("--clinic", default=None)
+    s.add_argument("--state-dir", default="/var/lib/ehc-edge", help="where the key (0600) and certificate go")
+    s.add_argument("--config", default="/etc/ehc-edge/edge.toml", help="the box configuration to write")
+    s.add_argument("--force", action="store_true", help="replace an existing key and configuration")
+    s.set_defaults(func=cmd_enroll)
     args = p.parse_args(argv)
     return int(args.func(args))
 

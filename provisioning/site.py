@@ -33,8 +33,12 @@ class Site:
 
 
 def init_central(root: Path, port: int, db_url: str = "sqlite:central.db", host: str = "127.0.0.1",
-                 workers: int = 1, extra: dict | None = None) -> Site:
-    """Create the CA, the broker and ingest certificates and ``central.toml`` under ``root``."""
+                 workers: int = 1, extra: dict | None = None, enroll_port: int | None = None) -> Site:
+    """Create what a central site needs under ``root``; idempotent, never overwrites a key or the config.
+
+    The device CA, the broker's server certificate, the ingest's client certificate, the central
+    signing key, an empty CRL, and ``central.toml`` (SQLite by default).
+    """
     root.mkdir(parents=True, exist_ok=True)
     pki = root / "pki"
     if not (pki / "ca.key").exists():
@@ -50,15 +54,24 @@ def init_central(root: Path, port: int, db_url: str = "sqlite:central.db", host:
         key = ca.generate_key()
         ca.write_private_key(pki / "ingest.key", key)
         ca.write_cert(pki / "ingest.crt", ca.issue_client_cert(ca_key, ca_cert, key.public_key(), "ehc-ingest", 825))
+    if not (pki / "central-sign.key").exists():
+        ca.write_private_key(pki / "central-sign.key", ca.generate_key())
+    if not (pki / "crl.pem").exists():
+        from provisioning.crl import build_crl, write_crl
+
+        write_crl(pki / "crl.pem", build_crl(ca_key, ca_cert, []))
+    path = root / "central.toml"
+    if path.exists():  # an existing configuration is the operator's: never rewritten
+        return Site(root, path, central_config.load(path))
     data = {
         "broker": {"host": host, "port": port, "bind": host, "ca": "pki/ca.crt", "cert": "pki/broker.crt",
                    "key": "pki/broker.key", "user": getpass.getuser()},
         "ingest": {"cert": "pki/ingest.crt", "key": "pki/ingest.key", "workers": workers},
         "database": {"url": db_url},
+        "enrollment": {"bind": host, "port": enroll_port or port + 1},
     }
     for section, values in (extra or {}).items():
         data.setdefault(section, {}).update(values)
-    path = root / "central.toml"
     path.write_text(tomli_w.dumps(data))
     return Site(root, path, central_config.load(path))
 

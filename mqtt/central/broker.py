@@ -68,6 +68,7 @@ def mosquitto_conf(cfg: CentralConfig, log_file: Path | None = None) -> str:
         "log_timestamp_format %Y-%m-%dT%H:%M:%S",
         f"log_dest file {log_file}" if log_file else "log_dest stderr",
         f"acl_file {conf_dir / 'acl'}",
+        f"pid_file {conf_dir / 'mosquitto.pid'}",
         "",
         f"listener {b.port} {b.bind}",
         "protocol mqtt",
@@ -77,8 +78,11 @@ def mosquitto_conf(cfg: CentralConfig, log_file: Path | None = None) -> str:
         "tls_version tlsv1.2",
         "require_certificate true",
         "use_identity_as_username true",
-        "",
     ]
+    crl = cfg.path(cfg.enrollment.crl)
+    if crl.exists():
+        lines.append(f"crlfile {crl}")
+    lines.append("")
     return "\n".join(lines)
 
 
@@ -91,6 +95,17 @@ def write_config(cfg: CentralConfig, log_file: Path | None = None) -> Path:
     conf = conf_dir / "mosquitto.conf"
     conf.write_text(mosquitto_conf(cfg, log_file))
     return conf
+
+
+def reload_broker(cfg: CentralConfig) -> bool:
+    """Ask a running Mosquitto (by its pid file) to reload its configuration, ACL and CRL (SIGHUP)."""
+    pid_file = cfg.path(cfg.broker.conf_dir) / "mosquitto.pid"
+    try:
+        os.kill(int(pid_file.read_text().strip()), signal.SIGHUP)
+    except (OSError, ValueError) as exc:
+        logger.warning("could not signal mosquitto to reload (%s); reload it by hand", exc)
+        return False
+    return True
 
 
 def free_port() -> int:

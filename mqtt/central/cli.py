@@ -79,13 +79,76 @@ def cmd_device_add(args: argparse.Namespace) -> int:
 
 
 def cmd_device_revoke(args: argparse.Namespace) -> int:
-    store = _store(args)
-    found = store.set_device_status(args.id, "revoked")
+    from provisioning.central import Enrollment
+
+    cfg = central_config.load(args.config)
+    store = open_store(cfg.database_url)
+    found = Enrollment(cfg, store).revoke(args.id)
     store.close()
     if not found:
         print(f"ehc-central: no device {args.id!r}", file=sys.stderr)
         return 1
-    print(f"revoked {args.id}")
+    print(f"revoked {args.id}: the ingest refuses its messages, the broker's CRL refuses its certificate")
+    return 0
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from provisioning.site import init_central
+
+    root = Path(args.dir)
+    site = init_central(root, args.port, db_url=args.database, host=args.host, enroll_port=args.enroll_port)
+    open_store(site.config.database_url).close()
+    conf = write_config(site.config)
+    print(f"central site in {root}: config {site.config_path}, broker config {conf}, "
+          f"CA fingerprint {ca.fingerprint(ca.load_cert(root / 'pki' / 'ca.crt'))}")
+    return 0
+
+
+def cmd_token_create(args: argparse.Namespace) -> int:
+    import segno
+
+    from provisioning.central import Enrollment
+
+    cfg = central_config.load(args.config)
+    store = open_store(cfg.database_url)
+    try:
+        qr = Enrollment(cfg, store).create_token(args.clinic, args.serial, _duration(args.ttl))
+    except ValueError as exc:
+        print(f"ehc-central: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        store.close()
+    code = segno.make(qr.text(), error="m")
+    if args.qr:
+        code.save(args.qr, scale=6, border=4)
+    print(qr.text())
+    if not args.quiet:
+        code.terminal(compact=True)
+    return 0
+
+
+def _duration(text: str | None) -> int | None:
+    """'30m', '2h', '900s' or '900' → seconds."""
+    if not text:
+        return None
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    try:
+        return int(text[:-1]) * units[text[-1]] if text[-1] in units else int(text)
+    except ValueError:
+        raise SystemExit(f"ehc-central: bad duration {text!r} (use e.g. 30m, 2h)") from None
+
+
+def cmd_enroll_serve(args: argparse.Namespace) -> int:
+    from edge.core import sdnotify
+    from provisioning.central import Enrollment
+    from provisioning.server import make_server
+
+    cfg = central_config.load(args.config)
+    store = open_store(cfg.database_url)
+    server = make_server(cfg, Enrollment(cfg, store))
+    sdnotify.ready(f"enrollment on {cfg.enrollment.bind}:{cfg.enrollment.port}")
+    server.run()
+    store.close()
     return 0
 
 
@@ -115,6 +178,28 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("check-config", help="validate a central.toml")
     s.add_argument("file")
     s.set_defaults(func=cmd_check_config)
+
+    s = sub.add_parser("init", help="create a central site: CA, keys, database, broker config (idempotent)")
+    s.add_argument("--dir", required=True)
+    s.add_argument("--host", default="127.0.0.1", help="broker host name boxes connect to")
+    s.add_argument("--port", type=int, default=8883, help="broker TLS port")
+    s.add_argument("--enroll-port", type=int, default=8443, help="enrollment HTTPS port")
+    s.add_argument("--database", default="sqlite:central.db")
+    s.set_defaults(func=cmd_init)
+
+    tok = sub.add_parser("token", help="one-time enrollment tokens").add_subparsers(dest="tcmd", required=True)
+    s = tok.add_parser("create", help="a token bound to a clinic and a box serial, with its provisioning QR")
+    s.add_argument("--config", default=cfg_default)
+    s.add_argument("--clinic", required=True)
+    s.add_argument("--serial", required=True)
+    s.add_argument("--ttl", default=None, help="lifetime, e.g. 30m (default enrollment.token_ttl)")
+    s.add_argument("--qr", default=None, help="also write the provisioning QR as a PNG file")
+    s.add_argument("--quiet", action="store_true", help="print only the QR text")
+    s.set_defaults(func=cmd_token_create)
+
+    s = sub.add_parser("enroll-serve", help="run the HTTPS enrollment endpoint")
+    s.add_argument("--config", default=cfg_default)
+    s.set_defaults(func=cmd_enroll_serve)
 
     s = sub.add_parser("mosquitto-conf", help="write mosquitto.conf and the ACL from central.toml")
     s.add_argument("--config", default=cfg_default)

@@ -62,6 +62,19 @@ class DatabaseSection(StrictModel):
         return v
 
 
+class EnrollmentSection(StrictModel):
+    """The HTTPS enrollment endpoint boxes call with a one-time token."""
+
+    bind: str = Field("0.0.0.0", description="Address the enrollment endpoint listens on")
+    port: int = Field(8443, ge=1, le=65535, description="HTTPS port of the enrollment endpoint")
+    public_url: str | None = Field(None, description="URL boxes use (default https://<broker.host>:<port>)")
+    token_ttl: int = Field(1800, ge=60, le=7 * 86400, description="Default token lifetime in seconds")
+    cert_days: int = Field(90, ge=1, le=825, description="Lifetime of device certificates")
+    signing_key: str = Field("pki/central-sign.key", description="Central signing key (path or credential:NAME)")
+    ca_key: str = Field("pki/ca.key", description="Device CA private key (path or credential:NAME)")
+    crl: str = Field("pki/crl.pem", description="Certificate revocation list Mosquitto loads")
+
+
 class LoggingSection(StrictModel):
     """Log level."""
 
@@ -74,12 +87,18 @@ class CentralConfig(StrictModel):
     broker: BrokerSection = BrokerSection()
     ingest: IngestSection = IngestSection()
     database: DatabaseSection = DatabaseSection()
+    enrollment: EnrollmentSection = EnrollmentSection()
     logging: LoggingSection = LoggingSection()
     base_dir: str | None = Field(None, description="Folder relative paths are resolved against (default: the file's)")
 
     def path(self, value: str) -> Path:
         """Resolve a configured path (``credential:`` or relative to the config file)."""
         return resolve_path(value, Path(self.base_dir) if self.base_dir else None)
+
+    @property
+    def enrollment_url(self) -> str:
+        """Base URL of the enrollment endpoint as boxes see it."""
+        return self.enrollment.public_url or f"https://{self.broker.host}:{self.enrollment.port}"
 
     @property
     def database_url(self) -> str:

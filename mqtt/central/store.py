@@ -77,6 +77,9 @@ def _schema(blob: str, real: str, serial: str) -> list[str]:
         f"""CREATE TABLE IF NOT EXISTS quarantine (
             msg_id TEXT PRIMARY KEY, device_id TEXT NOT NULL, boot_id BIGINT NOT NULL, seq BIGINT NOT NULL,
             kind TEXT NOT NULL, envelope {blob} NOT NULL, received_at {real} NOT NULL)""",
+        f"""CREATE TABLE IF NOT EXISTS enrollment_tokens (
+            token_hash TEXT PRIMARY KEY, clinic TEXT NOT NULL, serial TEXT NOT NULL, created_at {real} NOT NULL,
+            expires_at {real} NOT NULL, used_at {real}, device_id TEXT)""",
         f"""CREATE TABLE IF NOT EXISTS rejections (
             id {serial}, at {real} NOT NULL, reason TEXT NOT NULL, topic TEXT NOT NULL,
             size BIGINT NOT NULL, device_id TEXT, sha256 TEXT NOT NULL)""",
@@ -132,6 +135,53 @@ class SqlStore:
         except Exception:
             self._rollback()
             raise
+
+    # -- enrollment tokens ---------------------------------------------------------------------------
+    def add_token(self, token_hash: str, clinic: str, serial: str, expires_at: float) -> None:
+        """Store a new one-time token (only its hash)."""
+        self._begin()
+        self._exec("""INSERT INTO enrollment_tokens (token_hash, clinic, serial, created_at, expires_at)
+                      VALUES (?, ?, ?, ?, ?)""", (token_hash, clinic, serial, time.time(), expires_at))
+        self._commit()
+
+    def token(self, token_hash: str) -> dict[str, Any] | None:
+        """A token's record: clinic, serial, expires_at, used_at, device_id."""
+        row = self._exec("""SELECT clinic, serial, expires_at, used_at, device_id FROM enrollment_tokens
+                            WHERE token_hash = ?""", (token_hash,)).fetchone()
+        self._end_read()
+        keys = ("clinic", "serial", "expires_at", "used_at", "device_id")
+        return dict(zip(keys, row)) if row else None
+
+    def burn_token_and_register(self, token_hash: str, serial: str, device_id: str, clinic: str,
+                                cert_pem: str, now: float) -> bool:
+        """In one transaction: spend an unused, unexpired token for ``serial`` and register the device.
+
+        False (and nothing changed) when the token is no longer usable, e.g. spent by a concurrent request.
+        """
+        self._begin()
+        try:
+            cur = self._exec("""UPDATE enrollment_tokens SET used_at = ?, device_id = ?
+                                WHERE token_hash = ? AND serial = ? AND used_at IS NULL AND expires_at > ?""",
+                             (now, device_id, token_hash, serial, now))
+            if cur.rowcount != 1:
+                self._rollback()
+                return False
+            self._exec("""INSERT INTO devices (device_id, clinic, cert_pem, status, registered_at)
+                          VALUES (?, ?, ?, 'active', ?)
+                          ON CONFLICT (device_id) DO UPDATE SET clinic = excluded.clinic,
+                          cert_pem = excluded.cert_pem, status = 'active'""", (device_id, clinic, cert_pem, now))
+            self._commit()
+            return True
+        except Exception:
+            self._rollback()
+            raise
+
+    def device_certs(self, status: str | None = None) -> list[tuple[str, str]]:
+        """(device id, certificate PEM) of all devices, or of those with ``status``."""
+        sql = "SELECT device_id, cert_pem FROM devices"
+        rows = (self._exec(sql + " WHERE status = ?", (status,)) if status else self._exec(sql)).fetchall()
+        self._end_read()
+        return [(r[0], r[1]) for r in rows]
 
     def set_device_status(self, device_id: str, status: str) -> bool:
         """Mark a device active or revoked; False when it is unknown."""

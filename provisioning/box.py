@@ -1,0 +1,144 @@
+"""Box side of provisioning: make the key here, enroll over TLS pinned to the CA fingerprint, write config.
+
+Nothing is left half-done: the key, certificate and configuration are written only after the central
+service has answered with a certificate for this key; on any failure the freshly made key is removed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import platform
+import ssl
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from provisioning import ca
+from provisioning.qrtext import ProvisioningQr
+
+logger = logging.getLogger(__name__)
+
+TIMEOUT = 20.0
+
+
+class EnrollFailed(RuntimeError):
+    """Enrollment did not complete; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class Enrolled:
+    """What enrollment produced on this box."""
+
+    device_id: str
+    clinic: str
+    config_path: Path
+    cert_expires: str
+    broker: str
+
+
+def fetch_pinned_ca(url: str, fingerprint: str) -> bytes:
+    """Fetch the CA certificate and accept it only if its SHA-256 equals the pinned fingerprint.
+
+    This first request cannot verify the server (the box has no CA yet); the pin is what makes it safe:
+    a man in the middle would have to present our CA's exact certificate, which does not give him its key.
+    """
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    try:
+        with urllib.request.urlopen(f"{url}/v1/ca", timeout=TIMEOUT, context=ctx) as resp:
+            pem = resp.read(16 * 1024)
+    except (urllib.error.URLError, OSError) as exc:
+        raise EnrollFailed(f"cannot reach the enrollment service at {url}: {exc}") from None
+    try:
+        cert = x509.load_pem_x509_certificate(pem)
+    except ValueError:
+        raise EnrollFailed("the enrollment service did not send a CA certificate") from None
+    if hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest() != fingerprint:
+        raise EnrollFailed("the enrollment service presented a different CA than the provisioning code names: "
+                           "possible man in the middle, or a code for another central service. Nothing was changed.")
+    return pem
+
+
+def post_enroll(url: str, ca_pem: bytes, request: dict[str, Any]) -> dict[str, Any]:
+    """POST the enrollment request over TLS verified against the pinned CA (host name checked)."""
+    ctx = ssl.create_default_context(cadata=ca_pem.decode())
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    req = urllib.request.Request(f"{url}/v1/enroll", data=json.dumps(request).encode(), method="POST",
+                                 headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=TIMEOUT, context=ctx) as resp:
+            return json.loads(resp.read(64 * 1024))
+    except urllib.error.HTTPError as exc:
+        try:
+            err = json.loads(exc.read(4096))
+            reason = f"{err.get('error')}: {err.get('message')}"
+        except ValueError:
+            reason = f"HTTP {exc.code}"
+        raise EnrollFailed(f"the central service refused enrollment ({reason})") from None
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        raise EnrollFailed(f"enrollment request failed: {exc}") from None
+
+
+def _write(path: Path, data: bytes, mode: int = 0o644) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def enroll(qr: ProvisioningQr, state_dir: Path, config_path: Path, force: bool = False) -> Enrolled:
+    """Run the whole box-side enrollment for ``qr``."""
+    key_path, cert_path, ca_path = state_dir / "device.key", state_dir / "device.crt", state_dir / "ca.crt"
+    if not force and (key_path.exists() or config_path.exists()):
+        raise EnrollFailed(f"this box is already provisioned ({key_path if key_path.exists() else config_path} "
+                           "exists); run 'ehc-provision wipe' first, or pass --force")
+    ca_pem = fetch_pinned_ca(qr.url, qr.ca_fingerprint)
+    if force:
+        key_path.unlink(missing_ok=True)
+    key = ca.generate_key()
+    ca.write_private_key(key_path, key)
+    try:
+        csr = ca.make_csr(key, qr.serial).public_bytes(serialization.Encoding.PEM).decode()
+        facts = {"model": _model(), "machine": platform.machine(), "software": "0.1.0"}
+        answer = post_enroll(qr.url, ca_pem, {"token": qr.token, "serial": qr.serial, "csr": csr, "facts": facts})
+        cert = x509.load_pem_x509_certificate(answer["certificate"].encode())
+        if cert.public_key() != key.public_key() or ca.common_name(cert) != qr.serial:
+            raise EnrollFailed("the certificate returned is not for this box's key")
+        broker = answer["broker"]
+        _write(cert_path, answer["certificate"].encode())
+        _write(ca_path, "".join(answer["ca_chain"]).encode())
+        _write(state_dir / "central-sign.pub", answer["central_keys"]["signing"].encode())
+        config = {"device": {"id": answer["device_id"], "clinic": answer["clinic"], "key": str(key_path),
+                             "cert": str(cert_path), "state_dir": str(state_dir)},
+                  "mqtt": {"host": broker["host"], "port": int(broker["port"]), "ca": str(ca_path)}}
+        _write(config_path, tomli_w.dumps(config).encode())
+    except (EnrollFailed, KeyError, TypeError, ValueError) as exc:
+        key_path.unlink(missing_ok=True)
+        for leftover in (cert_path, ca_path):
+            leftover.unlink(missing_ok=True)
+        if isinstance(exc, EnrollFailed):
+            raise
+        raise EnrollFailed(f"the central service's answer was not understood: {exc}") from None
+    return Enrolled(answer["device_id"], answer["clinic"], config_path, cert.not_valid_after_utc.isoformat(),
+                    f"{broker['host']}:{broker['port']}")
+
+
+def _model() -> str:
+    try:
+        return Path("/proc/device-tree/model").read_text().strip("\x00\n") or "unknown"
+    except OSError:
+        return platform.node() or "unknown"

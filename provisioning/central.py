@@ -1,0 +1,152 @@
+"""Central side of provisioning: one-time tokens, enrollment (CSR → device certificate), revocation.
+
+Tokens are random (192 bits), bound to a clinic and a box serial, short-lived, and stored only as their
+SHA-256. Enrollment spends the token and registers the device in one transaction, so a refused or
+interrupted enrollment leaves nothing behind; the device id is the box serial.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from mqtt.central.broker import reload_broker
+from mqtt.central.config import CentralConfig
+from mqtt.central.store import SqlStore
+from mqtt.topics import TopicError, check_name
+from provisioning import ca, crl
+from provisioning.qrtext import ProvisioningQr
+from provisioning.site import RESERVED_IDS
+
+logger = logging.getLogger(__name__)
+
+MAX_CSR_CHARS = 4096
+MAX_FACTS_KEYS = 32
+CONFIG_REVISION = 1
+
+
+class EnrollmentError(Exception):
+    """An enrollment request is refused; ``code`` is stable, ``status`` the HTTP status to answer."""
+
+    def __init__(self, code: str, message: str, status: int = 403) -> None:
+        super().__init__(message)
+        self.code, self.status = code, status
+
+
+def token_hash(token: str) -> str:
+    """How a token is stored and looked up."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+@dataclass
+class Enrollment:
+    """Token issuing, enrollment and revocation against one site's CA and store."""
+
+    cfg: CentralConfig
+    store: SqlStore
+
+    def __post_init__(self) -> None:
+        self.ca_cert = ca.load_cert(self.cfg.path(self.cfg.broker.ca))
+        self._ca_key = ca.load_private_key(self.cfg.path(self.cfg.enrollment.ca_key))
+
+    # -- tokens --------------------------------------------------------------------------------------
+    def create_token(self, clinic: str, serial: str, ttl: int | None = None) -> ProvisioningQr:
+        """Issue a one-time token for box ``serial`` at ``clinic``; returns the provisioning QR content."""
+        check_name(clinic, "clinic")
+        check_name(serial, "serial")
+        if serial in RESERVED_IDS:
+            raise ValueError(f"serial {serial!r} is reserved")
+        token = secrets.token_urlsafe(24)
+        expires = time.time() + (ttl or self.cfg.enrollment.token_ttl)
+        self.store.add_token(token_hash(token), clinic, serial, expires)
+        logger.info("enrollment token issued for %s at %s, valid %d s", serial, clinic, ttl or self.cfg.enrollment.token_ttl)
+        return ProvisioningQr(self.cfg.enrollment_url, token, ca.fingerprint(self.ca_cert), clinic, serial)
+
+    # -- enrollment ----------------------------------------------------------------------------------
+    def enroll(self, request: Any) -> dict[str, Any]:
+        """Check a request ``{token, serial, csr, facts}``; sign, register, spend the token; answer."""
+        token, serial, csr_pem, facts = _fields(request)
+        record = self.store.token(token_hash(token))
+        now = time.time()
+        if record is None:
+            raise self._refuse("token_unknown", "this enrollment token does not exist", serial)
+        if record["used_at"] is not None:
+            raise self._refuse("token_used", "this enrollment token was already used", serial)
+        if record["expires_at"] <= now:
+            raise self._refuse("token_expired", "this enrollment token has expired; ask for a new one", serial)
+        if record["serial"] != serial:
+            raise self._refuse("serial_mismatch", "this token was issued for another box serial", serial)
+        try:
+            csr = x509.load_pem_x509_csr(csr_pem.encode("ascii"))
+            cert = ca.sign_csr(self._ca_key, self.ca_cert, csr, serial, self.cfg.enrollment.cert_days)
+        except (ValueError, UnicodeEncodeError) as exc:
+            raise self._refuse("bad_csr", f"certificate request refused: {exc}", serial, 400) from None
+        cert_pem = cert.public_bytes(serialization.Encoding.PEM).decode()
+        if not self.store.burn_token_and_register(token_hash(token), serial, serial, record["clinic"], cert_pem, now):
+            raise self._refuse("token_used", "this enrollment token was already used", serial)
+        logger.info("enrolled %s at %s (facts: %s)", serial, record["clinic"], sorted(facts),
+                    extra={"EHC_DEVICE": serial, "EHC_EVENT": "enrolled"})
+        b = self.cfg.broker
+        return {
+            "device_id": serial,
+            "clinic": record["clinic"],
+            "certificate": cert_pem,
+            "ca_chain": [self.ca_cert.public_bytes(serialization.Encoding.PEM).decode()],
+            "broker": {"host": b.host, "port": b.port},
+            "config_revision": CONFIG_REVISION,
+            "central_keys": {"signing": self.signing_public_pem()},
+            "trust_lists": {},
+        }
+
+    def _refuse(self, code: str, message: str, serial: str, status: int = 403) -> EnrollmentError:
+        logger.warning("enrollment refused for serial %s: %s", serial[:64], code,
+                       extra={"EHC_EVENT": "enrollment_refused", "EHC_REASON": code})
+        return EnrollmentError(code, message, status)
+
+    def signing_public_pem(self) -> str:
+        """Public half of the central signing key (boxes verify central-signed documents with it)."""
+        key = ca.load_private_key(self.cfg.path(self.cfg.enrollment.signing_key))
+        return key.public_key().public_bytes(serialization.Encoding.PEM,
+                                             serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+
+    # -- revocation ----------------------------------------------------------------------------------
+    def refresh_crl(self) -> None:
+        """Rewrite the CRL from the registry's revoked devices."""
+        revoked = [pem for _, pem in self.store.device_certs("revoked")]
+        crl.write_crl(self.cfg.path(self.cfg.enrollment.crl), crl.build_crl(self._ca_key, self.ca_cert, revoked))
+
+    def revoke(self, device_id: str) -> bool:
+        """Revoke a device: registry (the ingest refuses it), CRL (the broker refuses it), broker reload."""
+        if not self.store.set_device_status(device_id, "revoked"):
+            return False
+        self.refresh_crl()
+        reload_broker(self.cfg)
+        logger.warning("device %s revoked", device_id, extra={"EHC_DEVICE": device_id, "EHC_EVENT": "revoked"})
+        return True
+
+
+def _fields(request: Any) -> tuple[str, str, str, dict]:
+    if not isinstance(request, dict):
+        raise EnrollmentError("malformed", "request must be a JSON object", 400)
+    token, serial, csr_pem = request.get("token"), request.get("serial"), request.get("csr")
+    facts = request.get("facts", {})
+    if not (isinstance(token, str) and 16 <= len(token) <= 128):
+        raise EnrollmentError("malformed", "token missing or of the wrong length", 400)
+    if not isinstance(serial, str):
+        raise EnrollmentError("malformed", "serial missing", 400)
+    try:
+        check_name(serial, "serial")
+    except TopicError as exc:
+        raise EnrollmentError("malformed", str(exc), 400) from None
+    if not (isinstance(csr_pem, str) and len(csr_pem) <= MAX_CSR_CHARS):
+        raise EnrollmentError("malformed", "csr missing or too long", 400)
+    if not (isinstance(facts, dict) and len(facts) <= MAX_FACTS_KEYS):
+        raise EnrollmentError("malformed", "facts must be an object of at most 32 keys", 400)
+    return token, serial, csr_pem, facts

@@ -1,0 +1,38 @@
+"""The certificate revocation list Mosquitto loads (``crlfile``), rebuilt from the device registry."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+logger = logging.getLogger(__name__)
+
+CRL_DAYS = 30
+
+
+def build_crl(ca_key: ec.EllipticCurvePrivateKey, ca_cert: x509.Certificate,
+              revoked_pems: list[str]) -> x509.CertificateRevocationList:
+    """A CRL listing the serial numbers of the given (revoked) device certificates."""
+    now = dt.datetime.now(dt.timezone.utc)
+    builder = (x509.CertificateRevocationListBuilder().issuer_name(ca_cert.subject)
+               .last_update(now - dt.timedelta(minutes=5)).next_update(now + dt.timedelta(days=CRL_DAYS)))
+    for pem in revoked_pems:
+        cert = x509.load_pem_x509_certificate(pem.encode())
+        builder = builder.add_revoked_certificate(
+            x509.RevokedCertificateBuilder().serial_number(cert.serial_number).revocation_date(now).build())
+    return builder.sign(ca_key, hashes.SHA256())
+
+
+def write_crl(path: Path, crl: x509.CertificateRevocationList) -> None:
+    """Replace the CRL file atomically (Mosquitto may read it at any moment)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(crl.public_bytes(serialization.Encoding.PEM))
+    os.replace(tmp, path)
+    logger.info("CRL written with %d revoked certificates", len(list(crl)))

@@ -1,0 +1,175 @@
+"""The whole provisioning flow against the real central service, enrollment endpoint and Mosquitto:
+token -> enroll -> mTLS -> signed result accepted -> revoke -> broker refuses, ingest rejects."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from edge import config as edge_config
+from edge.runtime import build_uplink, load_identity
+from mqtt import envelope, topics
+from mqtt.central.broker import BrokerProcess, free_port, write_config
+from mqtt.central.ingest import Ingest
+from mqtt.central.store import open_store
+from provisioning import ca, qrtext
+from provisioning.central import Enrollment, EnrollmentError, token_hash
+from provisioning.server import make_server
+from provisioning.site import init_central
+from tests.mqtt_helpers import RawClient, wait_until
+
+BIN = Path(sys.executable).parent
+
+
+@pytest.fixture
+def central(tmp_path):
+    site = init_central(tmp_path / "central", free_port(), enroll_port=free_port())
+    cfg = site.config
+    store = open_store(cfg.database_url)
+    log = tmp_path / "mosquitto.log"
+    broker = BrokerProcess(write_config(cfg, log), cfg.broker.host, cfg.broker.port, log).start()
+    ingest = Ingest(cfg, open_store(cfg.database_url)).start()
+    enrollment = Enrollment(cfg, store)
+    server = make_server(cfg, Enrollment(cfg, open_store(cfg.database_url)))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    wait_until(lambda: server.started, 10, "enrollment endpoint")
+    yield site, store, enrollment, ingest
+    server.should_exit = True
+    thread.join(10)
+    ingest.stop()
+    broker.kill()
+
+
+def can_connect(site, box: Path, client_id: str) -> bool:
+    """Whether the broker accepts an MQTT session with this box's certificate."""
+    b = site.config.broker
+    try:
+        client = RawClient(b.host, b.port, box / "ca.crt", box / "device.crt", box / "device.key", client_id)
+    except OSError:  # ssl.SSLError included: the handshake was refused
+        return False
+    try:
+        client.wait_connected(3)
+        return True
+    except AssertionError:
+        return False
+    finally:
+        client.close()
+
+
+def enroll_cli(qr_text: str, box: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([str(BIN / "ehc-provision"), "enroll", "--qr-text", qr_text, "--state-dir", str(box),
+                           "--config", str(box / "edge.toml")], capture_output=True, text=True, timeout=60)
+
+
+def test_token_enroll_publish_revoke(central, tmp_path):
+    site, store, enrollment, ingest = central
+    qr = enrollment.create_token("clinic-a", "box-0042")
+    assert qrtext.parse(qr.text()) == qr
+    box = tmp_path / "box"
+    done = enroll_cli(qr.text(), box)
+    assert done.returncode == 0, done.stderr
+    assert "enrolled box-0042 at clinic-a" in done.stdout
+    assert (box / "device.key").stat().st_mode & 0o777 == 0o600
+    cfg = edge_config.load(box / "edge.toml")
+    assert (cfg.device.id, cfg.device.clinic, cfg.mqtt.port) == ("box-0042", "clinic-a", site.config.broker.port)
+    # The certificate is short-lived and for the key made on the box.
+    cert = ca.load_cert(box / "device.crt")
+    assert 89 <= (cert.not_valid_after_utc - cert.not_valid_before_utc).days <= 91
+    assert cert.public_key() == load_identity(cfg).key.public_key()
+
+    # The token is spent: a second enrollment with it fails and changes nothing.
+    again = enroll_cli(qr.text(), tmp_path / "box2")
+    assert again.returncode == 1 and "token_used" in again.stderr
+    assert not (tmp_path / "box2" / "device.key").exists()
+
+    # mTLS with the new certificate; a signed result is accepted and stored.
+    up = build_uplink(cfg)
+    up.outbox.start_boot()
+    up.outbox.enqueue("scan", {"outcome": "green"})
+    up.start()
+    try:
+        wait_until(lambda: store.counts()["results"] == 1 and up.drained(), 20, "delivery")
+        # A connection opened before the revocation stays up; keep one to publish through afterwards.
+        b = site.config.broker
+        open_conn = RawClient(b.host, b.port, box / "ca.crt", box / "device.crt", box / "device.key",
+                              "box-0042-second").wait_connected()
+        assert can_connect(site, box, "box-0042-probe")
+    finally:
+        up.stop()
+
+    out = subprocess.run([str(BIN / "ehc-central"), "device", "revoke", "--id", "box-0042", "--config",
+                          str(site.config_path)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    # The broker refuses a new connection with the revoked certificate (CRL reloaded on SIGHUP)...
+    wait_until(lambda: not can_connect(site, box, "box-0042-after"), 10, "the broker to refuse the certificate")
+    assert "certificate verify failed" in (tmp_path / "mosquitto.log").read_text()
+    # ...and the ingest rejects anything still signed by it, even over the old connection.
+    ingest.verifier.forget("box-0042")
+    topic = topics.event("clinic-a", "box-0042", "scan")
+    msg = envelope.Message("box-0042", 99, 1, "scan", {"outcome": "green"})
+    open_conn.publish(topic, envelope.sign(msg, topic, load_identity(cfg).key))
+    open_conn.close()
+    wait_until(lambda: store.counts()["rejections"].get("revoked_device") == 1, 20, "revoked_device rejection")
+    assert store.counts()["results"] == 1
+
+
+@pytest.mark.parametrize("case", ["unknown", "expired", "serial", "csr_key", "csr_name"])
+def test_bad_tokens_and_requests_leave_nothing(central, case):
+    site, store, enrollment, _ = central
+    qr = enrollment.create_token("clinic-a", "box-7", ttl=1 if case == "expired" else 600)
+    key = ca.generate_key()
+    csr = ca.make_csr(key, "box-7" if case != "csr_name" else "box-8")
+    pem = csr.public_bytes(ca.serialization.Encoding.PEM).decode()
+    if case == "csr_key":  # a CSR whose signature does not match its key
+        other = ca.make_csr(ca.generate_key(), "box-7").public_bytes(ca.serialization.Encoding.PEM).decode()
+        pem = pem.split("-----END")[0][:-120] + other.split("-----BEGIN CERTIFICATE REQUEST-----\n")[1][-120:]
+    request = {"token": qr.token if case != "unknown" else "x" * 32, "serial": "box-7" if case != "serial"
+               else "box-9", "csr": pem, "facts": {}}
+    if case == "expired":
+        time.sleep(1.2)
+    with pytest.raises(EnrollmentError) as info:
+        enrollment.enroll(request)
+    expected = {"unknown": "token_unknown", "expired": "token_expired", "serial": "serial_mismatch",
+                "csr_key": "bad_csr", "csr_name": "bad_csr"}[case]
+    assert info.value.code == expected
+    assert store.get_device("box-7") is None and store.get_device("box-9") is None
+    if case != "unknown":  # the token is still unused
+        assert store.token(token_hash(qr.token))["used_at"] is None
+
+
+def test_man_in_the_middle_with_another_ca_is_refused(central, tmp_path):
+    site, store, enrollment, _ = central
+    qr = enrollment.create_token("clinic-a", "box-5")
+    _, other_ca = ca.create_ca("Somebody else")
+    forged = qrtext.ProvisioningQr(qr.url, qr.token, ca.fingerprint(other_ca), qr.clinic, qr.serial)
+    box = tmp_path / "box"
+    done = enroll_cli(forged.text(), box)
+    assert done.returncode == 1 and "different CA" in done.stderr
+    assert not (box / "device.key").exists() and not (box / "edge.toml").exists()
+    assert store.get_device("box-5") is None
+
+
+def test_endpoint_answers_bad_bodies_with_reasons(central):
+    site, _, enrollment, _ = central
+    ca_pem = ca.load_cert(site.root / "pki" / "ca.crt").public_bytes(ca.serialization.Encoding.PEM)
+    import ssl
+
+    ctx = ssl.create_default_context(cadata=ca_pem.decode())
+    url = f"{site.config.enrollment_url}/v1/enroll"
+    for body, code, status in [(b"not json", "malformed", 400), (b"[]", "malformed", 400),
+                               (json.dumps({"token": "short"}).encode(), "malformed", 400),
+                               (b"x" * 20000, "too_large", 413)]:
+        req = urllib.request.Request(url, data=body, method="POST")
+        with pytest.raises(urllib.error.HTTPError) as info:
+            urllib.request.urlopen(req, context=ctx, timeout=10)
+        assert info.value.code == status
+        assert json.loads(info.value.read())["error"] == code
