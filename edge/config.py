@@ -71,6 +71,14 @@ class StationSection(StrictModel):
                                              "located but not read) or never")
 
 
+class ProvisioningSection(StrictModel):
+    """Where the box renews its certificate (written by ``ehc-provision enroll``)."""
+
+    url: str | None = Field(None, pattern=r"^https://", description="Enrollment service URL, https://host:port")
+    renew_fraction: float = Field(1 / 3, gt=0, lt=1, description="Renew when less than this share of the "
+                                                                  "certificate's lifetime is left")
+
+
 class LoggingSection(StrictModel):
     """Log level."""
 
@@ -84,6 +92,7 @@ class EdgeConfig(StrictModel):
     mqtt: MqttSection
     outbox: OutboxSection = OutboxSection()
     station: StationSection = StationSection()
+    provisioning: ProvisioningSection = ProvisioningSection()
     logging: LoggingSection = LoggingSection()
     base_dir: str | None = Field(None, description="Folder relative paths are resolved against (default: the file's)")
 

@@ -6,6 +6,8 @@ service has answered with a certificate for this key; on any failure the freshly
 
 from __future__ import annotations
 
+import base64
+import datetime as dt
 import hashlib
 import json
 import logging
@@ -22,6 +24,9 @@ import tomli_w
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from edge.config import EdgeConfig
+from edge.runtime import load_identity
+from mqtt import envelope
 from provisioning import ca
 from provisioning.qrtext import ProvisioningQr
 
@@ -69,11 +74,11 @@ def fetch_pinned_ca(url: str, fingerprint: str) -> bytes:
     return pem
 
 
-def post_enroll(url: str, ca_pem: bytes, request: dict[str, Any]) -> dict[str, Any]:
-    """POST the enrollment request over TLS verified against the pinned CA (host name checked)."""
+def post_enroll(url: str, ca_pem: bytes, request: dict[str, Any], path: str = "/v1/enroll") -> dict[str, Any]:
+    """POST a request over TLS verified against the pinned CA (host name checked)."""
     ctx = ssl.create_default_context(cadata=ca_pem.decode())
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    req = urllib.request.Request(f"{url}/v1/enroll", data=json.dumps(request).encode(), method="POST",
+    req = urllib.request.Request(f"{url}{path}", data=json.dumps(request).encode(), method="POST",
                                  headers={"Content-Type": "application/json"})
     try:
         with urllib.request.urlopen(req, timeout=TIMEOUT, context=ctx) as resp:
@@ -84,7 +89,7 @@ def post_enroll(url: str, ca_pem: bytes, request: dict[str, Any]) -> dict[str, A
             reason = f"{err.get('error')}: {err.get('message')}"
         except ValueError:
             reason = f"HTTP {exc.code}"
-        raise EnrollFailed(f"the central service refused enrollment ({reason})") from None
+        raise EnrollFailed(f"the central service refused the request ({reason})") from None
     except (urllib.error.URLError, OSError, ValueError) as exc:
         raise EnrollFailed(f"enrollment request failed: {exc}") from None
 
@@ -124,7 +129,8 @@ def enroll(qr: ProvisioningQr, state_dir: Path, config_path: Path, force: bool =
         _write(state_dir / "central-sign.pub", answer["central_keys"]["signing"].encode())
         config = {"device": {"id": answer["device_id"], "clinic": answer["clinic"], "key": str(key_path),
                              "cert": str(cert_path), "state_dir": str(state_dir)},
-                  "mqtt": {"host": broker["host"], "port": int(broker["port"]), "ca": str(ca_path)}}
+                  "mqtt": {"host": broker["host"], "port": int(broker["port"]), "ca": str(ca_path)},
+                  "provisioning": {"url": qr.url}}
         _write(config_path, tomli_w.dumps(config).encode())
     except (EnrollFailed, KeyError, TypeError, ValueError) as exc:
         key_path.unlink(missing_ok=True)
@@ -142,3 +148,87 @@ def _model() -> str:
         return Path("/proc/device-tree/model").read_text().strip("\x00\n") or "unknown"
     except OSError:
         return platform.node() or "unknown"
+
+
+# -- after enrollment: status, renewal, decommissioning ------------------------------------------------
+
+def _proof(cfg: EdgeConfig, action: str, body: dict[str, Any]) -> str:
+    from provisioning.central import proof_topic
+
+    ident = load_identity(cfg)
+    msg = envelope.Message(ident.device, 0, 0, action, body)
+    return base64.b64encode(envelope.sign(msg, proof_topic(ident.clinic, ident.device, action), ident.key)).decode()
+
+
+def _central(cfg: EdgeConfig) -> tuple[str, bytes]:
+    if not cfg.provisioning.url:
+        raise EnrollFailed("edge.toml has no [provisioning] url; enroll the box first")
+    return cfg.provisioning.url, cfg.path(cfg.mqtt.ca).read_bytes()
+
+
+@dataclass(frozen=True)
+class CertStatus:
+    """The device certificate's validity and whether renewal is due."""
+
+    device_id: str
+    clinic: str
+    not_after: str
+    days_left: float
+    renew_due: bool
+
+
+def cert_status(cfg: EdgeConfig) -> CertStatus:
+    """Validity of the current certificate."""
+    cert = ca.load_cert(cfg.path(cfg.device.cert))
+    now = dt.datetime.now(dt.timezone.utc)
+    life = (cert.not_valid_after_utc - cert.not_valid_before_utc).total_seconds()
+    left = (cert.not_valid_after_utc - now).total_seconds()
+    return CertStatus(cfg.device.id, cfg.device.clinic, cert.not_valid_after_utc.isoformat(), left / 86400,
+                      left < life * cfg.provisioning.renew_fraction)
+
+
+def renew(cfg: EdgeConfig, force: bool = False) -> CertStatus:
+    """Renew the certificate (same key) when due, or always with ``force``; returns the new status."""
+    status = cert_status(cfg)
+    if not (force or status.renew_due):
+        return status
+    url, ca_pem = _central(cfg)
+    key = load_identity(cfg).key
+    csr = ca.make_csr(key, cfg.device.id).public_bytes(serialization.Encoding.PEM).decode()
+    proof = _proof(cfg, "renew", {"csr_sha256": hashlib.sha256(csr.encode()).hexdigest()})
+    answer = post_enroll(url, ca_pem, {"device_id": cfg.device.id, "csr": csr, "proof": proof}, "/v1/renew")
+    cert = x509.load_pem_x509_certificate(answer["certificate"].encode())
+    if cert.public_key() != key.public_key() or ca.common_name(cert) != cfg.device.id:
+        raise EnrollFailed("the renewed certificate is not for this box's key")
+    _write(cfg.path(cfg.device.cert), answer["certificate"].encode())
+    logger.info("certificate renewed until %s", cert.not_valid_after_utc.isoformat())
+    return cert_status(cfg)
+
+
+def wipe(cfg: EdgeConfig, config_path: Path, force: bool = False) -> list[Path]:
+    """Decommission: tell the central service (it revokes the device), then delete keys, certificates,
+    outbox and configuration. Refuses while results wait for delivery, unless ``force``."""
+    from edge.runtime import open_outbox
+
+    box = open_outbox(cfg, None)
+    depth = box.stats().depth
+    box.close()
+    if depth and not force:
+        raise EnrollFailed(f"{depth} results still wait for delivery; let the uplink drain them, or use --force "
+                           "(they will be lost)")
+    try:
+        url, ca_pem = _central(cfg)
+        post_enroll(url, ca_pem, {"device_id": cfg.device.id, "proof": _proof(cfg, "decommission", {})},
+                    "/v1/decommission")
+    except EnrollFailed:
+        if not force:
+            raise
+        logger.warning("the central service was not told; revoke %s there by hand", cfg.device.id)
+    outbox = cfg.outbox_path
+    doomed = [cfg.path(cfg.device.key), cfg.path(cfg.device.cert), cfg.path(cfg.mqtt.ca),
+              outbox, outbox.with_name(outbox.name + "-wal"), outbox.with_name(outbox.name + "-shm"),
+              cfg.path(cfg.device.state_dir) / "central-sign.pub", config_path]
+    removed = [p for p in doomed if p.exists()]
+    for p in removed:
+        p.unlink()
+    return removed

@@ -7,6 +7,7 @@ interrupted enrollment leaves nothing behind; the device id is the box serial.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import logging
 import secrets
@@ -19,7 +20,8 @@ from cryptography.hazmat.primitives import serialization
 
 from mqtt.central.broker import reload_broker
 from mqtt.central.config import CentralConfig
-from mqtt.central.store import SqlStore
+from mqtt import envelope
+from mqtt.central.store import DeviceRecord, SqlStore
 from mqtt.topics import TopicError, check_name
 from provisioning import ca, crl
 from provisioning.qrtext import ProvisioningQr
@@ -30,6 +32,12 @@ logger = logging.getLogger(__name__)
 MAX_CSR_CHARS = 4096
 MAX_FACTS_KEYS = 32
 CONFIG_REVISION = 1
+PROOF_WINDOW = 600.0  # seconds of clock difference accepted on signed renewal/decommission requests
+
+
+def proof_topic(clinic: str, device: str, action: str) -> str:
+    """The AAD a box signs a renewal or decommission request for (not an MQTT topic anyone publishes on)."""
+    return f"ehc/v1/{clinic}/{device}/{action}"
 
 
 class EnrollmentError(Exception):
@@ -104,6 +112,55 @@ class Enrollment:
             "central_keys": {"signing": self.signing_public_pem()},
             "trust_lists": {},
         }
+
+    # -- requests signed with the current device key ------------------------------------------------
+    def _proven(self, request: Any, action: str) -> tuple[DeviceRecord, envelope.Message]:
+        """Check ``{device_id, proof}``: proof is a COSE_Sign1 by the registered device key over
+        ``ehc/v1/<clinic>/<device>/<action>``, issued within PROOF_WINDOW seconds."""
+        if not isinstance(request, dict) or not isinstance(request.get("device_id"), str) \
+                or not isinstance(request.get("proof"), str):
+            raise EnrollmentError("malformed", "device_id and proof are required", 400)
+        device = request["device_id"]
+        rec = self.store.get_device(device)
+        if rec is None or rec.status != "active":
+            raise self._refuse("not_active", "this device is not an active registered device", device)
+        cert = x509.load_pem_x509_certificate(rec.cert_pem.encode())
+        try:
+            msg = envelope.verify(base64.b64decode(request["proof"], validate=True), proof_topic(rec.clinic, device,
+                                                                                                 action),
+                                  cert.public_key())
+        except (envelope.EnvelopeError, ValueError):
+            raise self._refuse("bad_proof", "the request is not signed by this device's key", device) from None
+        if msg.device != device or msg.kind != action or abs(msg.ts_ms / 1000 - time.time()) > PROOF_WINDOW:
+            raise self._refuse("bad_proof", "the signed request is stale or for another purpose", device)
+        return rec, msg
+
+    def renew(self, request: Any) -> dict[str, Any]:
+        """A new certificate for the same key, asked with a CSR and a proof signed by the current key."""
+        rec, msg = self._proven(request, "renew")
+        csr_pem = request.get("csr")
+        if not isinstance(csr_pem, str) or len(csr_pem) > MAX_CSR_CHARS \
+                or msg.body.get("csr_sha256") != hashlib.sha256(csr_pem.encode()).hexdigest():
+            raise self._refuse("bad_csr", "the CSR is missing or not the one the proof covers", rec.device_id, 400)
+        current = x509.load_pem_x509_certificate(rec.cert_pem.encode())
+        try:
+            csr = x509.load_pem_x509_csr(csr_pem.encode("ascii"))
+            if csr.public_key() != current.public_key():
+                raise ValueError("renewal keeps the device key; this CSR holds another key")
+            cert = ca.sign_csr(self._ca_key, self.ca_cert, csr, rec.device_id, self.cfg.enrollment.cert_days)
+        except (ValueError, UnicodeEncodeError) as exc:
+            raise self._refuse("bad_csr", f"certificate request refused: {exc}", rec.device_id, 400) from None
+        cert_pem = cert.public_bytes(serialization.Encoding.PEM).decode()
+        self.store.register_device(rec.device_id, rec.clinic, cert_pem)
+        logger.info("renewed the certificate of %s", rec.device_id,
+                    extra={"EHC_DEVICE": rec.device_id, "EHC_EVENT": "renewed"})
+        return {"device_id": rec.device_id, "certificate": cert_pem}
+
+    def decommission(self, request: Any) -> dict[str, Any]:
+        """A box being wiped says goodbye: it is revoked like a lost box, with its own signature as proof."""
+        rec, _ = self._proven(request, "decommission")
+        self.revoke(rec.device_id)
+        return {"device_id": rec.device_id, "status": "revoked"}
 
     def _refuse(self, code: str, message: str, serial: str, status: int = 403) -> EnrollmentError:
         logger.warning("enrollment refused for serial %s: %s", serial[:64], code,

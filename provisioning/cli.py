@@ -1,4 +1,5 @@
-"""``ehc-provision``: make the device key on the box and a certificate request for enrollment."""
+"""``ehc-provision``: give a box its identity (key made on the box, certificate by enrollment), renew it,
+check the box, and decommission it."""
 
 from __future__ import annotations
 
@@ -49,6 +50,72 @@ def cmd_enroll(args: argparse.Namespace) -> int:
     return 0
 
 
+def _load(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from edge import config as edge_config
+
+    return edge_config.load(args.config)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from edge.runtime import open_outbox
+    from provisioning.box import cert_status
+
+    cfg = _load(args)
+    st = cert_status(cfg)
+    box = open_outbox(cfg, None)
+    depth = box.stats().depth
+    box.close()
+    print(f"device {st.device_id} at {st.clinic}\n  certificate valid until {st.not_after} "
+          f"({st.days_left:.0f} days left{', renewal due' if st.renew_due else ''})\n"
+          f"  broker {cfg.mqtt.host}:{cfg.mqtt.port}\n  outbox {depth} results waiting")
+    return 0
+
+
+def cmd_renew(args: argparse.Namespace) -> int:
+    from provisioning.box import EnrollFailed, cert_status, renew
+
+    cfg = _load(args)
+    before = cert_status(cfg)
+    try:
+        after = renew(cfg, force=args.force)
+    except EnrollFailed as exc:
+        print(f"ehc-provision: renewal failed: {exc}", file=sys.stderr)
+        return 1
+    if after.not_after == before.not_after:
+        print(f"not due: {after.days_left:.0f} days left (use --force to renew now)")
+    else:
+        print(f"renewed: valid until {after.not_after}")
+    return 0
+
+
+def cmd_wipe(args: argparse.Namespace) -> int:
+    from provisioning.box import EnrollFailed, wipe
+
+    if not args.yes:
+        print("ehc-provision: wipe deletes this box's identity and undelivered results; add --yes to confirm",
+              file=sys.stderr)
+        return 2
+    cfg = _load(args)
+    try:
+        removed = wipe(cfg, Path(args.config), force=args.force)
+    except EnrollFailed as exc:
+        print(f"ehc-provision: wipe refused: {exc}", file=sys.stderr)
+        return 1
+    print(f"decommissioned {cfg.device.id}: removed {len(removed)} files; the central service revoked it")
+    return 0
+
+
+def cmd_selftest(args: argparse.Namespace) -> int:
+    from provisioning import selftest
+
+    results = selftest.run(_load(args))
+    for r in results:
+        print(f"{r.status:>11}  {r.part:<16} {r.detail}" + (f"\n{'':>13}fix: {r.fix}" if r.fix else ""))
+    ok = selftest.passed(results)
+    print("selftest: PASS" if ok else "selftest: FAIL")
+    return 0 if ok else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``ehc-provision``."""
     p = argparse.ArgumentParser(prog="ehc-provision", description=__doc__)
@@ -71,6 +138,18 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--config", default="/etc/ehc-edge/edge.toml", help="the box configuration to write")
     s.add_argument("--force", action="store_true", help="replace an existing key and configuration")
     s.set_defaults(func=cmd_enroll)
+    for name, func, text in (("status", cmd_status, "identity, certificate lifetime, outbox"),
+                             ("renew", cmd_renew, "renew the certificate when a third of its life is left"),
+                             ("wipe", cmd_wipe, "decommission: tell the central service, delete keys and data"),
+                             ("selftest", cmd_selftest, "check key, certificate, clock, outbox, camera, broker")):
+        s = sub.add_parser(name, help=text)
+        s.add_argument("--config", default="/etc/ehc-edge/edge.toml")
+        if name in ("renew", "wipe"):
+            s.add_argument("--force", action="store_true",
+                           help="renew now" if name == "renew" else "even with undelivered results or no answer")
+        if name == "wipe":
+            s.add_argument("--yes", action="store_true", help="confirm")
+        s.set_defaults(func=func)
     args = p.parse_args(argv)
     return int(args.func(args))
 

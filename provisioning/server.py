@@ -2,6 +2,10 @@
 
 ``GET /v1/ca``       the CA certificate (PEM); a box compares its SHA-256 with the pinned fingerprint
 ``POST /v1/enroll``  ``{token, serial, csr, facts}`` → certificate, CA chain, broker, keys (JSON)
+``POST /v1/renew``   ``{device_id, csr, proof}`` → a new certificate for the same key
+``POST /v1/decommission``  ``{device_id, proof}`` → the device is revoked
+
+``proof`` is base64 of a COSE_Sign1 by the current device key (see :func:`provisioning.central.proof_topic`).
 """
 
 from __future__ import annotations
@@ -34,6 +38,15 @@ def build_app(enrollment: Enrollment) -> Starlette:
         return Response(ca_pem, media_type="application/x-pem-file")
 
     async def post_enroll(request: Request) -> Response:
+        return await _handle(request, enrollment.enroll)
+
+    async def post_renew(request: Request) -> Response:
+        return await _handle(request, enrollment.renew)
+
+    async def post_decommission(request: Request) -> Response:
+        return await _handle(request, enrollment.decommission)
+
+    async def _handle(request: Request, action) -> Response:  # type: ignore[no-untyped-def]
         body = b""
         async for chunk in request.stream():
             body += chunk
@@ -45,13 +58,15 @@ def build_app(enrollment: Enrollment) -> Starlette:
             return JSONResponse({"error": "malformed", "message": "body is not JSON"}, 400)
         try:
             with lock:
-                answer = enrollment.enroll(payload)
+                answer = action(payload)
         except EnrollmentError as exc:
             return JSONResponse({"error": exc.code, "message": str(exc)}, exc.status)
         return JSONResponse(answer)
 
     return Starlette(routes=[Route("/v1/ca", get_ca, methods=["GET"]),
-                             Route("/v1/enroll", post_enroll, methods=["POST"])])
+                             Route("/v1/enroll", post_enroll, methods=["POST"]),
+                             Route("/v1/renew", post_renew, methods=["POST"]),
+                             Route("/v1/decommission", post_decommission, methods=["POST"])])
 
 
 def make_server(cfg: CentralConfig, enrollment: Enrollment) -> uvicorn.Server:

@@ -3,6 +3,8 @@ token -> enroll -> mTLS -> signed result accepted -> revoke -> broker refuses, i
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import subprocess
 import sys
@@ -13,6 +15,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from cryptography import x509
 
 from edge import config as edge_config
 from edge.runtime import build_uplink, load_identity
@@ -21,7 +24,7 @@ from mqtt.central.broker import BrokerProcess, free_port, write_config
 from mqtt.central.ingest import Ingest
 from mqtt.central.store import open_store
 from provisioning import ca, qrtext
-from provisioning.central import Enrollment, EnrollmentError, token_hash
+from provisioning.central import Enrollment, EnrollmentError, proof_topic, token_hash
 from provisioning.server import make_server
 from provisioning.site import init_central
 from tests.mqtt_helpers import RawClient, wait_until
@@ -173,3 +176,72 @@ def test_endpoint_answers_bad_bodies_with_reasons(central):
             urllib.request.urlopen(req, context=ctx, timeout=10)
         assert info.value.code == status
         assert json.loads(info.value.read())["error"] == code
+
+
+def provision(enrollment, tmp_path, serial="box-0042"):
+    box = tmp_path / serial
+    assert enroll_cli(enrollment.create_token("clinic-a", serial).text(), box).returncode == 0
+    return box
+
+
+def provision_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([str(BIN / "ehc-provision"), *args], capture_output=True, text=True, timeout=60)
+
+
+def test_selftest_status_renew_and_wipe(central, tmp_path):
+    site, store, enrollment, _ = central
+    box = provision(enrollment, tmp_path)
+    conf = str(box / "edge.toml")
+
+    test = provision_cli("selftest", "--config", conf)
+    assert test.returncode == 0, test.stdout + test.stderr
+    for part in ("device key", "certificate", "clock", "outbox", "camera", "broker"):
+        assert f"pass  {part}" in test.stdout
+    assert "not checked  printer" in test.stdout and "selftest: PASS" in test.stdout
+
+    status = provision_cli("status", "--config", conf)
+    assert status.returncode == 0 and "device box-0042 at clinic-a" in status.stdout
+    assert "renewal due" not in status.stdout
+
+    # Not due yet: nothing changes; --force renews for the same key, and the registry follows.
+    before = (box / "device.crt").read_bytes()
+    assert "not due" in provision_cli("renew", "--config", conf).stdout
+    assert (box / "device.crt").read_bytes() == before
+    renewed = provision_cli("renew", "--config", conf, "--force")
+    assert renewed.returncode == 0, renewed.stderr
+    after = (box / "device.crt").read_bytes()
+    assert after != before
+    assert store.get_device("box-0042").cert_pem.encode() == after
+    assert ca.load_cert(box / "device.crt").public_key() == x509.load_pem_x509_certificate(before).public_key()
+
+    # Wipe: the central service revokes the device, and the box's identity is gone.
+    assert provision_cli("wipe", "--config", conf).returncode == 2  # needs --yes
+    gone = provision_cli("wipe", "--config", conf, "--yes")
+    assert gone.returncode == 0, gone.stderr
+    assert store.get_device("box-0042").status == "revoked"
+    assert not (box / "device.key").exists() and not (box / "edge.toml").exists()
+
+
+def test_renewal_needs_the_device_key(central, tmp_path):
+    site, store, enrollment, _ = central
+    box = provision(enrollment, tmp_path)
+    cfg = edge_config.load(box / "edge.toml")
+
+    csr = ca.make_csr(load_identity(cfg).key, "box-0042").public_bytes(ca.serialization.Encoding.PEM).decode()
+    msg = envelope.Message("box-0042", 0, 0, "renew", {"csr_sha256": hashlib.sha256(csr.encode()).hexdigest()})
+    stranger = envelope.sign(msg, proof_topic("clinic-a", "box-0042", "renew"), ca.generate_key())
+    with pytest.raises(EnrollmentError) as info:
+        enrollment.renew({"device_id": "box-0042", "csr": csr, "proof": base64.b64encode(stranger).decode()})
+    assert info.value.code == "bad_proof"
+    # A proof made for decommissioning cannot be replayed to renew.
+    other = envelope.sign(msg, proof_topic("clinic-a", "box-0042", "decommission"), load_identity(cfg).key)
+    with pytest.raises(EnrollmentError, match="not signed"):
+        enrollment.renew({"device_id": "box-0042", "csr": csr, "proof": base64.b64encode(other).decode()})
+    # A CSR with another key is refused: renewal keeps the key made at enrollment.
+    alien = ca.make_csr(ca.generate_key(), "box-0042").public_bytes(ca.serialization.Encoding.PEM).decode()
+    covers_alien = envelope.Message("box-0042", 0, 0, "renew",
+                                    {"csr_sha256": hashlib.sha256(alien.encode()).hexdigest()})
+    good = envelope.sign(covers_alien, proof_topic("clinic-a", "box-0042", "renew"), load_identity(cfg).key)
+    with pytest.raises(EnrollmentError) as info:
+        enrollment.renew({"device_id": "box-0042", "csr": alien, "proof": base64.b64encode(good).decode()})
+    assert info.value.code == "bad_csr"
