@@ -26,12 +26,42 @@ def cmd_keygen(args: argparse.Namespace) -> int:
     return 0
 
 
+def _scan_provisioning_code(camera: str, timeout: float):  # type: ignore[no-untyped-def]
+    """Show the technician's token sheet to the camera until a provisioning code is read."""
+    import time
+
+    from edge.config import StationSection
+    from edge.qrscan import decode_frame
+    from edge.sources import frame_source
+    from provisioning import qrtext
+
+    raise_later: Exception | None = None
+    print(f"hold the provisioning QR in front of the camera ({timeout:.0f} s)…", file=sys.stderr)
+    with frame_source(StationSection(camera=camera)) as source:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            frame = source.read()
+            if frame is None:
+                if source.finished:
+                    break
+                continue
+            for code in decode_frame(frame):
+                if code.text.startswith(qrtext.PREFIX):
+                    try:
+                        return qrtext.parse(code.text)
+                    except qrtext.ProvisioningQrError as exc:
+                        raise_later = exc
+    raise raise_later or qrtext.ProvisioningQrError("no provisioning code seen by the camera")
+
+
 def cmd_enroll(args: argparse.Namespace) -> int:
     from provisioning import qrtext
     from provisioning.box import EnrollFailed, enroll
 
     try:
-        if args.qr_text:
+        if args.scan:
+            qr = _scan_provisioning_code(args.scan, args.scan_timeout)
+        elif args.qr_text:
             qr = qrtext.parse(args.qr_text)
         elif args.token and args.central and args.ca_fingerprint and args.serial and args.clinic:
             qr = qrtext.ProvisioningQr(args.central.rstrip("/"), args.token, args.ca_fingerprint.lower(),
@@ -83,8 +113,12 @@ def cmd_renew(args: argparse.Namespace) -> int:
         return 1
     if after.not_after == before.not_after:
         print(f"not due: {after.days_left:.0f} days left (use --force to renew now)")
-    else:
-        print(f"renewed: valid until {after.not_after}")
+        return 0
+    print(f"renewed: valid until {after.not_after}")
+    if args.restart:  # the daemons read the certificate when they start
+        import subprocess
+
+        subprocess.run(["systemctl", "try-restart", *args.restart], check=False)
     return 0
 
 
@@ -122,13 +156,15 @@ def main(argv: list[str] | None = None) -> int:
     sub = p.add_subparsers(dest="cmd", required=True)
     s = sub.add_parser("keygen", help="create the device key (never leaves the box) and a CSR")
     s.add_argument("--device-id", required=True)
-    s.add_argument("--key", default="/etc/ehc-edge/credentials/device.key",
-                   help="where the key is written (0600); the units load it with LoadCredential=")
-    s.add_argument("--csr", default="/etc/ehc-edge/device.csr")
+    s.add_argument("--key", default="/var/lib/ehc-edge/device.key", help="where the key is written (0600)")
+    s.add_argument("--csr", default="/var/lib/ehc-edge/device.csr")
     s.add_argument("--reuse", action="store_true", help="keep an existing key")
     s.set_defaults(func=cmd_keygen)
     s = sub.add_parser("enroll", help="enroll this box with a provisioning code from the central service")
     s.add_argument("--qr-text", default=None, help="the provisioning QR's text")
+    s.add_argument("--scan", default=None, metavar="CAMERA",
+                   help="read the provisioning QR with the box's camera: picamera2, /dev/videoN, or an image file")
+    s.add_argument("--scan-timeout", type=float, default=60.0)
     s.add_argument("--token", default=None)
     s.add_argument("--central", default=None, help="enrollment URL, https://host:port")
     s.add_argument("--ca-fingerprint", default=None, help="SHA-256 of the central CA certificate (hex)")
@@ -149,6 +185,9 @@ def main(argv: list[str] | None = None) -> int:
                            help="renew now" if name == "renew" else "even with undelivered results or no answer")
         if name == "wipe":
             s.add_argument("--yes", action="store_true", help="confirm")
+        if name == "renew":
+            s.add_argument("--restart", nargs="*", default=[], metavar="UNIT",
+                           help="systemd units to restart after a renewal (they load the certificate at start)")
         s.set_defaults(func=func)
     args = p.parse_args(argv)
     return int(args.func(args))

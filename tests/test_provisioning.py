@@ -245,3 +245,24 @@ def test_renewal_needs_the_device_key(central, tmp_path):
     with pytest.raises(EnrollmentError) as info:
         enrollment.renew({"device_id": "box-0042", "csr": alien, "proof": base64.b64encode(good).decode()})
     assert info.value.code == "bad_csr"
+
+
+def test_token_sheet_png_scanned_by_the_camera_enrolls(central, tmp_path):
+    """The technician's commands: token create --qr token.png, then enroll --scan (here the camera is the PNG)."""
+    site, store, _, _ = central
+    png = tmp_path / "token.png"
+    made = subprocess.run([str(BIN / "ehc-central"), "token", "create", "--clinic", "clinic-b", "--serial", "box-77",
+                           "--ttl", "30m", "--qr", str(png), "--quiet", "--config", str(site.config_path)],
+                          capture_output=True, text=True)
+    assert made.returncode == 0, made.stderr
+    qr = qrtext.parse(made.stdout.strip())
+    assert (qr.clinic, qr.serial, qr.ca_fingerprint) == ("clinic-b", "box-77",
+                                                         ca.fingerprint(ca.load_cert(site.root / "pki" / "ca.crt")))
+    box = tmp_path / "box"
+    done = provision_cli("enroll", "--scan", str(png), "--scan-timeout", "10", "--state-dir", str(box),
+                         "--config", str(box / "edge.toml"))
+    assert done.returncode == 0, done.stderr
+    devices = subprocess.run([str(BIN / "ehc-central"), "devices", "--clinic", "clinic-b", "--config",
+                              str(site.config_path)], capture_output=True, text=True, check=True).stdout
+    row = json.loads(devices)
+    assert row["device_id"] == "box-77" and row["status"] == "active" and row["cert_expires"]

@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from edge.core.configbase import ConfigError
@@ -59,8 +60,12 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 def cmd_devices(args: argparse.Namespace) -> int:
     store = _store(args)
+    certs = dict(store.device_certs())
     for row in store.devices():
-        print(json.dumps(row))
+        cert = x509.load_pem_x509_certificate(certs[row["device_id"]].encode())
+        row["cert_expires"] = cert.not_valid_after_utc.isoformat()
+        if args.clinic is None or row["clinic"] == args.clinic:
+            print(json.dumps(row))
     store.close()
     return 0
 
@@ -221,8 +226,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--config", default=cfg_default)
     s.set_defaults(func=cmd_stats)
 
-    s = sub.add_parser("devices", help="registered devices with presence and counts")
+    s = sub.add_parser("devices", help="registered devices: status, presence, last seen, counts, cert expiry")
     s.add_argument("--config", default=cfg_default)
+    s.add_argument("--clinic", default=None, help="only this clinic's devices")
     s.set_defaults(func=cmd_devices)
 
     s = sub.add_parser("command", help="send a command (ping, rebirth) to a box and print its signed answer")
