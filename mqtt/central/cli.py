@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -262,6 +263,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"ehc-central: invalid configuration:\n{exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `ehc-central results | head`: the reader left, which is not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":
