@@ -205,9 +205,12 @@ def renew(cfg: EdgeConfig, force: bool = False) -> CertStatus:
     return cert_status(cfg)
 
 
-def wipe(cfg: EdgeConfig, config_path: Path, force: bool = False) -> list[Path]:
+def wipe(cfg: EdgeConfig, config_path: Path, force: bool = False) -> tuple[list[Path], bool]:
     """Decommission: tell the central service (it revokes the device), then delete keys, certificates,
-    outbox and configuration. Refuses while results wait for delivery, unless ``force``."""
+    outbox and configuration. Refuses while results wait for delivery, unless ``force``.
+
+    Returns the removed files and whether the central service confirmed the revocation.
+    """
     from edge.runtime import open_outbox
 
     box = open_outbox(cfg, None)
@@ -216,6 +219,7 @@ def wipe(cfg: EdgeConfig, config_path: Path, force: bool = False) -> list[Path]:
     if depth and not force:
         raise EnrollFailed(f"{depth} results still wait for delivery; let the uplink drain them, or use --force "
                            "(they will be lost)")
+    told = True
     try:
         url, ca_pem = _central(cfg)
         post_enroll(url, ca_pem, {"device_id": cfg.device.id, "proof": _proof(cfg, "decommission", {})},
@@ -223,6 +227,7 @@ def wipe(cfg: EdgeConfig, config_path: Path, force: bool = False) -> list[Path]:
     except EnrollFailed:
         if not force:
             raise
+        told = False
         logger.warning("the central service was not told; revoke %s there by hand", cfg.device.id)
     outbox = cfg.outbox_path
     doomed = [cfg.path(cfg.device.key), cfg.path(cfg.device.cert), cfg.path(cfg.mqtt.ca),
@@ -231,4 +236,4 @@ def wipe(cfg: EdgeConfig, config_path: Path, force: bool = False) -> list[Path]:
     removed = [p for p in doomed if p.exists()]
     for p in removed:
         p.unlink()
-    return removed
+    return removed, told

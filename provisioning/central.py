@@ -143,6 +143,9 @@ class Enrollment:
                 or msg.body.get("csr_sha256") != hashlib.sha256(csr_pem.encode()).hexdigest():
             raise self._refuse("bad_csr", "the CSR is missing or not the one the proof covers", rec.device_id, 400)
         current = x509.load_pem_x509_certificate(rec.cert_pem.encode())
+        if current.not_valid_after_utc.timestamp() <= time.time():
+            raise self._refuse("cert_expired", "the certificate has expired; enroll the box again with a new token",
+                               rec.device_id)
         try:
             csr = x509.load_pem_x509_csr(csr_pem.encode("ascii"))
             if csr.public_key() != current.public_key():
@@ -175,9 +178,9 @@ class Enrollment:
 
     # -- revocation ----------------------------------------------------------------------------------
     def refresh_crl(self) -> None:
-        """Rewrite the CRL from the registry's revoked devices."""
-        revoked = [pem for _, pem in self.store.device_certs("revoked")]
-        crl.write_crl(self.cfg.path(self.cfg.enrollment.crl), crl.build_crl(self._ca_key, self.ca_cert, revoked))
+        """Rewrite the CRL: every unexpired certificate ever issued to a revoked device (renewals included)."""
+        crl.write_crl(self.cfg.path(self.cfg.enrollment.crl),
+                      crl.build_crl(self._ca_key, self.ca_cert, self.store.revoked_serials()))
 
     def revoke(self, device_id: str) -> bool:
         """Revoke a device: registry (the ingest refuses it), CRL (the broker refuses it), broker reload."""

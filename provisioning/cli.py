@@ -64,8 +64,8 @@ def cmd_enroll(args: argparse.Namespace) -> int:
         elif args.qr_text:
             qr = qrtext.parse(args.qr_text)
         elif args.token and args.central and args.ca_fingerprint and args.serial and args.clinic:
-            qr = qrtext.ProvisioningQr(args.central.rstrip("/"), args.token, args.ca_fingerprint.lower(),
-                                       args.clinic, args.serial)
+            qr = qrtext.parse(qrtext.ProvisioningQr(args.central.rstrip("/"), args.token, args.ca_fingerprint.lower(),
+                                                    args.clinic, args.serial).text())
         else:
             print("ehc-provision: give --qr-text, or all of --token --central --ca-fingerprint --serial --clinic",
                   file=sys.stderr)
@@ -131,11 +131,13 @@ def cmd_wipe(args: argparse.Namespace) -> int:
         return 2
     cfg = _load(args)
     try:
-        removed = wipe(cfg, Path(args.config), force=args.force)
+        removed, told = wipe(cfg, Path(args.config), force=args.force)
     except EnrollFailed as exc:
         print(f"ehc-provision: wipe refused: {exc}", file=sys.stderr)
         return 1
-    print(f"decommissioned {cfg.device.id}: removed {len(removed)} files; the central service revoked it")
+    print(f"decommissioned {cfg.device.id}: removed {len(removed)} files; " +
+          ("the central service revoked it" if told else
+           f"the central service was NOT told: run 'ehc-central device revoke --id {cfg.device.id}' there"))
     return 0
 
 

@@ -13,19 +13,20 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 logger = logging.getLogger(__name__)
 
-CRL_DAYS = 30
+# Mosquitto refuses every client once its CRL is past nextUpdate, and the CRL is rewritten only when a
+# device is revoked: give it the CA's lifetime rather than let a quiet month lock every box out.
+CRL_DAYS = 3650
 
 
 def build_crl(ca_key: ec.EllipticCurvePrivateKey, ca_cert: x509.Certificate,
-              revoked_pems: list[str]) -> x509.CertificateRevocationList:
-    """A CRL listing the serial numbers of the given (revoked) device certificates."""
+              revoked_serials: list[int]) -> x509.CertificateRevocationList:
+    """A CRL listing the given certificate serial numbers."""
     now = dt.datetime.now(dt.timezone.utc)
     builder = (x509.CertificateRevocationListBuilder().issuer_name(ca_cert.subject)
                .last_update(now - dt.timedelta(minutes=5)).next_update(now + dt.timedelta(days=CRL_DAYS)))
-    for pem in revoked_pems:
-        cert = x509.load_pem_x509_certificate(pem.encode())
+    for serial in revoked_serials:
         builder = builder.add_revoked_certificate(
-            x509.RevokedCertificateBuilder().serial_number(cert.serial_number).revocation_date(now).build())
+            x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(now).build())
     return builder.sign(ca_key, hashes.SHA256())
 
 

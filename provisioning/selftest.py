@@ -48,8 +48,9 @@ def _certificate(cfg: EdgeConfig) -> Check:
         cert, issuer = ca.load_cert(cfg.path(cfg.device.cert)), ca.load_cert(cfg.path(cfg.mqtt.ca))
         cert.verify_directly_issued_by(issuer)
         st = cert_status(cfg)
-    except (OSError, ValueError, TypeError) as exc:
-        return Check("certificate", FAIL, f"not valid for this site's CA: {exc}", "re-enroll the box")
+    except Exception as exc:  # InvalidSignature, OSError, ValueError…: all mean "not this site's certificate"
+        return Check("certificate", FAIL, f"not valid for this site's CA: {type(exc).__name__} {exc}",
+                     "re-enroll the box")
     if st.days_left <= 0:
         return Check("certificate", FAIL, f"expired on {st.not_after}", "re-enroll the box")
     if st.renew_due:

@@ -266,3 +266,21 @@ def test_token_sheet_png_scanned_by_the_camera_enrolls(central, tmp_path):
                               str(site.config_path)], capture_output=True, text=True, check=True).stdout
     row = json.loads(devices)
     assert row["device_id"] == "box-77" and row["status"] == "active" and row["cert_expires"]
+
+
+def test_revocation_covers_certificates_replaced_by_renewal(central, tmp_path):
+    site, store, enrollment, _ = central
+    box = provision(enrollment, tmp_path)
+    first = x509.load_pem_x509_certificate((box / "device.crt").read_bytes())
+    old = tmp_path / "old"
+    old.mkdir()
+    for name in ("device.crt", "device.key", "ca.crt"):
+        (old / name).write_bytes((box / name).read_bytes())
+    assert provision_cli("renew", "--config", str(box / "edge.toml"), "--force").returncode == 0
+    second = x509.load_pem_x509_certificate((box / "device.crt").read_bytes())
+    assert first.serial_number != second.serial_number
+    assert enrollment.revoke("box-0042")
+    crl = x509.load_pem_x509_crl((site.root / "pki" / "crl.pem").read_bytes())
+    assert {r.serial_number for r in crl} == {first.serial_number, second.serial_number}
+    assert crl.next_update_utc.year - crl.last_update_utc.year >= 9  # never lapses between revocations
+    wait_until(lambda: not can_connect(site, old, "box-0042-old"), 10, "the replaced certificate to be refused")

@@ -77,6 +77,8 @@ def _schema(blob: str, real: str, serial: str) -> list[str]:
         f"""CREATE TABLE IF NOT EXISTS quarantine (
             msg_id TEXT PRIMARY KEY, device_id TEXT NOT NULL, boot_id BIGINT NOT NULL, seq BIGINT NOT NULL,
             kind TEXT NOT NULL, envelope {blob} NOT NULL, received_at {real} NOT NULL)""",
+        f"""CREATE TABLE IF NOT EXISTS certificates (
+            serial TEXT PRIMARY KEY, device_id TEXT NOT NULL, not_after {real} NOT NULL, issued_at {real} NOT NULL)""",
         f"""CREATE TABLE IF NOT EXISTS enrollment_tokens (
             token_hash TEXT PRIMARY KEY, clinic TEXT NOT NULL, serial TEXT NOT NULL, created_at {real} NOT NULL,
             expires_at {real} NOT NULL, used_at {real}, device_id TEXT)""",
@@ -123,14 +125,10 @@ class SqlStore:
 
     # -- registry ------------------------------------------------------------------------------------
     def register_device(self, device_id: str, clinic: str, cert_pem: str) -> None:
-        """Add a device or replace its certificate (re-enrollment); it becomes active."""
+        """Add a device or replace its certificate (re-enrollment, renewal); it becomes active."""
         self._begin()
         try:
-            self._exec("""INSERT INTO devices (device_id, clinic, cert_pem, status, registered_at)
-                          VALUES (?, ?, ?, 'active', ?)
-                          ON CONFLICT (device_id) DO UPDATE SET clinic = excluded.clinic,
-                          cert_pem = excluded.cert_pem, status = 'active'""",
-                       (device_id, clinic, cert_pem, time.time()))
+            self._upsert_device(device_id, clinic, cert_pem, time.time())
             self._commit()
         except Exception:
             self._rollback()
@@ -166,10 +164,7 @@ class SqlStore:
             if cur.rowcount != 1:
                 self._rollback()
                 return False
-            self._exec("""INSERT INTO devices (device_id, clinic, cert_pem, status, registered_at)
-                          VALUES (?, ?, ?, 'active', ?)
-                          ON CONFLICT (device_id) DO UPDATE SET clinic = excluded.clinic,
-                          cert_pem = excluded.cert_pem, status = 'active'""", (device_id, clinic, cert_pem, now))
+            self._upsert_device(device_id, clinic, cert_pem, now)
             self._commit()
             return True
         except Exception:
@@ -182,6 +177,27 @@ class SqlStore:
         rows = (self._exec(sql + " WHERE status = ?", (status,)) if status else self._exec(sql)).fetchall()
         self._end_read()
         return [(r[0], r[1]) for r in rows]
+
+    def _upsert_device(self, device_id: str, clinic: str, cert_pem: str, now: float) -> None:
+        """Register or re-register a device, and remember its certificate for revocation lists."""
+        from cryptography import x509
+
+        cert = x509.load_pem_x509_certificate(cert_pem.encode())
+        self._exec("""INSERT INTO devices (device_id, clinic, cert_pem, status, registered_at)
+                      VALUES (?, ?, ?, 'active', ?)
+                      ON CONFLICT (device_id) DO UPDATE SET clinic = excluded.clinic,
+                      cert_pem = excluded.cert_pem, status = 'active'""", (device_id, clinic, cert_pem, now))
+        self._exec("""INSERT INTO certificates (serial, device_id, not_after, issued_at) VALUES (?, ?, ?, ?)
+                      ON CONFLICT DO NOTHING""",
+                   (format(cert.serial_number, "x"), device_id, cert.not_valid_after_utc.timestamp(), now))
+
+    def revoked_serials(self, now: float | None = None) -> list[int]:
+        """Serial numbers of every unexpired certificate ever issued to a revoked device."""
+        rows = self._exec("""SELECT c.serial FROM certificates c JOIN devices d ON d.device_id = c.device_id
+                             WHERE d.status = 'revoked' AND c.not_after > ? ORDER BY c.serial""",
+                          (now if now is not None else time.time(),)).fetchall()
+        self._end_read()
+        return [int(r[0], 16) for r in rows]
 
     def set_device_status(self, device_id: str, status: str) -> bool:
         """Mark a device active or revoked; False when it is unknown."""
