@@ -19,7 +19,15 @@ from mqtt.central.store import (DUPLICATE, SEQ_CONFLICT, STORED, DeviceRecord, R
 from provisioning import ca
 
 CLINIC = "clinic-a"
-PEM = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+def issue_pem(device: str = "box-0001") -> str:
+    """A real device certificate (the store records each certificate's serial for revocation lists)."""
+    ca_key, ca_cert = _CA
+    cert = ca.issue_client_cert(ca_key, ca_cert, ca.generate_key().public_key(), device)
+    return cert.public_bytes(ca.serialization.Encoding.PEM).decode()
+
+
+_CA = ca.create_ca()
+PEM = issue_pem()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -85,8 +93,12 @@ def test_register_get_revoke(db):
 def test_re_enrollment_replaces_cert_and_reactivates(db):
     db.register_device("box-0001", CLINIC, PEM)
     db.set_device_status("box-0001", "revoked")
-    db.register_device("box-0001", "clinic-b", PEM + "new")
-    assert db.get_device("box-0001") == DeviceRecord("box-0001", "clinic-b", PEM + "new", "active")
+    new = issue_pem()
+    db.register_device("box-0001", "clinic-b", new)
+    assert db.get_device("box-0001") == DeviceRecord("box-0001", "clinic-b", new, "active")
+    # Both certificates of the device are remembered: a revocation lists them all.
+    db.set_device_status("box-0001", "revoked")
+    assert len(db.revoked_serials()) == 2
     assert [d["device_id"] for d in db.devices()] == ["box-0001"]
 
 
@@ -277,7 +289,7 @@ def test_two_workers_storing_one_boot_concurrently_keep_exact_counts(db):
     import threading
 
     url = f"sqlite:///{db.path}" if isinstance(db, SqliteStore) else db.url
-    db.register_device("box-0001", CLINIC, "pem")
+    db.register_device("box-0001", CLINIC, PEM)
     seqs = list(range(1, 401))
     halves = [seqs[0::2], seqs[1::2]]  # each worker gets every other result: no gaps overall
     errors: list[Exception] = []
