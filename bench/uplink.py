@@ -31,6 +31,7 @@ from mqtt import envelope, topics  # noqa: E402
 from mqtt.central.broker import BrokerProcess, free_port, write_config  # noqa: E402
 from mqtt.central.store import open_store  # noqa: E402
 from mqtt.client import connect_properties, new_client  # noqa: E402
+from mqtt.uplink import queued_results  # noqa: E402
 from provisioning import ca  # noqa: E402
 from provisioning.site import add_device, init_central  # noqa: E402
 
@@ -147,14 +148,6 @@ def count_results(db: Path) -> int:
         return conn.execute("SELECT count(*) FROM results").fetchone()[0]
     except sqlite3.OperationalError:
         return 0
-    finally:
-        conn.close()
-
-
-def outbox_depth(box_dir: Path) -> int:
-    conn = sqlite3.connect(f"file:{box_dir / 'state' / 'outbox.db'}?mode=ro", uri=True, timeout=10)
-    try:
-        return conn.execute("SELECT count(*) FROM outbox").fetchone()[0]
     finally:
         conn.close()
 
@@ -282,7 +275,8 @@ def run(args: argparse.Namespace, work: Path, procs: list[subprocess.Popen], bro
                 events.append(f"{at:.1f}s {args.forged} forged messages injected")
         if produced_at is None and all(pr.poll() is not None for pr in producers):
             produced_at = time.monotonic() - t0
-        if n >= args.messages and produced_at is not None and all(outbox_depth(b) == 0 for b in boxes):
+        drained = n >= args.messages and all(queued_results(b / "state" / "outbox.db") == 0 for b in boxes)
+        if drained and produced_at is not None:
             break
         if time.monotonic() > deadline:
             print(f"timeout after {args.timeout}s with {n}/{args.messages} stored", file=sys.stderr)
