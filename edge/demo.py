@@ -103,7 +103,7 @@ def run_demo(frames: int = 120, workdir: Path | None = None, keep: bool = False)
         _say(f"  scans recorded on the box     {stats.scans}")
         _say(f"  stored at central (verified)  {counts['results']}  "
              f"(green {outcomes.get('green', 0)}, red {outcomes.get('red', 0)})")
-        _say(f"  still queued on the box       {uplink.outbox.stats().depth}")
+        _say(f"  still queued on the box       {station_outbox.stats().depth}")
         _say(f"  sequence gaps                 {counts['gaps']}")
         _say(f"  forged message refused        {counts['rejections']}")
         _say(f"  wall time                     {time.monotonic() - started:.1f} s")
