@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
 from edge.config import EdgeConfig
+from edge.core.configbase import ConfigError
 from mqtt.outbox import DeviceIdentity, Outbox
 from mqtt.uplink import Uplink, UplinkSettings
 from provisioning.ca import common_name, load_cert, load_private_key
@@ -28,6 +32,17 @@ def open_outbox(cfg: EdgeConfig, identity: DeviceIdentity | None, durable: bool 
     return Outbox(cfg.outbox_path, identity, cfg.outbox.max_bytes, cfg.outbox.alert_fraction, durable=durable)
 
 
+def load_central_key(cfg: EdgeConfig) -> ec.EllipticCurvePublicKey:
+    """The central signing public key the box checks receipts with."""
+    if not cfg.provisioning.central_key:
+        raise ConfigError("provisioning.central_key: needed to verify the central service's receipts "
+                          "(written by ehc-provision enroll)")
+    key = serialization.load_pem_public_key(cfg.path(cfg.provisioning.central_key).read_bytes())
+    if not isinstance(key, ec.EllipticCurvePublicKey):
+        raise ConfigError("provisioning.central_key: not an EC public key")
+    return key
+
+
 def uplink_settings(cfg: EdgeConfig) -> UplinkSettings:
     """Uplink settings from ``[mqtt]``."""
     m = cfg.mqtt
@@ -35,7 +50,7 @@ def uplink_settings(cfg: EdgeConfig) -> UplinkSettings:
                           key=cfg.path(cfg.device.key), keepalive=m.keepalive, max_inflight=m.max_inflight,
                           receipt_timeout=m.receipt_timeout, reconnect_min=m.reconnect_min,
                           reconnect_max=m.reconnect_max, health_interval=m.health_interval,
-                          session_expiry=m.session_expiry)
+                          session_expiry=m.session_expiry, central_key=load_central_key(cfg))
 
 
 def build_uplink(cfg: EdgeConfig, capabilities: list[str] | None = None) -> Uplink:

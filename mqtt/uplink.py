@@ -21,10 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-import cbor2
 import uuid6
 
-from mqtt import commands, envelope, topics
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from mqtt import commands, envelope, receipts, topics
 from mqtt.client import connect_properties, new_client
 from mqtt.outbox import DeviceIdentity, Outbox
 
@@ -59,6 +60,7 @@ class UplinkSettings:
     reconnect_max: float = 60.0
     health_interval: float = 60.0
     session_expiry: int = 86400
+    central_key: ec.EllipticCurvePublicKey | None = None  # verifies receipts and the central status
 
 
 def queued_results(outbox_path: Path) -> int:
@@ -104,7 +106,7 @@ class Uplink:
         self._birth_due = threading.Event()
         self._session_lost = threading.Event()
         self._resend_now = threading.Event()
-        self._central_epoch: bytes | None = None
+        self._central_epoch: str | None = None
         self._next_resend_scan = 0.0
         base = topics.device_topic(identity.clinic, identity.device, "status")
         self.status_topic = base
@@ -146,11 +148,9 @@ class Uplink:
     def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
         if msg.topic == self.ack_topic:
             try:
-                ids = cbor2.loads(msg.payload)["ids"]
-                if not (isinstance(ids, list) and all(isinstance(i, bytes) and len(i) == 16 for i in ids)):
-                    raise ValueError("ids")
-            except Exception:
-                logger.warning("ignoring malformed receipt")
+                ids = receipts.open_receipt(bytes(msg.payload), msg.topic, self._central_key())
+            except receipts.ReceiptInvalid as exc:
+                logger.warning("ignoring receipt: %s", exc, extra={"EHC_EVENT": "bad_receipt"})
                 return
             self.receipts.put(ids)
         elif msg.topic == topics.CENTRAL_STATUS:
@@ -164,11 +164,16 @@ class Uplink:
                 return
             self.commands.put(cmd)  # handled by the uplink thread, which owns the outbox connection
 
+    def _central_key(self) -> ec.EllipticCurvePublicKey:
+        if self.s.central_key is None:
+            raise receipts.ReceiptInvalid("no central key configured (provisioning.central_key)")
+        return self.s.central_key
+
     def _on_central_status(self, payload: bytes) -> None:
         try:
-            epoch = cbor2.loads(payload)["epoch"]
-        except Exception:
-            logger.warning("ignoring malformed central status")
+            epoch = receipts.open_status(payload, self._central_key())
+        except receipts.ReceiptInvalid as exc:
+            logger.warning("ignoring central status: %s", exc, extra={"EHC_EVENT": "bad_central_status"})
             return
         if self._central_epoch is not None and epoch != self._central_epoch:
             self._resend_now.set()

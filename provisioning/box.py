@@ -130,7 +130,7 @@ def enroll(qr: ProvisioningQr, state_dir: Path, config_path: Path, force: bool =
         config = {"device": {"id": answer["device_id"], "clinic": answer["clinic"], "key": str(key_path),
                              "cert": str(cert_path), "state_dir": str(state_dir)},
                   "mqtt": {"host": broker["host"], "port": int(broker["port"]), "ca": str(ca_path)},
-                  "provisioning": {"url": qr.url}}
+                  "provisioning": {"url": qr.url, "central_key": str(state_dir / "central-sign.pub")}}
         _write(config_path, tomli_w.dumps(config).encode())
     except (EnrollFailed, KeyError, TypeError, ValueError) as exc:
         key_path.unlink(missing_ok=True)

@@ -94,6 +94,9 @@ def add_device(site: Site, store: SqlStore, device_id: str, clinic: str, box_dir
     cert = ca.issue_client_cert(ca_key, ca_cert, public, device_id)
     ca.write_cert(box_dir / "device.crt", cert)
     ca.write_cert(box_dir / "ca.crt", ca_cert)
+    central = ca.load_private_key(site.root / "pki" / "central-sign.key").public_key()
+    (box_dir / "central-sign.pub").write_bytes(central.public_bytes(serialization.Encoding.PEM,
+                                                                    serialization.PublicFormat.SubjectPublicKeyInfo))
     if register:
         store.register_device(device_id, clinic, cert.public_bytes(serialization.Encoding.PEM).decode())
     b = site.config.broker
@@ -101,7 +104,8 @@ def add_device(site: Site, store: SqlStore, device_id: str, clinic: str, box_dir
     mqtt.update(mqtt_extra or {})
     data = {"device": {"id": device_id, "clinic": clinic, "key": "device.key", "cert": "device.crt",
                        "state_dir": str(box_dir / "state")},
-            "mqtt": mqtt}
+            "mqtt": mqtt,
+            "provisioning": {"central_key": "central-sign.pub"}}
     path = box_dir / "edge.toml"
     path.write_text(tomli_w.dumps(data))
     return path

@@ -13,7 +13,7 @@ from pathlib import Path
 import cbor2
 import pytest
 
-from mqtt import envelope, topics
+from mqtt import envelope, receipts, topics
 from mqtt.central import ingest as ingest_mod
 from mqtt.central.ingest import Inbound, Ingest, RejectedMessage, Verifier
 from mqtt.central.store import SqlStore, StoreUnavailable, open_store
@@ -260,6 +260,8 @@ class FakeClient:
     def acked(self) -> list[int]:
         return [c[1] for c in self.calls if c[0] == "ack"]
 
+    central_key = None  # set by the fixture: receipts must verify with the central public key
+
     @property
     def receipts(self) -> dict[str, list[bytes]]:
         out: dict[str, list[bytes]] = {}
@@ -267,7 +269,7 @@ class FakeClient:
             if c[0] == "publish":
                 assert c[3] == 1
                 assert c[1] not in out, "one receipt per device per batch"
-                out[c[1]] = cbor2.loads(c[2])["ids"]
+                out[c[1]] = receipts.open_receipt(c[2], c[1], self.central_key)
         return out
 
 
@@ -275,6 +277,7 @@ class FakeClient:
 def ingest(site, store) -> Ingest:
     ing = Ingest(site.config, store)
     ing.client = FakeClient()
+    ing.client.central_key = ing.signing_key.public_key()
     return ing
 
 

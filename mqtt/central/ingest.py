@@ -19,14 +19,14 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-import cbor2
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from mqtt import envelope, topics
+from mqtt import envelope, receipts, topics
 from mqtt.central.config import CentralConfig
 from mqtt.central.store import SEQ_CONFLICT, Rejection, SqlStore, StoreUnavailable, VerifiedResult
 from mqtt.client import connect_properties, new_client
+from provisioning.ca import load_private_key
 
 logger = logging.getLogger(__name__)
 
@@ -124,16 +124,6 @@ class Verifier:
         return msg
 
 
-def central_status_payload() -> bytes:
-    """Retained CBOR ``{"online": true, "epoch": bstr(8)}``; a new epoch asks boxes to resend."""
-    return cbor2.dumps({"online": True, "epoch": os.urandom(8)})
-
-
-def receipt_payload(msg_ids: list[bytes]) -> bytes:
-    """CBOR receipt: ``{"ids": [bstr(16), ...]}``."""
-    return cbor2.dumps({"ids": msg_ids})
-
-
 class Ingest:
     """One ingest worker: an MQTT session in the shared group, a store connection and a batch loop."""
 
@@ -141,6 +131,7 @@ class Ingest:
         self.cfg = cfg
         self.store = store
         self.verifier = Verifier(store, cfg.broker.max_message_bytes)
+        self.signing_key = load_private_key(cfg.path(cfg.enrollment.signing_key))  # signs receipts
         self.counters: Counter[str] = Counter()
         self.inbox: queue.Queue[Inbound] = queue.Queue(maxsize=cfg.ingest.receive_maximum * 2)
         self.connected = threading.Event()
@@ -163,7 +154,8 @@ class Ingest:
         if not flags.session_present:
             # A new session may have missed what the broker accepted meanwhile: announce a new epoch so
             # that boxes resend everything not yet receipted (the broker handles SUBSCRIBE first).
-            client.publish(topics.CENTRAL_STATUS, central_status_payload(), qos=1, retain=True)
+            client.publish(topics.CENTRAL_STATUS, receipts.sign_status(os.urandom(8), self.signing_key), qos=1,
+                           retain=True)
         self.connected.set()
         logger.info("ingest connected (session present: %s)", flags.session_present)
 
@@ -221,18 +213,19 @@ class Ingest:
             logger.warning("rejected message on %s: %s", rej.topic[:128], rej.reason,
                            extra={"EHC_REASON": rej.reason, "EHC_DEVICE": rej.device_id or ""})
         counts["presence"] += len(presence)
-        receipts: dict[tuple[str, str], list[bytes]] = {}
+        to_receipt: dict[tuple[str, str], list[bytes]] = {}
         for res, outcome in zip(results, outcomes):
             if outcome == SEQ_CONFLICT:  # committed to quarantine: the receipt lets the box drop it
                 logger.warning("device %s: sequence conflict at boot %d seq %d; quarantined", res.message.device,
                                res.message.boot, res.message.seq,
                                extra={"EHC_REASON": SEQ_CONFLICT, "EHC_DEVICE": res.message.device})
-            receipts.setdefault((res.clinic, res.message.device), []).append(res.message.msg_id.bytes)
+            to_receipt.setdefault((res.clinic, res.message.device), []).append(res.message.msg_id.bytes)
         for item in batch:
             if item.qos > 0:
                 self.client.ack(item.mid, item.qos)
-        for (clinic, device), ids in receipts.items():
-            self.client.publish(topics.device_topic(clinic, device, "ack"), receipt_payload(ids), qos=1)
+        for (clinic, device), ids in to_receipt.items():
+            topic = topics.device_topic(clinic, device, "ack")
+            self.client.publish(topic, receipts.sign_receipt(ids, topic, self.signing_key), qos=1)
         self.counters.update(counts)
         return dict(counts)
 
