@@ -101,3 +101,14 @@ def test_uplink_is_ready_without_a_broker(tmp_path):
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(20) == 0
+
+
+def test_notify_is_best_effort_when_the_manager_socket_is_gone(tmp_path, monkeypatch):
+    from edge.core import sdnotify
+
+    monkeypatch.setenv("NOTIFY_SOCKET", str(tmp_path / "gone.sock"))
+    assert sdnotify.notify("WATCHDOG=1") is False  # no exception: a daemon must not die of it
+    live = NotifySocket(tmp_path / "live.sock")
+    monkeypatch.setenv("NOTIFY_SOCKET", str(live.path))
+    assert sdnotify.notify("STATUS=ok") is True
+    assert live.seen("STATUS=ok")

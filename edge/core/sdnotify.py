@@ -17,7 +17,11 @@ def notify(state: str) -> bool:
     """Send a notification such as ``READY=1`` or ``STATUS=…``; False when not under systemd."""
     if not os.environ.get("NOTIFY_SOCKET") or _daemon is None:
         return False
-    return bool(_daemon.notify(state))
+    try:
+        return bool(_daemon.notify(state))
+    except OSError as exc:  # the manager's socket is gone: notifying is best effort, never fatal
+        logger.debug("sd_notify failed: %s", exc)
+        return False
 
 
 def ready(status: str = "") -> None:

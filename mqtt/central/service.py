@@ -59,20 +59,23 @@ def serve(config_path: Path, workers: int | None = None) -> int:
         return p
 
     procs = [spawn(i) for i in range(n)]
-    sdnotify.ready(f"{n} ingest workers")
-    logger.info("central ingest running with %d workers", n)
-    interval = min(sdnotify.watchdog_interval() or 5.0, 5.0)
-    while not stop.wait(interval):
-        for i, p in enumerate(procs):
-            if not p.is_alive():
-                logger.error("ingest worker %d exited with %s; restarting", i, p.exitcode)
-                procs[i] = spawn(i)
-        sdnotify.watchdog()
-    sdnotify.notify("STOPPING=1")
-    shutdown.set()
-    for p in procs:
-        p.join(15)
-        if p.is_alive():
-            logger.error("ingest worker %s did not stop; killing it", p.name)
-            p.kill()
+    try:
+        sdnotify.ready(f"{n} ingest workers")
+        logger.info("central ingest running with %d workers", n)
+        interval = min(sdnotify.watchdog_interval() or 5.0, 5.0)
+        while not stop.wait(interval):
+            for i, p in enumerate(procs):
+                if not p.is_alive():
+                    logger.error("ingest worker %d exited with %s; restarting", i, p.exitcode)
+                    procs[i] = spawn(i)
+            sdnotify.watchdog()
+        sdnotify.notify("STOPPING=1")
+    finally:  # whatever ended the loop, the workers must not outlive the supervisor
+        shutdown.set()
+        for p in procs:
+            p.join(15)
+            if p.is_alive():
+                logger.error("ingest worker %s did not stop; killing it", p.name)
+                p.kill()
+                p.join(5)
     return 0
