@@ -36,8 +36,7 @@ class Command:
 
 def response_topic(clinic: str, device: str, name: str) -> str:
     """Where a box answers command ``name``."""
-    return f"{topics.PREFIX}/{topics.check_name(clinic, 'clinic')}/{topics.check_name(device, 'device')}/res/" \
-           f"{topics.check_name(name, 'command')}"
+    return topics.response(clinic, device, name)
 
 
 def request_properties(clinic: str, device: str, name: str, correlation: bytes) -> Properties:

@@ -217,6 +217,11 @@ class Outbox:
                            oldest_age=(time.time() - oldest) if oldest is not None else None,
                            boot=self._meta("boot"), max_bytes=self.max_bytes)
 
+    def check_writable(self) -> None:
+        """Take and release the write lock: raises ``sqlite3.Error`` when results could not be stored."""
+        with self._txn():
+            pass
+
     def data_version(self) -> int:
         """Changes whenever another connection commits; a cheap way to notice new rows."""
         return int(self._conn.execute("PRAGMA data_version").fetchone()[0])

@@ -61,6 +61,11 @@ def command(clinic: str, device: str, name: str) -> str:
     return str(Topic(check_name(clinic, "clinic"), check_name(device, "device"), "cmd", check_name(name, "command")))
 
 
+def response(clinic: str, device: str, name: str) -> str:
+    """Topic a device answers command ``name`` on."""
+    return str(Topic(check_name(clinic, "clinic"), check_name(device, "device"), "res", check_name(name, "command")))
+
+
 def parse(topic: str) -> Topic:
     """Parse a concrete topic; raise :class:`TopicError` when it is not ours."""
     parts = topic.split("/")

@@ -11,7 +11,6 @@ import datetime as dt
 import hashlib
 import json
 import logging
-import os
 import platform
 import ssl
 import urllib.error
@@ -28,6 +27,7 @@ from edge.config import EdgeConfig
 from edge.runtime import load_identity
 from mqtt import envelope
 from provisioning import ca
+from provisioning.files import write_atomic
 from provisioning.qrtext import ProvisioningQr
 
 logger = logging.getLogger(__name__)
@@ -94,17 +94,6 @@ def post_enroll(url: str, ca_pem: bytes, request: dict[str, Any], path: str = "/
         raise EnrollFailed(f"enrollment request failed: {exc}") from None
 
 
-def _write(path: Path, data: bytes, mode: int = 0o644) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
 def enroll(qr: ProvisioningQr, state_dir: Path, config_path: Path, force: bool = False) -> Enrolled:
     """Run the whole box-side enrollment for ``qr``."""
     key_path, cert_path, ca_path = state_dir / "device.key", state_dir / "device.crt", state_dir / "ca.crt"
@@ -124,14 +113,14 @@ def enroll(qr: ProvisioningQr, state_dir: Path, config_path: Path, force: bool =
         if cert.public_key() != key.public_key() or ca.common_name(cert) != qr.serial:
             raise EnrollFailed("the certificate returned is not for this box's key")
         broker = answer["broker"]
-        _write(cert_path, answer["certificate"].encode())
-        _write(ca_path, "".join(answer["ca_chain"]).encode())
-        _write(state_dir / "central-sign.pub", answer["central_keys"]["signing"].encode())
+        write_atomic(cert_path, answer["certificate"].encode())
+        write_atomic(ca_path, "".join(answer["ca_chain"]).encode())
+        write_atomic(state_dir / "central-sign.pub", answer["central_keys"]["signing"].encode())
         config = {"device": {"id": answer["device_id"], "clinic": answer["clinic"], "key": str(key_path),
                              "cert": str(cert_path), "state_dir": str(state_dir)},
                   "mqtt": {"host": broker["host"], "port": int(broker["port"]), "ca": str(ca_path)},
                   "provisioning": {"url": qr.url, "central_key": str(state_dir / "central-sign.pub")}}
-        _write(config_path, tomli_w.dumps(config).encode())
+        write_atomic(config_path, tomli_w.dumps(config).encode())
     except (EnrollFailed, KeyError, TypeError, ValueError) as exc:
         key_path.unlink(missing_ok=True)
         for leftover in (cert_path, ca_path):
@@ -200,7 +189,7 @@ def renew(cfg: EdgeConfig, force: bool = False) -> CertStatus:
     cert = x509.load_pem_x509_certificate(answer["certificate"].encode())
     if cert.public_key() != key.public_key() or ca.common_name(cert) != cfg.device.id:
         raise EnrollFailed("the renewed certificate is not for this box's key")
-    _write(cfg.path(cfg.device.cert), answer["certificate"].encode())
+    write_atomic(cfg.path(cfg.device.cert), answer["certificate"].encode())
     logger.info("certificate renewed until %s", cert.not_valid_after_utc.isoformat())
     return cert_status(cfg)
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import os
 from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+
+from provisioning.files import write_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -32,8 +33,5 @@ def build_crl(ca_key: ec.EllipticCurvePrivateKey, ca_cert: x509.Certificate,
 
 def write_crl(path: Path, crl: x509.CertificateRevocationList) -> None:
     """Replace the CRL file atomically (Mosquitto may read it at any moment)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_bytes(crl.public_bytes(serialization.Encoding.PEM))
-    os.replace(tmp, path)
+    write_atomic(path, crl.public_bytes(serialization.Encoding.PEM))
     logger.info("CRL written with %d revoked certificates", len(list(crl)))

@@ -77,9 +77,7 @@ def _outbox(cfg: EdgeConfig) -> Check:
 
     try:
         box = open_outbox(cfg, None)
-        conn = box._conn  # a write transaction proves the file and its folder are writable
-        conn.execute("BEGIN IMMEDIATE")
-        conn.execute("ROLLBACK")
+        box.check_writable()
         st = box.stats()
         box.close()
     except Exception as exc:  # sqlite3.Error, OSError: both mean "cannot store results"

@@ -171,10 +171,9 @@ class SqlStore:
             self._rollback()
             raise
 
-    def device_certs(self, status: str | None = None) -> list[tuple[str, str]]:
-        """(device id, certificate PEM) of all devices, or of those with ``status``."""
-        sql = "SELECT device_id, cert_pem FROM devices"
-        rows = (self._exec(sql + " WHERE status = ?", (status,)) if status else self._exec(sql)).fetchall()
+    def device_certs(self) -> list[tuple[str, str]]:
+        """(device id, current certificate PEM) of every registered device."""
+        rows = self._exec("SELECT device_id, cert_pem FROM devices").fetchall()
         self._end_read()
         return [(r[0], r[1]) for r in rows]
 
