@@ -112,22 +112,39 @@ class FrameSource(abc.ABC):
     def _close(self) -> None: ...
 
 
+def _as_array(im: Any) -> np.ndarray:
+    if im.mode in ("L", "1", "I;16", "I"):
+        return np.ascontiguousarray(np.asarray(im.convert("L")))
+    return np.ascontiguousarray(np.asarray(im.convert("RGB"))[:, :, ::-1])
+
+
 def load_image(path: Path) -> np.ndarray:
-    """Read an image file as a BGR ``uint8`` array (grayscale files stay ``HxW``)."""
+    """Read an image file as a BGR ``uint8`` array (grayscale files stay ``HxW``); first frame only."""
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(path) as im:
-            if im.mode in ("L", "1", "I;16", "I"):
-                return np.ascontiguousarray(np.asarray(im.convert("L")))
-            rgb = np.asarray(im.convert("RGB"))
-    except (OSError, UnidentifiedImageError) as exc:
+            return _as_array(im)
+    except (OSError, UnidentifiedImageError, ValueError) as exc:
         raise CameraError(f"cannot read image {path}: {exc}") from None
-    return np.ascontiguousarray(rgb[:, :, ::-1])
+
+
+def load_frames(path: Path) -> list[np.ndarray]:
+    """Every frame of an image file: one for a still, all of them for an animated GIF, WebP or PNG."""
+    from PIL import Image, ImageSequence, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            return [_as_array(frame) for frame in ImageSequence.Iterator(im)]
+    except (OSError, UnidentifiedImageError, ValueError) as exc:
+        raise CameraError(f"cannot read image {path}: {exc}") from None
 
 
 class FileFrameSource(FrameSource):
     """Frames from one image file or a folder of images (sorted by name), optionally looping.
+
+    An animated image (GIF, WebP, APNG) plays all its frames, like a short video; real video files are
+    read by :class:`OpenCVFrameSource`.
 
     Unreadable files in a folder are skipped with a warning; a folder without a single readable image
     raises :class:`CameraError`.
@@ -142,9 +159,11 @@ class FileFrameSource(FrameSource):
         self.interval = 1.0 / fps if fps else 0.0
         self._files: list[Path] = []
         self._index = 0
+        self._frames: list[np.ndarray] = []
         self._next_at = 0.0
 
     def _open(self) -> None:
+        self._frames = []
         if self.path.is_dir():
             files = sorted(p for p in self.path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
             if not files:
@@ -159,11 +178,11 @@ class FileFrameSource(FrameSource):
 
     @property
     def finished(self) -> bool:
-        return self._is_open and not self.loop and self._index >= len(self._files)
+        return self._is_open and not self.loop and self._index >= len(self._files) and not self._frames
 
     def _read(self) -> np.ndarray | None:
         failures = 0
-        while True:
+        while not self._frames:
             if self._index >= len(self._files):
                 if not self.loop:
                     return None
@@ -171,13 +190,13 @@ class FileFrameSource(FrameSource):
             path = self._files[self._index]
             self._index += 1
             try:
-                frame = load_image(path)
-                break
+                self._frames = load_frames(path)
             except CameraError as exc:
                 failures += 1
                 logger.warning("%s: skipping %s", self.name, exc)
                 if failures >= len(self._files):
                     raise CameraError(f"{self.path}: no readable image") from None
+        frame = self._frames.pop(0)
         if self.interval:
             self._next_at = pace(self._next_at, self.interval)
         return frame
@@ -195,48 +214,88 @@ def pace(next_at: float, interval: float) -> float:
     return now + interval
 
 
+VIDEO_SUFFIXES = frozenset({".mp4", ".mkv", ".avi", ".mov", ".webm", ".mjpeg", ".mjpg"})
+
+
 class OpenCVFrameSource(FrameSource):
-    """A V4L2 / USB camera through ``cv2.VideoCapture`` (needs ``opencv-python-headless``).
+    """A V4L2 / USB camera, or a video file, through ``cv2.VideoCapture``.
+
+    OpenCV is not a default dependency (it would cost a Pi over 100 MB for a USB camera it may not
+    have): install Debian's ``python3-opencv`` on a Raspberry Pi (``scripts/install.sh`` does) or
+    ``pip install opencv-python-headless`` elsewhere.
+
+    ``autofocus`` and ``exposure`` (the driver's units; V4L2: 100 µs steps) are applied where the camera
+    supports them. A video file plays once, paced at ``fps`` if given, and then the source is
+    :attr:`finished`.
 
     >>> cam = OpenCVFrameSource("/dev/video0", width=1280, height=720, fps=30)   # doctest: +SKIP
     """
 
     def __init__(self, device: int | str = 0, *, width: int | None = None, height: int | None = None,
-                 fps: float | None = None, fourcc: str | None = "MJPG", buffer_size: int = 1) -> None:
-        super().__init__(f"v4l2:{device}")
+                 fps: float | None = None, fourcc: str | None = "MJPG", buffer_size: int = 1,
+                 autofocus: bool | None = None, exposure: float | None = None) -> None:
+        self.is_file = isinstance(device, str) and Path(device).suffix.lower() in VIDEO_SUFFIXES
+        super().__init__(f"{'video' if self.is_file else 'v4l2'}:{Path(str(device)).name}")
         self.device = device
         self.width, self.height, self.fps = width, height, fps
         self.fourcc = fourcc
         self.buffer_size = buffer_size
+        self.autofocus, self.exposure = autofocus, exposure
+        self.interval = 1.0 / fps if (fps and self.is_file) else 0.0
         self._cap: Any = None
+        self._ended = False
+        self._next_at = 0.0
+
+    @property
+    def finished(self) -> bool:
+        return self._ended
 
     def _open(self) -> None:
         try:
             import cv2  # type: ignore[import-not-found]
         except ImportError:
-            raise CameraError("OpenCV is not installed (pip install opencv-python-headless)") from None
-        api = cv2.CAP_V4L2 if sys.platform.startswith("linux") else cv2.CAP_ANY
-        cap = cv2.VideoCapture(self.device, api)
+            raise CameraError("OpenCV is not installed (apt install python3-opencv, or pip install "
+                              "opencv-python-headless)") from None
+        self._ended = False
+        if self.is_file:
+            if not Path(str(self.device)).is_file():
+                raise CameraError(f"{self.name}: no such video file")
+            cap = cv2.VideoCapture(str(self.device))
+        else:
+            api = cv2.CAP_V4L2 if sys.platform.startswith("linux") else cv2.CAP_ANY
+            cap = cv2.VideoCapture(self.device, api)
         if not cap.isOpened():
             cap.release()
-            raise CameraError(f"{self.name}: cannot open camera")
-        if self.fourcc:
-            cap.set(cv2.CAP_PROP_FOURCC, cv2.VideoWriter_fourcc(*self.fourcc))
-        if self.width:
-            cap.set(cv2.CAP_PROP_FRAME_WIDTH, self.width)
-        if self.height:
-            cap.set(cv2.CAP_PROP_FRAME_HEIGHT, self.height)
-        if self.fps:
-            cap.set(cv2.CAP_PROP_FPS, self.fps)
-        cap.set(cv2.CAP_PROP_BUFFERSIZE, self.buffer_size)
+            raise CameraError(f"{self.name}: cannot open")
+        if not self.is_file:
+            self._configure(cv2, cap)
         self._cap = cap
+        self._next_at = time.monotonic()
         logger.info("%s open at %dx%d", self.name, int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)),
                     int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)))
 
+    def _configure(self, cv2: Any, cap: Any) -> None:
+        settings = [(cv2.CAP_PROP_FOURCC, cv2.VideoWriter_fourcc(*self.fourcc) if self.fourcc else None),
+                    (cv2.CAP_PROP_FRAME_WIDTH, self.width), (cv2.CAP_PROP_FRAME_HEIGHT, self.height),
+                    (cv2.CAP_PROP_FPS, self.fps), (cv2.CAP_PROP_BUFFERSIZE, self.buffer_size),
+                    (cv2.CAP_PROP_AUTOFOCUS, None if self.autofocus is None else int(self.autofocus))]
+        if self.exposure is not None:
+            settings += [(cv2.CAP_PROP_AUTO_EXPOSURE, 1), (cv2.CAP_PROP_EXPOSURE, self.exposure)]  # 1 = manual
+        for prop, value in settings:
+            if value is not None and not cap.set(prop, value):
+                logger.warning("%s: camera ignored property %s", self.name, prop)
+
     def _read(self) -> np.ndarray | None:
+        if self._ended:
+            return None
         ok, frame = self._cap.read()
         if not ok or frame is None:
+            if self.is_file:
+                self._ended = True
+                return None
             raise CameraError(f"{self.name}: no frame from camera (unplugged?)")
+        if self.interval:
+            self._next_at = pace(self._next_at, self.interval)
         return frame
 
     def _close(self) -> None:
@@ -248,18 +307,40 @@ class OpenCVFrameSource(FrameSource):
 class Picamera2FrameSource(FrameSource):
     """A Raspberry Pi camera module through ``picamera2`` (Debian package ``python3-picamera2``).
 
-    Frames are requested in picamera2's ``"RGB888"`` format, whose arrays are laid out B, G, R per pixel,
-    which is the BGR order the decoders expect; no conversion is needed.
+    By default frames are requested as ``"YUV420"`` and only the Y (luminance) plane is returned: the
+    grayscale the decoders need, at no conversion cost. With ``gray=False`` they come as ``"RGB888"``,
+    whose arrays are laid out B, G, R per pixel despite the name, which is the BGR order the rest of the
+    box expects (no conversion is needed, and none may be added).
+
+    ``autofocus`` turns on continuous autofocus (Camera Module 3); ``exposure_us`` fixes the exposure
+    time (auto exposure otherwise). Controls a sensor does not have are skipped with a warning.
 
     >>> cam = Picamera2FrameSource(width=1280, height=720, fps=30)   # doctest: +SKIP
     """
 
     def __init__(self, *, camera_num: int = 0, width: int = 1280, height: int = 720,
-                 fps: float | None = None) -> None:
+                 fps: float | None = None, gray: bool = True, autofocus: bool = True,
+                 exposure_us: int | None = None) -> None:
         super().__init__(f"picamera2:{camera_num}")
         self.camera_num = camera_num
         self.width, self.height, self.fps = width, height, fps
+        self.gray = gray
+        self.autofocus, self.exposure_us = autofocus, exposure_us
         self._cam: Any = None
+
+    def controls(self, available: dict[str, Any]) -> dict[str, Any]:
+        """The libcamera controls to set, limited to those the sensor offers."""
+        wanted: dict[str, Any] = {}
+        if self.fps:
+            wanted["FrameRate"] = float(self.fps)
+        if self.autofocus:
+            wanted["AfMode"] = 2  # controls.AfModeEnum.Continuous
+        if self.exposure_us:
+            wanted.update(AeEnable=False, ExposureTime=int(self.exposure_us))
+        for name in [n for n in wanted if n not in available and n != "FrameRate"]:
+            logger.warning("%s: control %s not supported by this sensor", self.name, name)
+            del wanted[name]
+        return wanted
 
     def _open(self) -> None:
         try:
@@ -268,9 +349,9 @@ class Picamera2FrameSource(FrameSource):
             raise CameraError("picamera2 is not installed (apt install python3-picamera2)") from None
         try:
             cam = Picamera2(self.camera_num)
-            controls = {"FrameRate": float(self.fps)} if self.fps else {}
-            config = cam.create_video_configuration(
-                main={"size": (self.width, self.height), "format": "RGB888"}, controls=controls)
+            fmt = "YUV420" if self.gray else "RGB888"
+            config = cam.create_video_configuration(main={"size": (self.width, self.height), "format": fmt},
+                                                    controls=self.controls(dict(cam.camera_controls)))
             cam.configure(config)
             cam.start()
         except Exception as exc:  # libcamera raises RuntimeError, IndexError, OSError ...
@@ -279,9 +360,12 @@ class Picamera2FrameSource(FrameSource):
 
     def _read(self) -> np.ndarray | None:
         try:
-            return self._cam.capture_array("main")
+            frame = self._cam.capture_array("main")
         except Exception as exc:
             raise CameraError(f"{self.name}: capture failed: {exc}") from None
+        if self.gray:  # YUV420: the first `height` rows are the Y plane (rows may be padded to the stride)
+            return frame[:self.height, :self.width]
+        return frame
 
     def _close(self) -> None:
         cam, self._cam = self._cam, None
@@ -315,10 +399,14 @@ class LatestFrameGrabber(FrameSource):
     """
 
     def __init__(self, source: FrameSource, *, read_timeout: float = 0.5, backoff_min: float = 0.5,
-                 backoff_max: float = 30.0) -> None:
+                 backoff_max: float = 30.0, stall_after: float = 5.0) -> None:
         super().__init__(f"latest:{source.name}")
         self.source = source
         self.read_timeout = read_timeout
+        self.stall_after = stall_after
+        self._frame_at = 0.0
+        self._handed_at = 0.0
+        self._last_capture = time.monotonic()
         self.backoff_min, self.backoff_max = backoff_min, backoff_max
         self._cond = threading.Condition()
         self._frame: np.ndarray | None = None
@@ -359,18 +447,36 @@ class LatestFrameGrabber(FrameSource):
         with self._cond:
             return self._state is GrabberState.FINISHED and self._frame is None
 
+    @property
+    def frame_time(self) -> float:
+        """``time.perf_counter()`` at which the frame last handed out was captured."""
+        return self._handed_at
+
     def get(self, timeout: float | None = None) -> np.ndarray | None:
-        """The newest frame not yet handed out, waiting up to ``timeout`` seconds; ``None`` if none came."""
+        """The newest frame not yet handed out, waiting up to ``timeout`` seconds; ``None`` if none came.
+
+        A running camera that delivered nothing for ``stall_after`` seconds is put in
+        :attr:`GrabberState.ERROR` (stalled) until its next frame.
+        """
         with self._cond:
             if self._frame is None:
                 self._cond.wait_for(lambda: self._frame is not None or self._state is GrabberState.FINISHED
                                     or self._stop.is_set(), timeout)
             frame, self._frame = self._frame, None
+            if frame is not None:
+                self._handed_at = self._frame_at
+            elif (self._state is GrabberState.RUNNING and self.stall_after > 0
+                  and time.monotonic() - self._last_capture > self.stall_after):
+                self._errors += 1
+                self._last_error = f"stalled: no frame for {self.stall_after:.0f} s"
+                self._state = GrabberState.ERROR
+                logger.warning("%s %s", self.source.name, self._last_error)
             return frame
 
     def _open(self) -> None:
         self._stop.clear()
         self._frame = None
+        self._last_capture = time.monotonic()
         self._state = GrabberState.RUNNING
         self._thread = threading.Thread(target=self._run, name=f"grab-{self.source.name}", daemon=True)
         self._thread.start()
@@ -423,6 +529,8 @@ class LatestFrameGrabber(FrameSource):
                 if self._frame is not None:
                     self._dropped += 1
                 self._frame = frame
+                self._frame_at = time.perf_counter()
+                self._last_capture = time.monotonic()
                 self._captured += 1
                 self._cond.notify_all()
         self._safe_close()

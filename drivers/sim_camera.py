@@ -74,6 +74,25 @@ def qr_image(text: str, size: int, error: str = "m") -> Image.Image:
     return img.resize((size, size), Image.Resampling.BOX)
 
 
+_LINEAR_FORMATS = {"Code128": "Code128", "Code39": "Code39", "EAN13": "EAN13"}
+
+
+def barcode_image(text: str, symbology: str, size: int) -> Image.Image:
+    """A 1D barcode (``Code128``, ``Code39``, ``EAN13``) for ``text`` with quiet zones, ``size`` pixels wide,
+    as a label on a test tube or wristband would show it (made with zxing-cpp's writer)."""
+    import zxingcpp
+
+    fmt = getattr(zxingcpp.BarcodeFormat, _LINEAR_FORMATS[symbology])
+    bars = np.asarray(zxingcpp.write_barcode_to_image(zxingcpp.create_barcode(text, fmt), scale=1))[:1]
+    bars = np.pad(bars, ((0, 0), (10, 10)), constant_values=255)
+    n = bars.shape[1]
+    size = max(size, 3 * n)  # a label held up to be read shows at least 3 pixels per bar module
+    scale = max(1, math.ceil(3 * size / n))
+    wide = Image.fromarray(np.repeat(bars, 2, axis=0), "L").resize((n * scale, max(8, size * 2 // 5) * 2),
+                                                                   Image.Resampling.NEAREST)
+    return wide.resize((size, max(8, size * 2 // 5)), Image.Resampling.BOX)
+
+
 def background(width: int, height: int, rng: np.random.Generator) -> np.ndarray:
     """A plausible counter-top: a soft diagonal gradient with a few low-contrast blocks, as float grey."""
     top, bottom = rng.uniform(70, 170, size=2)
@@ -88,14 +107,18 @@ def background(width: int, height: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def render_qr_frame(text: str | None, scene: Scene = Scene(), *, width: int = 640, height: int = 480,
-                    rng: np.random.Generator | None = None, grayscale: bool = False) -> np.ndarray:
-    """One camera frame showing the QR code for ``text`` (no code if ``text`` is None), as BGR or grey uint8."""
+                    rng: np.random.Generator | None = None, grayscale: bool = False,
+                    symbology: str = "QRCode") -> np.ndarray:
+    """One camera frame showing the code for ``text`` (no code if ``text`` is None), as BGR or grey uint8.
+
+    ``symbology`` is ``QRCode`` or a 1D format (``Code128``, ``Code39``, ``EAN13``).
+    """
     rng = rng if rng is not None else np.random.default_rng(0)
     img = Image.fromarray(np.clip(background(width, height, rng), 0, 255).astype(np.uint8), "L")
     size = max(21, int(round(scene.size)))
     cx, cy = width / 2 + scene.dx, height / 2 + scene.dy
     if text is not None:
-        code = qr_image(text, size)
+        code = qr_image(text, size) if symbology == "QRCode" else barcode_image(text, symbology, size)
         mask = Image.new("L", code.size, 255)
         if scene.angle:
             code = code.rotate(scene.angle, Image.Resampling.BILINEAR, expand=True, fillcolor=255)
@@ -133,6 +156,8 @@ class SimulatedQrCamera(FrameSource):
     ``brightness``, ``glare`` and ``noise`` take a value or a ``(low, high)`` range drawn per frame;
     ``jitter`` moves the code by up to that share of the frame. With ``fps`` set, :meth:`read` paces
     itself like a real camera. :attr:`showing` is the payload of the last frame (the ground truth).
+    A payload given as ``(symbology, text)`` is shown as that barcode (``Code128`` for a tube label),
+    plain text as a QR code.
 
     >>> cam = SimulatedQrCamera(["HC1:6BFOXN"], frames_per_code=3, blank_frames=2, blur=(0, 1.5))
     >>> with cam:
@@ -141,7 +166,7 @@ class SimulatedQrCamera(FrameSource):
     ['HC1:6BFOXN', 'HC1:6BFOXN', 'HC1:6BFOXN', None, None, False]
     """
 
-    def __init__(self, payloads: Sequence[str | None], *, width: int = 640, height: int = 480,
+    def __init__(self, payloads: Sequence[str | tuple[str, str] | None], *, width: int = 640, height: int = 480,
                  size: Spread = 240.0, angle: Spread = 0.0, blur: Spread = 0.0, brightness: Spread = 1.0,
                  glare: Spread = 0.0, noise: Spread = 0.0, jitter: float = 0.0, frames_per_code: int = 1,
                  blank_frames: int = 0, loop: bool = False, fps: float | None = None, seed: int = 0,
@@ -149,7 +174,8 @@ class SimulatedQrCamera(FrameSource):
         super().__init__("sim-qr")
         if frames_per_code < 1 or blank_frames < 0:
             raise ValueError("frames_per_code must be >= 1 and blank_frames >= 0")
-        self.payloads = list(payloads)
+        self.payloads = [(p, "QRCode") if isinstance(p, str) else (p[1], p[0]) if p is not None else None
+                         for p in payloads]
         self.width, self.height = width, height
         self.size, self.angle, self.blur = size, angle, blur
         self.brightness, self.glare, self.noise = brightness, glare, noise
@@ -161,7 +187,7 @@ class SimulatedQrCamera(FrameSource):
         self.grayscale = grayscale
         self.frames_rendered = 0
         self.showing: str | None = None
-        self._schedule: list[str | None] = []
+        self._schedule: list[tuple[str, str] | None] = []
         self._index = 0
         self._rng = np.random.default_rng(seed)
         self._next_at = 0.0
@@ -194,10 +220,11 @@ class SimulatedQrCamera(FrameSource):
             if not self.loop or not self._schedule:
                 return None
             self._index = 0
-        text = self._schedule[self._index]
+        shown = self._schedule[self._index]
         self._index += 1
+        text, symbology = shown if shown is not None else (None, "QRCode")
         frame = render_qr_frame(text, self.scene(), width=self.width, height=self.height, rng=self._rng,
-                                grayscale=self.grayscale)
+                                grayscale=self.grayscale, symbology=symbology)
         self.showing = text
         self.frames_rendered += 1
         if self.interval:

@@ -52,6 +52,37 @@ def cmd_outbox(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_decode(args: argparse.Namespace) -> int:
+    """One JSON line per image: the codes found, their positions and the time taken."""
+    import time
+
+    from drivers.camera import IMAGE_SUFFIXES, CameraError, load_image
+    from edge.barcodes import ALL_SYMBOLOGIES, Symbology
+    from edge.scanner import STILL_IMAGE, DecodeOptions, FrameScanner
+
+    symbologies = frozenset(Symbology(s) for s in args.formats) if args.formats else ALL_SYMBOLOGIES
+    options = DecodeOptions(symbologies=symbologies, track=False) if args.fast else \
+        DecodeOptions(symbologies=symbologies, track=False, thorough=True, fallback=STILL_IMAGE.fallback)
+    scanner = FrameScanner(options)
+    failed = 0
+    for name in args.images:
+        path = Path(name)
+        files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if path.is_dir() else [path]
+        for file in files:
+            try:
+                frame = load_image(file)
+            except CameraError as exc:
+                failed += 1
+                print(json.dumps({"file": str(file), "error": str(exc)}, ensure_ascii=False), flush=True)
+                continue
+            started = time.perf_counter()
+            codes = scanner.decode(frame)
+            ms = (time.perf_counter() - started) * 1000.0
+            print(json.dumps({"file": str(file), "codes": [c.as_json() for c in codes], "ms": round(ms, 2)},
+                             ensure_ascii=False), flush=True)
+    return 1 if failed else 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from edge.demo import run_demo
 
@@ -80,6 +111,13 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("outbox", help="outbox depth, size and oldest message age")
     s.add_argument("--config", default=default)
     s.set_defaults(func=cmd_outbox)
+
+    s = sub.add_parser("decode", help="decode barcodes in images: one JSON line per image (exit 0 if none found)")
+    s.add_argument("images", nargs="+", help="image files or folders of images")
+    s.add_argument("--formats", nargs="+", choices=["QRCode", "Code128", "Code39", "EAN13"],
+                   help="symbologies to look for (default: all)")
+    s.add_argument("--fast", action="store_true", help="the camera loop's effort instead of every retry")
+    s.set_defaults(func=cmd_decode)
 
     s = sub.add_parser("demo", help="a simulated clinic station end to end: broker, central, one box")
     s.add_argument("--frames", type=int, default=120, help="camera frames to scan")

@@ -67,8 +67,44 @@ class StationSection(StrictModel):
     fps: float = Field(15.0, gt=0, le=120, description="Frame rate asked of the camera (and of the simulator)")
     dedupe_window: float = Field(3.0, ge=0, le=60, description="Seconds a re-read of the same code is one scan")
     decode_fallback: str = Field("on_candidate", pattern=r"^(always|on_candidate|never)$",
-                                 description="When zbar backs up zxing-cpp: always, on_candidate (a QR was "
+                                 description="When zbar backs up zxing-cpp: always, on_candidate (a code was "
                                              "located but not read) or never")
+    autofocus: bool = Field(True, description="Continuous autofocus where the camera has it")
+    exposure: float | None = Field(None, gt=0, description="Fixed exposure (picamera2: microseconds; V4L2: the "
+                                                           "driver's units); automatic when unset")
+    flow: str = Field("checkin", pattern=r"^(checkin|masstest)$",
+                      description="What the station does: checkin (clinic desk) or masstest (pooled sampling)")
+    symbologies: list[str] | None = Field(None, description="Codes to look for (QRCode, Code128, Code39, EAN13); "
+                                                            "default: QRCode for checkin, all for masstest")
+    pool_capacity: int = Field(10, ge=1, le=100, description="masstest: people per tube (10-in-1, 20-in-1 ...)")
+    tube_pattern: str = Field(r"[A-Za-z0-9\-]{6,40}", description="masstest: full-match regular expression "
+                                                                   "a tube barcode must satisfy")
+    rebind_window: float = Field(12 * 3600.0, ge=0, description="masstest: seconds a person bound to one tube "
+                                                                 "is refused for another (0: off)")
+    max_pending: int = Field(32, ge=1, le=1000, description="New codes that may wait for the flow thread")
+
+    @field_validator("symbologies")
+    @classmethod
+    def _symbologies(cls, v: list[str] | None) -> list[str] | None:
+        from edge.barcodes import Symbology
+
+        if v is not None:
+            if not v:
+                raise ValueError("symbologies must not be empty")
+            for name in v:
+                Symbology(name)  # raises ValueError naming the bad value
+        return v
+
+    @field_validator("tube_pattern")
+    @classmethod
+    def _pattern(cls, v: str) -> str:
+        import re
+
+        try:
+            re.compile(v)
+        except re.error as exc:
+            raise ValueError(f"not a regular expression: {exc}") from None
+        return v
 
 
 class ProvisioningSection(StrictModel):

@@ -37,39 +37,45 @@ def run_uplink(cfg: EdgeConfig) -> int:
 
 
 def run_station(cfg: EdgeConfig) -> int:
-    """Scan with the configured camera until SIGTERM.
+    """Scan with the configured camera and flow until SIGTERM.
 
     Ready once keys and outbox are open; the camera is opened by the station thread, and a live camera
-    reopens itself with backoff, so a missing camera shows in STATUS and the health report, not as a
-    failed start.
+    reopens itself with backoff, so a missing camera shows in STATUS, the signals and the health report,
+    not as a failed start.
     """
-    from edge.sources import decode_options, frame_source
-    from edge.station import Station
+    from edge.runtime import STATUS_INTERVAL, build_station, station_status_path
+    from edge.status import write_status
 
     stop = stop_event_on_signals()
     outbox = open_outbox(cfg, load_identity(cfg))
     boot = outbox.start_boot()
-    station = Station(frame_source(cfg.station), outbox, dedupe_window=cfg.station.dedupe_window,
-                      decode_options=decode_options(cfg.station))
+    station, runner = build_station(cfg, outbox)
+    runner.start()
     worker = threading.Thread(target=station.run, kwargs={"stop": stop}, name="station", daemon=True)
     worker.start()
-    sdnotify.ready(f"boot {boot}; scanning with {station.source.name}")
-    interval = min(sdnotify.watchdog_interval() or 5.0, 5.0)
+    sdnotify.ready(f"boot {boot}; {cfg.station.flow} with {station.source.name}")
+    status_path = station_status_path(cfg)
+    interval = min(sdnotify.watchdog_interval() or STATUS_INTERVAL, STATUS_INTERVAL)
     try:
         while not stop.wait(interval):
-            if not worker.is_alive():
-                logger.error("station thread ended; exiting for systemd to restart us")
+            if not worker.is_alive() or not runner.alive:
+                logger.error("station or flow thread ended; exiting for systemd to restart us")
                 return 1
-            age = time.monotonic() - station.heartbeat
+            age = max(time.monotonic() - station.heartbeat, time.monotonic() - runner.heartbeat)
             if age > STUCK_AFTER:
                 logger.error("station loop stuck for %.0f s; not petting the watchdog", age)
                 continue
             st = station.stats
-            sdnotify.status(f"scans {st.scans}; rejected {st.rejected}; store failures {st.store_failures}; "
-                            f"frames {st.frames}; dropped {st.dropped_frames}")
+            write_status(status_path, {"flow": cfg.station.flow, "camera": station.camera_state,
+                                       "frames": st.frames, "scans": st.scans, "dropped_frames": st.dropped_frames,
+                                       "busy_refused": st.busy_refused, "camera_errors": st.camera_errors,
+                                       "signals": dict(runner.stats.signals)})
+            sdnotify.status(f"{cfg.station.flow}: camera {station.camera_state}; scans {st.scans}; "
+                            f"frames {st.frames}; dropped {st.dropped_frames}; busy {st.busy_refused}")
             sdnotify.watchdog()
     finally:
         stop.set()
         worker.join(5)
+        runner.stop()
         outbox.close()
     return 0

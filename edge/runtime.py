@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from edge.config import EdgeConfig
 from edge.core.configbase import ConfigError
+from edge.status import STATUS_FILE, read_status
+from drivers.camera import FrameSource
+from edge.feedback import Feedback, NoFeedback, NoPrinter, TicketSink
+from edge.flows.base import FlowContext
+from edge.flows.runner import FlowRunner
+from edge.station import Station
 from mqtt.outbox import DeviceIdentity, Outbox
 from mqtt.uplink import Uplink, UplinkSettings
 from provisioning.ca import common_name, load_cert, load_private_key
@@ -32,6 +40,15 @@ def open_outbox(cfg: EdgeConfig, identity: DeviceIdentity | None, durable: bool 
     return Outbox(cfg.outbox_path, identity, cfg.outbox.max_bytes, cfg.outbox.alert_fraction, durable=durable)
 
 
+STATUS_INTERVAL = 5.0
+"""Seconds between station status writes."""
+
+
+def station_status_path(cfg: EdgeConfig) -> Path:
+    """Where the station daemon writes its status for the uplink's health report."""
+    return cfg.path(cfg.device.state_dir) / STATUS_FILE
+
+
 def load_central_key(cfg: EdgeConfig) -> ec.EllipticCurvePublicKey:
     """The central signing public key the box checks receipts with."""
     if not cfg.provisioning.central_key:
@@ -50,10 +67,23 @@ def uplink_settings(cfg: EdgeConfig) -> UplinkSettings:
                           key=cfg.path(cfg.device.key), keepalive=m.keepalive, max_inflight=m.max_inflight,
                           receipt_timeout=m.receipt_timeout, reconnect_min=m.reconnect_min,
                           reconnect_max=m.reconnect_max, health_interval=m.health_interval,
-                          session_expiry=m.session_expiry, central_key=load_central_key(cfg))
+                          session_expiry=m.session_expiry, central_key=load_central_key(cfg),
+                          health_extra=lambda: read_status(station_status_path(cfg), 3 * STATUS_INTERVAL))
 
 
 def build_uplink(cfg: EdgeConfig, capabilities: list[str] | None = None) -> Uplink:
     """Identity, outbox and uplink for the uplink daemon."""
     identity = load_identity(cfg)
     return Uplink(uplink_settings(cfg), open_outbox(cfg, identity, durable=False), identity, capabilities)
+
+
+def build_station(cfg: EdgeConfig, outbox: Outbox, *, feedback: Feedback | None = None,
+                  tickets: TicketSink | None = None, source: FrameSource | None = None) -> tuple[Station, FlowRunner]:
+    """The configured flow in its runner, and the station feeding it (neither started)."""
+    from edge.sources import build_flow, decode_options, frame_source
+
+    ctx = FlowContext(outbox, feedback or NoFeedback(), tickets or NoPrinter(), clinic=cfg.device.clinic)
+    runner = FlowRunner(build_flow(cfg.station, ctx), ctx, max_pending=cfg.station.max_pending)
+    station = Station(source or frame_source(cfg.station), runner, dedupe_window=cfg.station.dedupe_window,
+                      decode_options=decode_options(cfg.station))
+    return station, runner

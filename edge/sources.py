@@ -1,15 +1,19 @@
-"""Pick the station's frame source from ``[station]`` in edge.toml."""
+"""Pick the station's camera, decoder settings and flow from ``[station]`` in edge.toml."""
 
 from __future__ import annotations
 
 import random
 from pathlib import Path
 
-from drivers.camera import FileFrameSource, FrameSource, LatestFrameGrabber, OpenCVFrameSource, Picamera2FrameSource
+from drivers.camera import (VIDEO_SUFFIXES, FileFrameSource, FrameSource, LatestFrameGrabber, OpenCVFrameSource,
+                            Picamera2FrameSource)
 from drivers.sim_camera import SimulatedQrCamera, generate_health_card_token
+from edge.barcodes import ALL_SYMBOLOGIES, QR_ONLY, Symbology
 from edge.config import StationSection
-from edge.qrscan import DecodeOptions, Fallback
-
+from edge.flows.base import Flow, FlowContext
+from edge.flows.checkin import CheckinFlow
+from edge.flows.masstest import MassTestFlow, PoolSettings
+from edge.scanner import DecodeOptions, Fallback
 
 FOREIGN_CODES = ("https://example.org/not-a-health-card", "E1D10AAC:1", "HC1:NCFOXN%TS3DH3ZSUZK+.V0ETD%65NL-AH")
 
@@ -18,7 +22,7 @@ def simulated_queue(people: int, seed: int = 1, odd_every: int = 0, **camera: ob
     """A simulated desk: ``people`` persons each hold up a generated health-card code for 3 frames.
 
     With ``odd_every`` = n, every n-th person shows something else (a web link, a broken token, a
-    certificate of a kind not accepted here), which must come out red.
+    certificate this box cannot verify), which must not come out green.
     """
     rng = random.Random(seed)
     tokens = [FOREIGN_CODES[(i // odd_every) % len(FOREIGN_CODES)] if odd_every and i % odd_every == odd_every - 1
@@ -35,14 +39,34 @@ def frame_source(station: StationSection) -> FrameSource:
     if cam == "sim":
         return simulated_queue(10_000, width=640, height=480, fps=station.fps, loop=True)
     if cam == "picamera2":
-        return LatestFrameGrabber(Picamera2FrameSource(width=station.width, height=station.height, fps=station.fps))
+        return LatestFrameGrabber(Picamera2FrameSource(width=station.width, height=station.height, fps=station.fps,
+                                                       autofocus=station.autofocus,
+                                                       exposure_us=int(station.exposure) if station.exposure else None))
     if cam.startswith("/dev/video") or cam.isdigit():
         device: int | str = int(cam) if cam.isdigit() else cam
         return LatestFrameGrabber(OpenCVFrameSource(device, width=station.width, height=station.height,
-                                                    fps=station.fps))
+                                                    fps=station.fps, autofocus=station.autofocus,
+                                                    exposure=station.exposure))
+    if Path(cam).suffix.lower() in VIDEO_SUFFIXES:
+        return OpenCVFrameSource(cam, fps=station.fps)
     return FileFrameSource(Path(cam), fps=station.fps)
+
+
+def symbologies(station: StationSection) -> frozenset[Symbology]:
+    """The codes the station looks for: configured, or what its flow needs."""
+    if station.symbologies:
+        return frozenset(Symbology(s) for s in station.symbologies)
+    return ALL_SYMBOLOGIES if station.flow == "masstest" else QR_ONLY
 
 
 def decode_options(station: StationSection) -> DecodeOptions:
     """Decoder settings from the station section."""
-    return DecodeOptions(fallback=Fallback(station.decode_fallback))
+    return DecodeOptions(symbologies=symbologies(station), fallback=Fallback(station.decode_fallback))
+
+
+def build_flow(station: StationSection, ctx: FlowContext) -> Flow:
+    """The configured flow over ``ctx``."""
+    if station.flow == "masstest":
+        return MassTestFlow(ctx, PoolSettings(capacity=station.pool_capacity, tube_pattern=station.tube_pattern,
+                                              rebind_window=station.rebind_window))
+    return CheckinFlow(ctx)

@@ -13,7 +13,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable, TypeVar
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -32,6 +32,8 @@ CREATE TABLE IF NOT EXISTS outbox (
 );
 INSERT OR IGNORE INTO meta (k, v) VALUES ('seq', 0), ('bytes', 0), ('started', 0);
 """
+T = TypeVar("T")
+StateChange = Callable[[sqlite3.Connection], None]
 ROW_OVERHEAD = 128  # bytes of SQLite bookkeeping counted per row towards the bound
 
 
@@ -136,12 +138,32 @@ class Outbox:
     def _txn(self) -> "_Txn":
         return _Txn(self._conn)
 
-    def enqueue(self, kind: str, body: dict[str, Any]) -> envelope.Message:
-        """Sign and durably store one result; returns the message once it is on disk."""
-        return self.enqueue_many([(kind, body)])[0]
+    def state(self, change: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``change(conn)`` in one transaction on the outbox database and return its result.
 
-    def enqueue_many(self, items: Iterable[tuple[str, dict[str, Any]]]) -> list[envelope.Message]:
-        """Sign and store several results in one transaction (one fsync)."""
+        For flow state that must commit atomically with results (tables the flow creates itself;
+        never the outbox's own). Raises :class:`OutboxError` when the database fails.
+        """
+        try:
+            with self._txn() as conn:
+                return change(conn)
+        except sqlite3.Error as exc:
+            raise OutboxError(f"state write failed: {exc}") from exc
+
+    def enqueue(self, kind: str, body: dict[str, Any], *, also: StateChange | None = None) -> envelope.Message:
+        """Sign and durably store one result; returns the message once it is on disk.
+
+        ``also`` runs in the same transaction (see :meth:`enqueue_many`).
+        """
+        return self.enqueue_many([(kind, body)], also=also)[0]
+
+    def enqueue_many(self, items: Iterable[tuple[str, dict[str, Any]]], *,
+                     also: StateChange | None = None) -> list[envelope.Message]:
+        """Sign and store several results in one transaction (one fsync).
+
+        ``also(conn)`` runs inside that transaction: a flow's own state change (a tube closed, a queue
+        number used) commits together with the results it produced, or not at all.
+        """
         ident = self.identity
         if ident is None:
             raise OutboxError("outbox opened without a device identity cannot sign")
@@ -163,6 +185,8 @@ class Outbox:
                     rows.append((msg.msg_id.bytes, topic, payload, time.time()))
                     out.append(msg)
                 self._conn.executemany("INSERT INTO outbox (msg_id, topic, payload, created) VALUES (?, ?, ?, ?)", rows)
+                if also is not None:
+                    also(self._conn)
                 self._conn.execute("UPDATE meta SET v = ? WHERE k = 'seq'", (seq,))
                 self._conn.execute("UPDATE meta SET v = ? WHERE k = 'bytes'", (used,))
         except sqlite3.Error as exc:

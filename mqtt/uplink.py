@@ -61,6 +61,8 @@ class UplinkSettings:
     health_interval: float = 60.0
     session_expiry: int = 86400
     central_key: ec.EllipticCurvePublicKey | None = None  # verifies receipts and the central status
+    # Extra health: returns ``(section, alerts)`` for the health report, e.g. the station's status.
+    health_extra: Callable[[], tuple[dict[str, Any] | None, list[str]]] | None = None
 
 
 def queued_results(outbox_path: Path) -> int:
@@ -287,7 +289,13 @@ class Uplink:
         st = self.outbox.stats()
         disk = shutil.disk_usage(self.outbox.path.parent)
         alerts = ["outbox_near_full"] if st.fill >= self.outbox.alert_fraction else []
-        return {"alerts": alerts, "queue_depth": st.depth, "queue_bytes": st.bytes, "queue_fill": round(st.fill, 4),
+        extra: dict[str, Any] = {}
+        if self.s.health_extra is not None:
+            station, more = self.s.health_extra()
+            alerts += more
+            if station is not None:
+                extra["station"] = station
+        return {**extra, "alerts": alerts, "queue_depth": st.depth, "queue_bytes": st.bytes, "queue_fill": round(st.fill, 4),
                 "oldest_queued_s": round(st.oldest_age, 1) if st.oldest_age is not None else None,
                 "inflight": len(self.inflight), "cpu_temp_c": cpu_temperature(),
                 "disk_free_bytes": disk.free, "uptime_s": round(time.time() - self._started),

@@ -31,11 +31,13 @@ def _scan_provisioning_code(camera: str, timeout: float):  # type: ignore[no-unt
     import time
 
     from edge.config import StationSection
-    from edge.qrscan import decode_frame
+    from edge.barcodes import QR_ONLY
+    from edge.scanner import DecodeOptions, FrameScanner
     from edge.sources import frame_source
     from provisioning import qrtext
 
     raise_later: Exception | None = None
+    scanner = FrameScanner(DecodeOptions(symbologies=QR_ONLY))
     print(f"hold the provisioning QR in front of the camera ({timeout:.0f} s)…", file=sys.stderr)
     with frame_source(StationSection(camera=camera)) as source:
         deadline = time.monotonic() + timeout
@@ -45,7 +47,7 @@ def _scan_provisioning_code(camera: str, timeout: float):  # type: ignore[no-unt
                 if source.finished:
                     break
                 continue
-            for code in decode_frame(frame):
+            for code in scanner.decode(frame):
                 if code.text.startswith(qrtext.PREFIX):
                     try:
                         return qrtext.parse(code.text)

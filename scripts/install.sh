@@ -56,7 +56,7 @@ if [ "$MODE" = test ]; then
     PACKAGES+=(postgresql openssl)
 fi
 if [ -r /proc/device-tree/model ] && tr -d '\0' </proc/device-tree/model | grep -q "Raspberry Pi"; then
-    PACKAGES+=(python3-picamera2)  # libcamera bindings come from apt, not PyPI
+    PACKAGES+=(python3-picamera2 python3-opencv)  # libcamera bindings (and OpenCV for USB cameras) from apt
 fi
 
 SUDO=()

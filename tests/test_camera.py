@@ -149,3 +149,50 @@ def test_grabber_stop_wakes_a_waiting_reader() -> None:
     grab.close()
     reader.join(timeout=5)
     assert got == [None] and time.monotonic() - started < 2
+
+
+def test_animated_image_plays_every_frame(tmp_path: Path) -> None:
+    from PIL import Image
+
+    frames = [Image.fromarray(np.full((32, 48), v, dtype=np.uint8)) for v in (10, 120, 240)]
+    frames[0].save(tmp_path / "clip.gif", save_all=True, append_images=frames[1:], duration=40)
+    with FileFrameSource(tmp_path / "clip.gif") as cam:
+        got = []
+        while (f := cam.read()) is not None:
+            got.append(int(f.mean()))
+        assert cam.finished
+    assert len(got) == 3 and got[0] < got[1] < got[2]
+
+
+def test_grabber_reports_a_stalled_camera_until_frames_come_back() -> None:
+    import threading
+
+    class Stalling(FrameSource):
+        def __init__(self) -> None:
+            super().__init__("stalling")
+            self.go = threading.Event()
+
+        def _open(self) -> None: ...
+
+        def _read(self):  # type: ignore[no-untyped-def]
+            self.go.wait(5)
+            return np.zeros((8, 8), dtype=np.uint8)
+
+        def _close(self) -> None: ...
+
+    src = Stalling()
+    with LatestFrameGrabber(src, read_timeout=0.05, stall_after=0.1) as cam:
+        while cam.read() is None and cam.state is GrabberState.RUNNING:
+            pass
+        assert cam.state is GrabberState.ERROR and "stalled" in (cam.last_error or "")
+        src.go.set()
+        while cam.read() is None:
+            pass
+        assert cam.state is GrabberState.RUNNING and cam.frame_time > 0
+
+
+def test_picamera2_controls_are_limited_to_what_the_sensor_has() -> None:
+    cam = Picamera2FrameSource(fps=30, autofocus=True, exposure_us=8000)
+    assert cam.controls({"AfMode": 0, "ExposureTime": 0, "AeEnable": 0}) == {
+        "FrameRate": 30.0, "AfMode": 2, "AeEnable": False, "ExposureTime": 8000}
+    assert cam.controls({}) == {"FrameRate": 30.0}  # a fixed-focus sensor without manual exposure

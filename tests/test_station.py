@@ -1,20 +1,23 @@
-"""The scanning station over the simulated camera, storing into a real signed outbox."""
+"""The station end to end: simulated camera, real decoders, flows in their own thread, a signed outbox."""
 
 from __future__ import annotations
 
-import hashlib
 import threading
 from pathlib import Path
 
 import pytest
 
 from drivers.camera import LatestFrameGrabber
-from edge.qrscan import PayloadKind
-from edge.station import Indication, Outcome, ScanResult, Station, StationStats
-from mqtt import envelope
-from mqtt.outbox import DeviceIdentity, Outbox, OutboxError, OutboxFull
+from edge.feedback import Signal
+from edge.flows.base import ButtonPress, FlowContext, FlowOutcome
+from edge.flows.checkin import CheckinFlow
+from edge.flows.masstest import MassTestFlow, PoolSettings
+from edge.flows.runner import FlowRunner
+from edge.station import Station, StationStats
+from mqtt.outbox import Outbox
 from provisioning.ca import generate_key
-from tests.hw_sim.camera import SimulatedQrCamera, health_card_tokens
+from tests.flow_helpers import make_ctx, open_box, stored
+from tests.hw_sim.camera import FlakySource, SimulatedQrCamera, health_card_tokens
 
 
 @pytest.fixture
@@ -24,198 +27,148 @@ def key():
 
 @pytest.fixture
 def box(tmp_path: Path, key):
-    b = Outbox(tmp_path / "o.db", DeviceIdentity("box-1", "clinic-a", key))
-    b.start_boot()
+    b = open_box(tmp_path / "o.db", key)
     yield b
     b.close()
 
 
-class FakeClock:
-    """Monotonic seconds that tests advance by hand."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def _scans(box: Outbox, key) -> list[tuple[envelope.Message, bytes]]:
-    rows = box.pending(limit=1000)
-    return [(envelope.verify(r.payload, r.topic, key.public_key()), r.payload) for r in rows]
+def _run(station: Station, runner: FlowRunner, **kw) -> StationStats:
+    runner.start()
+    try:
+        stats = station.run(**kw)
+        assert runner.wait_idle(30)
+    finally:
+        runner.stop()
+    return stats
 
 
-def test_one_scan_per_card_held_up(box: Outbox, key) -> None:
+def test_checkin_one_result_per_person_with_signals_and_tickets(box: Outbox, key) -> None:
     tokens = health_card_tokens(3, seed=1)
-    cam = SimulatedQrCamera(tokens, frames_per_code=4, blank_frames=2, angle=(-25, 25), size=(160, 260),
+    shown = tokens + ["https://example.org/not-a-card", "HC1:6BFOXN%TS3DH0YOJ58S"]
+    cam = SimulatedQrCamera(shown, frames_per_code=4, blank_frames=2, angle=(-25, 25), size=(160, 260),
                             blur=(0, 1.0), noise=(0, 6), jitter=0.2, seed=11)
-    seen: list[ScanResult] = []
-    stats = Station(cam, box, on_result=seen.append).run()
+    ctx = make_ctx(box)
+    runner = FlowRunner(CheckinFlow(ctx), ctx)
+    stats = _run(Station(cam, runner), runner)
 
-    assert stats == StationStats(frames=18, decoded=12, scans=3, duplicates_suppressed=9, rejected=0,
-                                 store_failures=0, dropped_frames=0)
-    assert [r.indication for r in seen] == [Indication.GREEN] * 3
+    assert stats == StationStats(frames=30, decoded=20, scans=5, duplicates_suppressed=15)
+    assert ctx.feedback.shown == [Signal.ACCEPTED] * 3 + [Signal.REJECTED, Signal.ATTENTION]  # type: ignore[attr-defined]
+    msgs = stored(box, key)
+    assert [m.body["outcome"] for m in msgs] == ["green"] * 3 + ["red", "yellow"]
+    assert [t[1]["number"] for t in ctx.tickets.tickets] == [1, 2, 3, 4]  # type: ignore[attr-defined]
+    assert len(runner.stats.latency_ms) == 5 and all(ms > 0 for ms in runner.stats.latency_ms)
     assert not cam.is_open
 
-    stored = _scans(box, key)
-    assert len(stored) == 3
-    assert box.stats().depth == 3
-    for (msg, raw), token in zip(stored, tokens):
-        assert msg.kind == "scan" and msg.device == "box-1"
-        body = msg.body
-        assert body["outcome"] == "green" and body["reason"] is None
-        assert body["kind"] == "ehc_token" and body["code_type"] == 1
-        assert body["card_ref"] == hashlib.sha256(token.encode()).hexdigest()[:16]
-        assert body["verified"] is False and body["pending"] == "online_lookup"
-        assert body["decoder"] == "zxing-cpp" and body["decode_ms"] > 0
-        # privacy: the token appears nowhere in the signed message
-        hex_part = token.split(":")[0]
-        assert hex_part.encode() not in raw and hex_part.lower().encode() not in raw
-        assert all(hex_part not in str(v) for v in body.values())
-    assert [r.message_id for r in seen] == [str(m.msg_id) for m, _ in stored]
+
+def test_masstest_over_the_camera_binds_tubes_and_people(box: Outbox, key) -> None:
+    people = health_card_tokens(5, seed=2)
+    shown: list[str | tuple[str, str] | None] = [("Code128", "TUBE-100001"), people[0], people[1], people[1],
+                                                 ("Code128", "TUBE-100002"), people[2], people[0], people[3]]
+    cam = SimulatedQrCamera(shown, frames_per_code=3, blank_frames=1, angle=(-10, 10), noise=(0, 4), seed=3)
+    ctx = make_ctx(box)
+    runner = FlowRunner(MassTestFlow(ctx, PoolSettings(capacity=10)), ctx)
+    # the same code shown again right after is one scan; a 0.0 s window lets the repeated person through
+    station = Station(cam, runner, dedupe_window=0.0)
+    _run(station, runner)
+    runner.start()
+    runner.submit(ButtonPress("close"))
+    assert runner.wait_idle(10)
+    runner.stop()
+
+    tubes = [m.body for m in stored(box, key)]
+    assert [(b["tube"], b["members"], b["closed_by"]) for b in tubes] == [
+        ("TUBE-100001", [people[0][:64], people[1][:64]], "next_tube"),
+        ("TUBE-100002", [people[2][:64], people[3][:64]], "button")]
+    assert runner.stats.signals["rejected"] >= 1  # people[0] into a second tube
 
 
-def test_verified_signature_is_bound_to_the_topic(box: Outbox, key) -> None:
-    Station(SimulatedQrCamera(health_card_tokens(1)), box).run()
-    (row,) = box.pending()
-    assert envelope.verify(row.payload, row.topic, key.public_key()).kind == "scan"
-    with pytest.raises(envelope.SignatureInvalid):
-        envelope.verify(row.payload, row.topic.replace("/scan", "/other"), key.public_key())
+def test_a_slow_flow_never_blocks_the_camera_and_busy_is_shown(box: Outbox) -> None:
+    release = threading.Event()
+
+    class SlowFlow:
+        name = "slow"
+
+        def handle(self, event):  # type: ignore[no-untyped-def]
+            release.wait(30)
+            return FlowOutcome(Signal.ACCEPTED)
+
+    ctx = make_ctx(box)
+    runner = FlowRunner(SlowFlow(), ctx, max_pending=2).start()
+    cam = SimulatedQrCamera(health_card_tokens(6, seed=4), frames_per_code=1)
+    stats = Station(cam, runner).run()  # returns although the flow has not handled one event
+    assert stats.frames == 6 and runner.stats.handled == 0
+    # at most one event in the flow and two waiting; the rest refused and shown as not recorded
+    assert stats.scans in (2, 3) and stats.scans + stats.busy_refused == 6
+    assert ctx.feedback.shown == [Signal.NOT_RECORDED] * stats.busy_refused  # type: ignore[attr-defined]
+    release.set()
+    assert runner.wait_idle(10) and runner.stats.handled == stats.scans
+    runner.stop()
 
 
-def test_red_results_carry_the_reason(box: Outbox, key) -> None:
-    token = health_card_tokens(1)[0]
-    payloads = [token[:-2] + ":123", "https://example.org/", "HC1:NCFOXN%TS3DH", "shc:/567629", "EHC1:x1", token]
-    seen: list[ScanResult] = []
-    stats = Station(SimulatedQrCamera(payloads), box, on_result=seen.append).run()
+def test_flow_errors_are_shown_and_scanning_goes_on(box: Outbox) -> None:
+    class BrokenFlow:
+        name = "broken"
 
-    assert (stats.scans, stats.rejected, stats.store_failures) == (6, 5, 0)
-    got = [(r.kind, r.outcome, r.reason, r.indication) for r in seen]
-    assert got == [
-        (PayloadKind.MALFORMED, Outcome.RED, "bad_token", Indication.RED),
-        (PayloadKind.UNKNOWN, Outcome.RED, "unknown_format", Indication.RED),
-        (PayloadKind.HC1, Outcome.RED, "unsupported_format", Indication.RED),
-        (PayloadKind.SHC, Outcome.RED, "unsupported_format", Indication.RED),
-        (PayloadKind.EHC1, Outcome.RED, "unsupported_format", Indication.RED),
-        (PayloadKind.EHC_TOKEN, Outcome.GREEN, None, Indication.GREEN),
-    ]
-    bodies = [m.body for m, _ in _scans(box, key)]
-    assert [b["outcome"] for b in bodies] == ["red"] * 5 + ["green"]
-    assert all(b["card_ref"] is None and b["pending"] is None for b in bodies[:5])
-    for _, raw in _scans(box, key):
-        assert b"example.org" not in raw and b"NCFOXN" not in raw
+        def handle(self, event):  # type: ignore[no-untyped-def]
+            raise RuntimeError("bug")
+
+    ctx = make_ctx(box)
+    runner = FlowRunner(BrokenFlow(), ctx)
+    stats = _run(Station(SimulatedQrCamera(health_card_tokens(2, seed=5)), runner), runner)
+    assert stats.scans == 2 and runner.stats.errors == 2
+    assert ctx.feedback.shown == [Signal.NOT_RECORDED] * 2  # type: ignore[attr-defined]
 
 
-def test_same_code_after_the_window_is_a_new_scan(box: Outbox) -> None:
-    token = health_card_tokens(1)[0]
-    clock = FakeClock()
-    station = Station(SimulatedQrCamera([]), box, dedupe_window=3.0, clock=clock)
-    frame = SimulatedQrCamera([token])
-    with frame:
-        image = frame.read()
+def test_camera_lost_and_back_is_signalled_and_stored(box: Outbox, key) -> None:
+    tokens = health_card_tokens(2, seed=6)
+    inner = SimulatedQrCamera([tokens[0], None, None, tokens[1]], frames_per_code=2, loop=True)
+    grabber = LatestFrameGrabber(FlakySource(inner, fail_reads={3}), backoff_min=0.01, read_timeout=0.05)
+    ctx = make_ctx(box)
+    runner = FlowRunner(CheckinFlow(ctx), ctx)
+    stop = threading.Event()
+    runner.on_outcome = lambda event, outcome, ms: None
+    station = Station(grabber, runner, dedupe_window=60)
 
-    assert len(station.process_frame(image)) == 1
-    clock.now += 2.0
-    assert station.process_frame(image) == []          # still held up
-    clock.now += 2.5
-    assert station.process_frame(image) == []          # window slides while the phone stays
-    clock.now += 3.5
-    assert len(station.process_frame(image)) == 1      # shown again after a pause
-    assert station.stats.scans == 2 and station.stats.duplicates_suppressed == 2
+    def watch() -> None:
+        while not stop.is_set():
+            if station.stats.camera_errors and station.stats.scans >= 2 and station.camera_state == "running":
+                stop.set()
+            stop.wait(0.01)
 
-
-def test_other_codes_are_not_suppressed(box: Outbox) -> None:
-    a, b = health_card_tokens(2, seed=5)
-    stats = Station(SimulatedQrCamera([a, b, a], frames_per_code=2), box, dedupe_window=60).run()
-    # a, b scanned; a again within the window is a duplicate
-    assert (stats.scans, stats.duplicates_suppressed) == (2, 4)
-
-
-def _fill(box: Outbox) -> None:
-    """Fill the outbox until even a tiny message does not fit."""
-    for pad in (100_000, 10_000, 1_000, 100, 1):
-        try:
-            while True:
-                box.enqueue("fill", {"pad": "x" * pad})
-        except OutboxFull:
-            pass
+    threading.Thread(target=watch, daemon=True).start()
+    stats = _run(station, runner, stop=stop, max_frames=2000)
+    assert stats.camera_errors == 1
+    alerts = [m.body for m in stored(box, key) if m.kind == "alert"]
+    assert alerts == [{"part": "camera", "state": "error", "error": "CameraError: simulated: camera unplugged"},
+                      {"part": "camera", "state": "ok", "error": None}]
+    assert Signal.FAULT in ctx.feedback.shown and Signal.READY in ctx.feedback.shown  # type: ignore[attr-defined]
 
 
-def test_full_outbox_is_reported_not_hidden(tmp_path: Path, key) -> None:
-    box = Outbox(tmp_path / "small.db", DeviceIdentity("box-1", "clinic-a", key), max_bytes=1024 * 1024)
-    box.start_boot()
-    _fill(box)
-    depth = box.stats().depth
-
-    seen: list[ScanResult] = []
-    stats = Station(SimulatedQrCamera(health_card_tokens(2), frames_per_code=2), box, on_result=seen.append).run()
-
-    assert (stats.scans, stats.store_failures, stats.duplicates_suppressed) == (0, 2, 2)
-    assert [(r.stored, r.store_error, r.indication) for r in seen] == \
-        [(False, "outbox_full", Indication.NOT_RECORDED)] * 2
-    assert all(r.outcome is Outcome.GREEN and r.message_id is None for r in seen)
-    assert box.stats().depth == depth
-    box.close()
-
-
-def test_outbox_error_counts_and_scanning_continues(box: Outbox, monkeypatch: pytest.MonkeyPatch) -> None:
-    real = box.enqueue
-    calls = {"n": 0}
-
-    def flaky(kind, body):
-        calls["n"] += 1
-        if calls["n"] == 1:
-            raise OutboxError("outbox write failed: disk I/O error")
-        return real(kind, body)
-
-    monkeypatch.setattr(box, "enqueue", flaky)
-    seen: list[ScanResult] = []
-    stats = Station(SimulatedQrCamera(health_card_tokens(3)), box, on_result=seen.append).run()
-    assert (stats.scans, stats.store_failures) == (2, 1)
-    assert [r.indication for r in seen] == [Indication.NOT_RECORDED, Indication.GREEN, Indication.GREEN]
-    assert seen[0].store_error == "outbox_error"
-    assert box.stats().depth == 2
-
-
-def test_callback_failure_does_not_stop_scanning(box: Outbox) -> None:
-    def broken(result: ScanResult) -> None:
-        raise RuntimeError("display unplugged")
-
-    stats = Station(SimulatedQrCamera(health_card_tokens(2)), box, on_result=broken).run()
-    assert stats.scans == 2
+def test_a_1d_code_needs_two_matching_reads(box: Outbox) -> None:
+    ctx = make_ctx(box)
+    runner = FlowRunner(MassTestFlow(ctx), ctx)
+    once = SimulatedQrCamera([("Code128", "TUBE-200001"), None], frames_per_code=1)
+    assert _run(Station(once, runner), runner).scans == 0
+    runner = FlowRunner(MassTestFlow(ctx), ctx)
+    twice = SimulatedQrCamera([("Code128", "TUBE-200001")], frames_per_code=2)
+    assert _run(Station(twice, runner), runner).scans == 1
 
 
 def test_logs_hold_no_token(box: Outbox, caplog: pytest.LogCaptureFixture) -> None:
     tokens = health_card_tokens(2, seed=8)
+    ctx = FlowContext(box)
+    runner = FlowRunner(CheckinFlow(ctx), ctx)
     with caplog.at_level("DEBUG"):
-        Station(SimulatedQrCamera(tokens + ["HC1:NCFOXN%TS3DH"]), box).run()
-    assert "scan " in caplog.text
+        _run(Station(SimulatedQrCamera(tokens + ["HC1:NCFOXN%TS3DH"]), runner), runner)
+    assert "check-in " in caplog.text
     for secret in [t.split(":")[0] for t in tokens] + ["NCFOXN"]:
         assert secret not in caplog.text
 
 
 def test_max_frames_and_stop(box: Outbox) -> None:
-    cam = SimulatedQrCamera([None], loop=True)
-    assert Station(cam, box).run(max_frames=5).frames == 5
+    ctx = make_ctx(box)
+    runner = FlowRunner(CheckinFlow(ctx), ctx)
+    assert Station(SimulatedQrCamera([None], loop=True), runner).run(max_frames=5).frames == 5
     stop = threading.Event()
     stop.set()
-    assert Station(SimulatedQrCamera([None], loop=True), box).run(stop=stop).frames == 0
-
-
-def test_live_camera_through_grabber_until_stopped(box: Outbox) -> None:
-    """A paced, endless camera behind the latest-frame grabber; another thread stops the station."""
-    tokens = health_card_tokens(2, seed=3)
-    cam = SimulatedQrCamera(tokens, frames_per_code=5, blank_frames=3, loop=True, fps=100)
-    stop = threading.Event()
-    seen: list[ScanResult] = []
-
-    def on_result(result: ScanResult) -> None:
-        seen.append(result)
-        if len(seen) == 2:
-            stop.set()
-
-    station = Station(LatestFrameGrabber(cam), box, on_result=on_result, dedupe_window=60)
-    stats = station.run(max_frames=5000, stop=stop)
-    assert stats.scans == 2 and box.stats().depth == 2
-    assert stats.frames >= 2
-    assert not cam.is_open
+    assert Station(SimulatedQrCamera([None], loop=True), runner).run(stop=stop).frames == 0

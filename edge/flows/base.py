@@ -1,0 +1,102 @@
+"""What every flow shares: the events it is driven by, what it answers, and what it may use."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from edge.barcodes import Symbology
+from edge.feedback import Feedback, NoFeedback, NoPrinter, Signal, TicketSink
+from edge.verify import FormVerifier, Verifier
+from mqtt import envelope
+from mqtt.outbox import Outbox, OutboxError, OutboxFull, StateChange
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Scan:
+    """A new (not repeated) code read by the camera. ``text`` is personal data: never log it.
+
+    ``frame_at`` is the ``time.perf_counter()`` at which the frame was taken from the camera, so the
+    time from frame to outcome can be measured.
+    """
+
+    text: str = field(repr=False)
+    symbology: Symbology
+    decoder: str
+    decode_ms: float
+    frame_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class ButtonPress:
+    """The operator pressed a button (``"close"``: close the tube, ``"reprint"``, ``"ack"``)."""
+
+    button: str = "close"
+    at: float = field(default_factory=time.perf_counter)
+
+
+Event = Scan | ButtonPress
+
+
+@dataclass(frozen=True, slots=True)
+class FlowOutcome:
+    """What a flow decided for one event: the signal to show and, if stored, the result's id.
+
+    ``reason`` is a stable name (null when all is well); ``detail`` holds counters for status lines
+    and tests (never personal data).
+    """
+
+    signal: Signal
+    reason: str | None = None
+    message_id: str | None = None
+    ticket: str | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+class Flow(Protocol):
+    """A state machine fed one event at a time by the runner."""
+
+    name: str
+
+    def handle(self, event: Event) -> FlowOutcome | None:
+        """React to ``event``; None when it means nothing to this flow."""
+        ...
+
+
+@dataclass
+class FlowContext:
+    """The box parts a flow may use: the signed outbox, lights and sound, the printer, the verifier."""
+
+    outbox: Outbox
+    feedback: Feedback = field(default_factory=NoFeedback)
+    tickets: TicketSink = field(default_factory=NoPrinter)
+    verifier: Verifier = field(default_factory=FormVerifier)
+    clinic: str = ""
+    wall_clock: Callable[[], float] = time.time
+
+    def publish(self, kind: str, body: dict[str, Any], also: StateChange | None = None
+                ) -> tuple[envelope.Message | None, str | None]:
+        """Sign and store one result (with ``also`` in the same transaction).
+
+        Returns ``(message, None)``, or ``(None, "outbox_full" | "outbox_error")`` when it could not be
+        stored, in which case the person must be told it was not recorded.
+        """
+        try:
+            return self.outbox.enqueue(kind, body, also=also), None
+        except OutboxError as exc:
+            what = "outbox_full" if isinstance(exc, OutboxFull) else "outbox_error"
+            logger.error("%s result NOT recorded (%s: %s)", kind, what, exc)
+            return None, what
+
+    def print_ticket(self, kind: str, fields: dict[str, Any]) -> str | None:
+        """Queue a ticket; a printer failure is logged and never loses the result."""
+        try:
+            return self.tickets.submit(kind, fields) or None
+        except Exception:
+            logger.exception("%s ticket could not be queued", kind)
+            return None

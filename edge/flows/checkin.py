@@ -1,0 +1,111 @@
+"""Clinic check-in: a person holds up a code; the box says green, yellow or red and prints a queue ticket.
+
+For every :class:`~edge.flows.base.Scan`:
+
+    classify (:func:`edge.payloads.classify_payload`)
+      -> verify (:class:`edge.verify.Verifier`)
+      -> store a signed ``scan`` result (with the day's next queue number for green and yellow)
+      -> signal: green = accepted, yellow = attention, red = rejected, not stored = not_recorded
+      -> queue ticket for green and yellow (only once the result is stored)
+
+Only a stored result may be shown as accepted. Queue numbers restart every day (box local date) and
+survive restarts: the counter lives in the outbox database and moves in the same transaction as the
+result that used it.
+
+The ``scan`` body never holds the payload text. Its fields:
+
+==============  ==============================================================================
+flow            ``"checkin"``
+outcome         ``"green"``, ``"yellow"`` or ``"red"``
+reason          why not green (a stable name), or null
+kind            :class:`~edge.payloads.PayloadKind` value
+card_ref        first 16 hex digits of SHA-256 over the token text (health-card tokens only)
+code_type       the token's code type (health-card tokens only)
+verified        true only when a verifier checked a signature or the platform answered
+pending         what is still to be done centrally (``"online_lookup"``), or null
+queue_no        the queue number printed on the ticket (green and yellow), or null
+decoder         ``"zxing-cpp"`` or ``"zbar"``
+decode_ms       time to decode the frame, in milliseconds
+==============  ==============================================================================
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import sqlite3
+from typing import Any
+
+from edge.feedback import Signal
+from edge.flows.base import Event, FlowContext, FlowOutcome, Scan
+from edge.payloads import classify_payload
+from edge.verify import Outcome, Verdict
+
+logger = logging.getLogger(__name__)
+
+SCAN_KIND = "scan"
+_SCHEMA = "CREATE TABLE IF NOT EXISTS flow_counters (name TEXT PRIMARY KEY, day TEXT NOT NULL, n INTEGER NOT NULL)"
+_SIGNALS = {Outcome.GREEN: Signal.ACCEPTED, Outcome.YELLOW: Signal.ATTENTION, Outcome.RED: Signal.REJECTED}
+
+
+class CheckinFlow:
+    """The clinic check-in state machine (idle -> verify -> record -> show, for each scan)."""
+
+    name = "checkin"
+
+    def __init__(self, ctx: FlowContext) -> None:
+        self.ctx = ctx
+        ctx.outbox.state(lambda conn: conn.execute(_SCHEMA))
+
+    def handle(self, event: Event) -> FlowOutcome | None:
+        if not isinstance(event, Scan):
+            return None
+        payload = classify_payload(event.text)
+        verdict = self.ctx.verifier.verify(payload)
+        number = self._next_number() if verdict.outcome is not Outcome.RED else None
+        body = self._body(event, payload.kind.value, verdict, number)
+        msg, error = self.ctx.publish(SCAN_KIND, body, also=self._use_number(number) if number else None)
+        if msg is None:
+            return FlowOutcome(Signal.NOT_RECORDED, reason=error, detail={"outcome": verdict.outcome.value})
+        logger.info("check-in %s: kind=%s outcome=%s reason=%s", msg.msg_id, payload.kind, verdict.outcome,
+                    verdict.reason)
+        ticket = None
+        if number is not None:
+            ticket = self.ctx.print_ticket("queue", {
+                "clinic": self.ctx.clinic, "number": number, "outcome": verdict.outcome.value,
+                "time": dt.datetime.fromtimestamp(self.ctx.wall_clock()).strftime("%Y-%m-%d %H:%M"),
+                "note": "" if verdict.outcome is Outcome.GREEN else "请到服务台 / please see the desk"})
+        return FlowOutcome(_SIGNALS[verdict.outcome], reason=verdict.reason, message_id=str(msg.msg_id),
+                           ticket=ticket, detail={"outcome": verdict.outcome.value, "queue_no": number})
+
+    @staticmethod
+    def _body(event: Scan, kind: str, verdict: Verdict, number: int | None) -> dict[str, Any]:
+        return {
+            "flow": "checkin",
+            "outcome": verdict.outcome.value,
+            "reason": verdict.reason,
+            "kind": kind,
+            "card_ref": verdict.card_ref,
+            "code_type": verdict.code_type,
+            "verified": verdict.verified,
+            "pending": verdict.pending,
+            "queue_no": number,
+            "decoder": event.decoder,
+            "decode_ms": round(event.decode_ms, 2),
+        }
+
+    def _today(self) -> str:
+        return dt.datetime.fromtimestamp(self.ctx.wall_clock()).date().isoformat()
+
+    def _next_number(self) -> int:
+        row = self.ctx.outbox.state(lambda conn: conn.execute(
+            "SELECT day, n FROM flow_counters WHERE name = 'queue'").fetchone())
+        return row[1] + 1 if row and row[0] == self._today() else 1
+
+    def _use_number(self, number: int) -> Any:
+        day = self._today()
+
+        def change(conn: sqlite3.Connection) -> None:
+            conn.execute("INSERT INTO flow_counters (name, day, n) VALUES ('queue', ?, ?) "
+                         "ON CONFLICT(name) DO UPDATE SET day = excluded.day, n = excluded.n", (day, number))
+        return change
