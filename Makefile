@@ -21,6 +21,8 @@ test:
 
 bench: install-test
 	$(PYTHON) bench/uplink.py
+	$(PYTHON) bench/decode.py
+	$(PYTHON) bench/station.py
 
 lint:
 	@if $(PYTHON) -m ruff --version >/dev/null 2>&1; then \

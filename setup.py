@@ -17,6 +17,8 @@ RUNTIME = [
     "segno>=1.6",
     "zxing-cpp>=2.2",
     "pyzbar>=0.1.9",
+    "python-escpos[serial,usb]>=3.1",
+    "gpiozero>=2.0",
     "systemd-python>=235; sys_platform == 'linux'",
 ]
 
@@ -36,6 +38,7 @@ setup(
     packages=find_packages(include=["edge", "edge.*", "drivers", "drivers.*", "models_tflite", "models_tflite.*",
                                     "mqtt", "mqtt.*", "provisioning", "provisioning.*"]),
     include_package_data=True,
+    package_data={"drivers": ["tickets/*.toml"]},
     install_requires=RUNTIME,
     extras_require={"test": TEST, "dev": TEST + ["ruff>=0.5"]},
     entry_points={

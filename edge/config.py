@@ -6,6 +6,8 @@ from pathlib import Path
 
 from pydantic import Field, field_validator, model_validator
 
+from drivers.gpio import GpioSettings
+from drivers.printer import PrinterSettings
 from edge.core.configbase import StrictModel, load_toml, resolve_path
 from mqtt.topics import check_name
 
@@ -130,6 +132,8 @@ class EdgeConfig(StrictModel):
     mqtt: MqttSection
     outbox: OutboxSection = OutboxSection()
     station: StationSection = StationSection()
+    printer: PrinterSettings = PrinterSettings()
+    gpio: GpioSettings | None = Field(None, description="Lights, buzzer and button; absent on a box without them")
     provisioning: ProvisioningSection = ProvisioningSection()
     logging: LoggingSection = LoggingSection()
     base_dir: str | None = Field(None, description="Folder relative paths are resolved against (default: the file's)")

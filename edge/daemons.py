@@ -49,7 +49,8 @@ def run_station(cfg: EdgeConfig) -> int:
     stop = stop_event_on_signals()
     outbox = open_outbox(cfg, load_identity(cfg))
     boot = outbox.start_boot()
-    station, runner = build_station(cfg, outbox)
+    parts = build_station(cfg, outbox)
+    station, runner = parts.station, parts.runner
     runner.start()
     worker = threading.Thread(target=station.run, kwargs={"stop": stop}, name="station", daemon=True)
     worker.start()
@@ -76,6 +77,6 @@ def run_station(cfg: EdgeConfig) -> int:
     finally:
         stop.set()
         worker.join(5)
-        runner.stop()
+        parts.close()
         outbox.close()
     return 0

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -12,12 +15,15 @@ from edge.core.configbase import ConfigError
 from edge.status import STATUS_FILE, read_status
 from drivers.camera import FrameSource
 from edge.feedback import Feedback, NoFeedback, NoPrinter, TicketSink
-from edge.flows.base import FlowContext
-from edge.flows.runner import FlowRunner
+from edge.flows.base import ButtonPress, FlowContext
+from edge.flows.runner import Alert, FlowRunner
 from edge.station import Station
 from mqtt.outbox import DeviceIdentity, Outbox
 from mqtt.uplink import Uplink, UplinkSettings
 from provisioning.ca import common_name, load_cert, load_private_key
+
+
+logger = logging.getLogger(__name__)
 
 
 class IdentityMismatch(ValueError):
@@ -77,13 +83,63 @@ def build_uplink(cfg: EdgeConfig, capabilities: list[str] | None = None) -> Upli
     return Uplink(uplink_settings(cfg), open_outbox(cfg, identity, durable=False), identity, capabilities)
 
 
+@dataclass
+class StationParts:
+    """A station, the flow runner it feeds, and the drivers to close when it stops."""
+
+    station: Station
+    runner: FlowRunner
+    printer: Any = None
+    lights: Any = None
+
+    def close(self) -> None:
+        """Stop the flow thread, then close the printer (it finishes its queue later) and the lights."""
+        self.runner.stop()
+        for part in (self.printer, self.lights):
+            if part is not None:
+                try:
+                    part.close()
+                except Exception:
+                    logger.exception("closing %s failed", type(part).__name__)
+
+
+_PRINTER_ALERTS = {"ready": "ok", "paper_low": "warning", "fault": "error"}
+
+
 def build_station(cfg: EdgeConfig, outbox: Outbox, *, feedback: Feedback | None = None,
-                  tickets: TicketSink | None = None, source: FrameSource | None = None) -> tuple[Station, FlowRunner]:
-    """The configured flow in its runner, and the station feeding it (neither started)."""
+                  tickets: TicketSink | None = None, source: FrameSource | None = None) -> StationParts:
+    """The configured flow in its runner, the station feeding it, and the configured printer and lights.
+
+    The printer's state changes become ``alert`` results and signals (``printer`` part); the operator
+    button closes a tube (mass testing).
+    """
     from edge.sources import build_flow, decode_options, frame_source
 
+    printer = lights = None
+    if tickets is None and cfg.printer.connection != "none":
+        from drivers.printer import TicketPrinter
+
+        printer = tickets = TicketPrinter(cfg.printer, cfg.path(cfg.device.state_dir))
+    if feedback is None and cfg.gpio is not None:
+        from drivers.gpio import GpioFeedback
+
+        lights = feedback = GpioFeedback(cfg.gpio)
     ctx = FlowContext(outbox, feedback or NoFeedback(), tickets or NoPrinter(), clinic=cfg.device.clinic)
     runner = FlowRunner(build_flow(cfg.station, ctx), ctx, max_pending=cfg.station.max_pending)
+    if printer is not None:
+        seen: list[str] = []
+
+        def printer_state(state: Any) -> None:
+            first, seen[:] = not seen, [state.value]
+            if first and state.value == "ready":
+                return  # a printer that starts fine is no news
+            fault = getattr(printer, "fault", None)
+            runner.submit(Alert("printer", _PRINTER_ALERTS[state.value],
+                                None if state.value == "ready" else str(getattr(fault, "value", state.value))))
+        printer.on_state = printer_state
+        printer.start()
+    if lights is not None:
+        lights.on_press(lambda: runner.submit(ButtonPress("close")))
     station = Station(source or frame_source(cfg.station), runner, dedupe_window=cfg.station.dedupe_window,
                       decode_options=decode_options(cfg.station))
-    return station, runner
+    return StationParts(station, runner, printer, lights)

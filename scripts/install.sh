@@ -50,13 +50,15 @@ PACKAGES=(
     libtesseract-dev libleptonica-dev
     libsystemd-dev pkg-config
     fonts-noto-cjk
+    libusb-1.0-0
     python3-venv python3-dev gcc
 )
 if [ "$MODE" = test ]; then
     PACKAGES+=(postgresql openssl)
 fi
 if [ -r /proc/device-tree/model ] && tr -d '\0' </proc/device-tree/model | grep -q "Raspberry Pi"; then
-    PACKAGES+=(python3-picamera2 python3-opencv)  # libcamera bindings (and OpenCV for USB cameras) from apt
+    # libcamera bindings, OpenCV for USB cameras and the lgpio pin backend of gpiozero come from apt
+    PACKAGES+=(python3-picamera2 python3-opencv python3-lgpio)
 fi
 
 SUDO=()

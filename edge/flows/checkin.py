@@ -45,6 +45,7 @@ logger = logging.getLogger(__name__)
 
 SCAN_KIND = "scan"
 _SCHEMA = "CREATE TABLE IF NOT EXISTS flow_counters (name TEXT PRIMARY KEY, day TEXT NOT NULL, n INTEGER NOT NULL)"
+_TICKET_OUTCOME = {Outcome.GREEN: "已登记 Registered", Outcome.YELLOW: "待核验 To be checked"}
 _SIGNALS = {Outcome.GREEN: Signal.ACCEPTED, Outcome.YELLOW: Signal.ATTENTION, Outcome.RED: Signal.REJECTED}
 
 
@@ -72,9 +73,9 @@ class CheckinFlow:
         ticket = None
         if number is not None:
             ticket = self.ctx.print_ticket("queue", {
-                "clinic": self.ctx.clinic, "number": number, "outcome": verdict.outcome.value,
+                "clinic": self.ctx.clinic, "number": number, "outcome": _TICKET_OUTCOME[verdict.outcome],
                 "time": dt.datetime.fromtimestamp(self.ctx.wall_clock()).strftime("%Y-%m-%d %H:%M"),
-                "note": "" if verdict.outcome is Outcome.GREEN else "请到服务台 / please see the desk"})
+                "note": "" if verdict.outcome is Outcome.GREEN else "请到服务台 Please see the desk"})
         return FlowOutcome(_SIGNALS[verdict.outcome], reason=verdict.reason, message_id=str(msg.msg_id),
                            ticket=ticket, detail={"outcome": verdict.outcome.value, "queue_no": number})
 

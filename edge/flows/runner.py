@@ -4,8 +4,9 @@ The camera loop only decodes and hands each new code to :meth:`FlowRunner.submit
 when the flow is behind (a slow disk, a printer hiccup) and ``max_pending`` events wait, the new event is
 refused and counted, and the person is shown ``not_recorded``, so nothing is silently dropped.
 
-Device alerts (camera lost, camera back) go through the same thread and are stored as signed ``alert``
-results: ``{"part": "camera", "state": "error" | "ok", "error": <message or null>}``.
+Device alerts (camera lost or back, printer out of paper or back) go through the same thread and are
+stored as signed ``alert`` results: ``{"part": "camera" | "printer", "state": "error" | "warning" | "ok",
+"error": <what, or null>}``; ``error`` shows the ``fault`` signal, ``warning`` ``attention``.
 """
 
 from __future__ import annotations
@@ -159,5 +160,5 @@ class FlowRunner:
 
     def _alert(self, alert: Alert) -> None:
         self.stats.alerts += 1
-        self.ctx.feedback.show(Signal.FAULT if alert.state == "error" else Signal.READY)
+        self.ctx.feedback.show({"error": Signal.FAULT, "warning": Signal.ATTENTION}.get(alert.state, Signal.READY))
         self.ctx.publish(ALERT_KIND, {"part": alert.part, "state": alert.state, "error": alert.error})

@@ -1,0 +1,167 @@
+#!/usr/bin/env python3
+"""Decoding benchmark: the station's scanner against plain zxing-cpp and plain pyzbar, same images, one run.
+
+1. Real photos (``../shared/testdata/qr``: qrcode-1..6 and falsepositives-1): per category, the share
+   read correctly (for falsepositives: the share with nothing reported) and median / p95 ms per image.
+   Ours runs as ``ehc-edge decode`` does (every retry); the peers run with their defaults.
+2. Hard synthetic frames (640x480: small, dim, noisy, blurred, glare, inverted), as the camera loop
+   decodes them (no tracking): read rate and ms.
+3. 1920x1080 frames with one code: ms per frame for a cold frame (no region known) and for a code held
+   in front of the camera (region tracking), against the peers on the same frames.
+
+Last line: ``decode: ours=R1 zxing=R2 pyzbar=R3 median_ms=M`` (rates on the real photos with a code,
+M = our median per 1080p frame with one code, held in front of the camera). Runs on one thread.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from importlib.metadata import version
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import numpy as np  # noqa: E402
+import zxingcpp  # noqa: E402
+from pyzbar import pyzbar  # noqa: E402
+
+from drivers.camera import IMAGE_SUFFIXES, load_image  # noqa: E402
+from drivers.sim_camera import Scene, render_qr_frame  # noqa: E402
+from edge.barcodes import QR_ONLY  # noqa: E402
+from edge.imageprep import to_gray  # noqa: E402
+from edge.scanner import STILL_IMAGE, DecodeOptions, FrameScanner  # noqa: E402
+from tests.hw_sim.camera import health_card_tokens  # noqa: E402
+
+Reader = Callable[[np.ndarray], list[bytes]]
+
+
+def ours(options: DecodeOptions) -> Reader:
+    def read(frame: np.ndarray) -> list[bytes]:
+        return [c.text.encode() for c in FrameScanner(options).decode(frame)]
+    return read
+
+
+def plain_zxing(frame: np.ndarray) -> list[bytes]:
+    return [b.text.encode() for b in zxingcpp.read_barcodes(to_gray(frame), formats=zxingcpp.BarcodeFormat.QRCode)]
+
+
+def plain_zbar(frame: np.ndarray) -> list[bytes]:
+    return [s.data for s in pyzbar.decode(to_gray(frame), symbols=[pyzbar.ZBarSymbol.QRCODE])]
+
+
+def timed(read: Reader, frame: np.ndarray) -> tuple[list[bytes], float]:
+    started = time.perf_counter()
+    out = read(frame)
+    return out, (time.perf_counter() - started) * 1000.0
+
+
+def pct(values: list[float], q: float) -> float:
+    s = sorted(values)
+    return s[min(len(s) - 1, int(round(q * (len(s) - 1))))] if s else float("nan")
+
+
+def real_photos(root: Path, readers: dict[str, Reader]) -> dict[str, tuple[int, int]]:
+    totals = {name: (0, 0) for name in readers}
+    print(f"\nreal photos ({root})")
+    print(f"  {'category':18} {'n':>4} " + " ".join(f"{n + ' rate':>12} {n + ' med/p95 ms':>22}" for n in readers))
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+        images = [p for p in sorted(folder.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES]
+        cells = []
+        for name, read in readers.items():
+            ok, ms = 0, []
+            for image in images:
+                expected = next((image.with_suffix(s).read_bytes() for s in (".txt", ".bin")
+                                 if image.with_suffix(s).exists()), None)
+                out, t = timed(read, load_image(image))
+                ms.append(t)
+                ok += (not out) if folder.name.startswith("falsepositives") else (expected in out)
+            cells.append(f"{ok / len(images):>12.1%} {statistics.median(ms):>10.1f} / {pct(ms, 0.95):>8.1f}")
+            if not folder.name.startswith("falsepositives"):
+                done, n = totals[name]
+                totals[name] = (done + ok, n + len(images))
+        print(f"  {folder.name:18} {len(images):>4} " + " ".join(cells))
+    return totals
+
+
+def hard_frames(n: int) -> tuple[list[np.ndarray], list[bytes]]:
+    rng = np.random.default_rng(5)
+    tokens = health_card_tokens(n, seed=5)
+    frames = []
+    for i, token in enumerate(tokens):
+        scene = Scene(size=float(rng.uniform(90, 170)), angle=float(rng.uniform(-40, 40)),
+                      blur=float(rng.uniform(0.8, 2.0)), brightness=float(rng.uniform(0.3, 0.7)),
+                      glare=float(rng.uniform(0.2, 0.6)), noise=float(rng.uniform(6, 16)))
+        frame = render_qr_frame(token, scene, rng=rng, grayscale=True)
+        frames.append(255 - frame if i % 5 == 0 else frame)  # every fifth: a phone in dark mode
+    return frames, [t.encode() for t in tokens]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--shared", default=os.environ.get("EHC_SHARED_DIR", str(Path(__file__).resolve().parents[2] /
+                                                                          "shared")))
+    ap.add_argument("--hard", type=int, default=200, help="hard synthetic frames")
+    ap.add_argument("--hd", type=int, default=100, help="1080p frames")
+    args = ap.parse_args()
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    print(f"machine: {platform.machine()} {platform.processor() or ''} {os.cpu_count()} cpu, "
+          f"python {platform.python_version()}, zxing-cpp {version('zxing-cpp')}, pyzbar {version('pyzbar')}")
+
+    root = Path(args.shared) / "testdata" / "qr"
+    totals: dict[str, tuple[int, int]] = {}
+    if root.is_dir():
+        totals = real_photos(root, {"ours": ours(STILL_IMAGE), "zxing": plain_zxing, "pyzbar": plain_zbar})
+        print("  all qrcode-*          " + "  ".join(f"{k} {d}/{n} = {d / n:.1%}" for k, (d, n) in totals.items()))
+    else:
+        print(f"\nreal photos skipped: {root} not found")
+
+    frames, truth = hard_frames(args.hard)
+    print(f"\nhard synthetic frames: {len(frames)} at 640x480 (small, tilted, blurred, dim, glare, noise; 1/5 inverted)")
+    camera = DecodeOptions(symbologies=QR_ONLY, track=False)
+    for name, read in {"ours": ours(camera), "zxing": plain_zxing, "pyzbar": plain_zbar}.items():
+        ms, ok = [], 0
+        for frame, expected in zip(frames, truth):
+            out, t = timed(read, frame)
+            ok += expected in out
+            ms.append(t)
+        print(f"  {name:7} rate {ok / len(frames):6.1%}  median {statistics.median(ms):6.2f} ms  p95 {pct(ms, 0.95):6.2f} ms")
+
+    rng = np.random.default_rng(9)
+    tokens = health_card_tokens(args.hd, seed=9)
+    hd = [render_qr_frame(t, Scene(size=float(rng.uniform(260, 520)), angle=float(rng.uniform(-30, 30)),
+                                   blur=float(rng.uniform(0, 1.0)), noise=float(rng.uniform(0, 6))),
+                          width=1920, height=1080, rng=rng) for t in tokens]
+    print(f"\n1920x1080 BGR frames with one code: {len(hd)}")
+    results: dict[str, float] = {}
+    held_scanner = FrameScanner(DecodeOptions(symbologies=QR_ONLY))
+    rows = {"ours cold (no region)": ours(DecodeOptions(symbologies=QR_ONLY, track=False)),
+            "ours held (region)": lambda f: [c.text.encode() for c in held_scanner.decode(f)],
+            "zxing": plain_zxing, "pyzbar": plain_zbar}
+    for name, read in rows.items():
+        ms, ok = [], 0
+        for frame, token in zip(hd, tokens):
+            repeats = 5 if name.startswith("ours held") else 1  # the same code held for five frames
+            for _ in range(repeats):
+                out, t = timed(read, frame)
+                ms.append(t)
+            ok += token.encode() in out
+        results[name] = statistics.median(ms)
+        print(f"  {name:22} rate {ok / len(hd):6.1%}  median {statistics.median(ms):6.2f} ms  p95 {pct(ms, 0.95):6.2f} ms")
+    print(f"  ratio: zxing / ours held = {results['zxing'] / results['ours held (region)']:.1f}x, "
+          f"pyzbar / ours held = {results['pyzbar'] / results['ours held (region)']:.1f}x, "
+          f"zxing / ours cold = {results['zxing'] / results['ours cold (no region)']:.1f}x")
+
+    rate = {k: (d / n if n else float("nan")) for k, (d, n) in totals.items()} or {"ours": 0, "zxing": 0, "pyzbar": 0}
+    print(f"decode: ours={rate['ours']:.3f} zxing={rate['zxing']:.3f} pyzbar={rate['pyzbar']:.3f} "
+          f"median_ms={results['ours held (region)']:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

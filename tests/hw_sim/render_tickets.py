@@ -1,0 +1,72 @@
+"""Print one sample of every ticket kind through the real driver into the simulator and save PNGs.
+
+    .venv/bin/python -m tests.hw_sim.render_tickets docs/img            # 80 mm
+    .venv/bin/python -m tests.hw_sim.render_tickets docs/img --paper 58mm
+
+The bytes go the whole way: :class:`~drivers.printer.TicketPrinter` → python-escpos → pty →
+:class:`~tests.hw_sim.printer.PrinterSimulator` → decoded :class:`~tests.hw_sim.printer.Ticket` → PNG.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from drivers.printer import PrinterSettings, TicketPrinter
+from drivers.ticket_layout import PAPER_COLUMNS
+from tests.hw_sim.printer import PrinterSimulator, Ticket, render_png
+
+logger = logging.getLogger(__name__)
+
+SAMPLES: dict[str, dict[str, Any]] = {
+    "queue": {"clinic": "朝阳社区卫生服务中心", "number": "A012", "time": "2025-03-14 09:41",
+              "outcome": "已登记 Registered", "note": "请到 3 号窗口候诊 Please wait at window 3"},
+    "pool": {"tube": "T20250314-0042", "count": 10, "capacity": 10, "opened": "09:12", "closed": "09:41",
+             "station": "采样点 3 / Station 3"},
+    "selftest": {"device_id": "box-0042", "clinic": "clinic-7",
+                 "checks": [{"part": "identity 身份", "status": "pass"}, {"part": "clock 时钟", "status": "pass"},
+                            {"part": "camera 摄像头", "status": "pass"}, {"part": "broker", "status": "FAIL"},
+                            {"part": "printer 打印机", "status": "pass"}],
+                 "pairing_qr": "EHCPAIR1;box-0042;clinic-7;5F0C9A"},
+    "registration": {"name": "张*丰", "id_masked": "1101**********1234", "time": "2025-03-14 09:41",
+                     "outcome": "已登记 Registered"},
+    "report": {"title": "体检报告 Health check",
+               "items": [{"name": "血红蛋白 Hemoglobin", "value": 128, "unit": "g/L", "flag": ""},
+                         {"name": "空腹血糖 Glucose", "value": 7.9, "unit": "mmol/L", "flag": "↑"},
+                         {"name": "血压 Blood pressure", "value": "142/91", "unit": "mmHg", "flag": "↑"},
+                         {"name": "BMI", "value": 24.1, "unit": "", "flag": ""}],
+               "risk": "中 Medium"},
+}
+"""Fields for one ticket of each kind (also used by the tests)."""
+
+
+def print_samples(paper: str = "80mm", kinds: list[str] | None = None) -> dict[str, Ticket]:
+    """Print the samples through a simulated printer; the decoded tickets keyed by kind."""
+    kinds = kinds or list(SAMPLES)
+    with PrinterSimulator() as sim, tempfile.TemporaryDirectory() as state:
+        settings = PrinterSettings(connection=f"serial:{sim.path}", paper=paper, status_timeout=0.5,
+                                   retry_interval=0.05, settle=0.0, idle_check=0.0)
+        with TicketPrinter(settings, state) as printer:
+            for kind in kinds:
+                printer.submit(kind, SAMPLES[kind])
+            tickets = sim.wait_for_tickets(len(kinds))
+    return dict(zip(kinds, tickets))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Write ``ticket-<kind>-<paper>.png`` for every kind into the given folder."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("out", type=Path, help="output folder")
+    ap.add_argument("--paper", choices=sorted(PAPER_COLUMNS), default="80mm")
+    args = ap.parse_args(argv)
+    for kind, ticket in print_samples(args.paper).items():
+        path = render_png(ticket, args.out / f"ticket-{kind}-{args.paper}.png", PAPER_COLUMNS[args.paper])
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

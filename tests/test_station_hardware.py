@@ -1,0 +1,91 @@
+"""The configured station with its simulated hardware: ESC/POS printer on a pty, gpiozero mock pins."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+
+from drivers.gpio import Color
+from edge.config import EdgeConfig
+from edge.runtime import build_station
+from provisioning.ca import generate_key
+from tests.flow_helpers import open_box, stored
+from tests.hw_sim.camera import SimulatedQrCamera, health_card_tokens
+from tests.hw_sim.printer import PrinterSimulator
+from tests.mqtt_helpers import wait_until
+
+
+def _config(tmp_path: Path, printer: str, flow: str) -> EdgeConfig:
+    return EdgeConfig.model_validate({
+        "device": {"id": "box-1", "clinic": "clinic-a", "key": "k.pem", "cert": "c.pem", "state_dir": str(tmp_path)},
+        "mqtt": {"host": "localhost", "ca": "ca.pem"},
+        "station": {"flow": flow, "pool_capacity": 5},
+        "printer": {"connection": f"serial:{printer}", "paper": "58mm", "retry_interval": 0.1, "settle": 0.0},
+        "gpio": {"pin_factory": "mock", "hold": 0.2},
+    })
+
+
+@pytest.fixture
+def key():
+    return generate_key()
+
+
+def test_checkin_prints_queue_tickets_and_lights_up(tmp_path: Path, key) -> None:
+    tokens = health_card_tokens(2, seed=21)
+    with PrinterSimulator() as sim:
+        box = open_box(tmp_path / "o.db", key)
+        parts = build_station(_config(tmp_path, sim.path, "checkin"), box,
+                              source=SimulatedQrCamera(tokens + ["https://not-a-card"], frames_per_code=2))
+        parts.runner.start()
+        parts.station.run()
+        assert parts.runner.wait_idle(10)
+        tickets = sim.wait_for_tickets(2)
+        assert [t.find("已登记 Registered").bold for t in tickets] == [True, True]
+        assert [t.find("排队号").text for t in tickets] and "1" in tickets[0].texts and "2" in tickets[1].texts
+        green = parts.lights._light.leds[Color.GREEN].pin  # type: ignore[union-attr]
+        assert any(s.state for s in green.states)
+        assert [m.body["queue_no"] for m in stored(box, key)] == [1, 2, None]
+        parts.close()
+        box.close()
+
+
+def test_masstest_button_closes_the_tube_and_prints_the_pool_ticket(tmp_path: Path, key) -> None:
+    people = health_card_tokens(2, seed=22)
+    with PrinterSimulator() as sim:
+        box = open_box(tmp_path / "o.db", key)
+        parts = build_station(_config(tmp_path, sim.path, "masstest"), box, source=SimulatedQrCamera(
+            [("Code128", "TUBE-300001"), people[0], people[1]], frames_per_code=3))
+        parts.runner.start()
+        parts.station.run()
+        button = parts.lights._button.pin  # type: ignore[union-attr]
+        button.drive_low()   # the operator presses the button
+        button.drive_high()
+        wait_until(lambda: any(m.kind == "pool" for m in stored(box, key)), 10)
+        (pool,) = [m.body for m in stored(box, key) if m.kind == "pool"]
+        assert pool["tube"] == "TUBE-300001" and pool["count"] == 2 and pool["closed_by"] == "button"
+        (ticket,) = sim.wait_for_tickets(1)
+        assert any("TUBE-300001" in line for line in ticket.texts)
+        parts.close()
+        box.close()
+
+
+def test_printer_out_of_paper_is_an_alert_and_recovers(tmp_path: Path, key) -> None:
+    with PrinterSimulator() as sim:
+        sim.paper_out()
+        box = open_box(tmp_path / "o.db", key)
+        stop = threading.Event()
+        parts = build_station(_config(tmp_path, sim.path, "checkin"), box,
+                              source=SimulatedQrCamera(health_card_tokens(1, seed=23), frames_per_code=2))
+        parts.runner.start()
+        parts.station.run(stop=stop)
+        wait_until(lambda: any(m.kind == "alert" for m in stored(box, key)), 10)
+        sim.recover()
+        assert len(sim.wait_for_tickets(1)) == 1  # the queued ticket prints once the paper is back
+        wait_until(lambda: [m.body["state"] for m in stored(box, key) if m.kind == "alert"] == ["error", "ok"],
+                          10)
+        alerts = [m.body for m in stored(box, key) if m.kind == "alert"]
+        assert alerts[0] == {"part": "printer", "state": "error", "error": "paper_out"}
+        parts.close()
+        box.close()
