@@ -42,6 +42,12 @@ def to_gray(frame: np.ndarray, step: int = 1) -> np.ndarray:
     return ((29 * b + 150 * g + 77 * r) >> 8).astype(np.uint8)
 
 
+def green(frame: np.ndarray) -> np.ndarray:
+    """The green channel of a BGR frame (grayscale frames pass through): a luminance good enough to find
+    black-and-white codes, at a tenth of the cost of a weighted conversion."""
+    return np.ascontiguousarray(frame if frame.ndim == 2 else frame[:, :, 1])
+
+
 def crop_gray(frame: np.ndarray, box: Box) -> np.ndarray:
     """Grayscale of the part of ``frame`` inside ``box``."""
     return to_gray(frame[box.y0:box.y1, box.x0:box.x1])
@@ -70,6 +76,19 @@ def smoothed(gray: np.ndarray) -> np.ndarray:
     return np.asarray(Image.fromarray(gray).filter(ImageFilter.MedianFilter(3)))
 
 
+def flattened(gray: np.ndarray) -> np.ndarray:
+    """Uneven light and glare divided out, then sharpened (unsharp mask with a 7x7 box).
+
+    The light is estimated on an eighth-size copy, so this costs a few milliseconds at 640x480; it lifts
+    codes under a lamp's reflection, in a shadow or slightly out of focus.
+    """
+    img = Image.fromarray(gray)
+    light = img.reduce(8).filter(ImageFilter.BoxBlur(3)).resize(img.size, Image.Resampling.BILINEAR)
+    flat = np.minimum(gray.astype(np.uint16) * 160 // (np.asarray(light, dtype=np.uint16) + 1), 255).astype(np.int16)
+    blur = np.asarray(Image.fromarray(flat.astype(np.uint8)).filter(ImageFilter.BoxBlur(3)), dtype=np.int16)
+    return np.clip(2 * flat - blur, 0, 255).astype(np.uint8)
+
+
 def inverted(gray: np.ndarray) -> np.ndarray:
     """Negative (a code shown light-on-dark, e.g. a phone in dark mode)."""
     return np.ascontiguousarray(255 - gray)
@@ -85,6 +104,7 @@ def retry_variants(gray: np.ndarray) -> Iterator[tuple[str, np.ndarray, float]]:
     side = max(h, w)
     if side < 400:
         yield "upscaled", scaled(gray, 2.0), 0.5
+    yield "flattened", flattened(gray), 1.0
     yield "normalised", normalised(gray), 1.0
     yield "smoothed", smoothed(gray), 1.0
     if side >= 160:

@@ -12,13 +12,16 @@
    decode, the symbol's region is cut from the full-resolution frame and decoded again; a reduced
    frame in which nothing at all was seen is searched at full resolution every ``full_res_every``-th
    time (codes held far away).
-4. **Second pass with preprocessing.** If that fails, the region is retried with contrast
-   normalisation, median smoothing, up- or down-scaling, histogram equalisation and inversion, each
-   with zxing-cpp's local and its global binariser (:func:`edge.imageprep.retry_variants`), and finally with zbar.
-5. **zbar.** With :attr:`Fallback.ALWAYS`, a frame in which zxing-cpp found nothing at all also goes
+4. **Flattened frame.** A frame in which nothing at all was seen is, every ``enhance_every``-th time,
+   searched again with the light divided out (glare, shadows) and sharpened.
+5. **Second pass with preprocessing.** A located but unreadable symbol is retried with the light
+   flattened, contrast normalisation, median smoothing, up- or down-scaling, histogram equalisation and
+   inversion, each with zxing-cpp's local and its global binariser
+   (:func:`edge.imageprep.retry_variants`), and finally with zbar.
+6. **zbar.** With :attr:`Fallback.ALWAYS`, a frame in which zxing-cpp found nothing at all also goes
    to zbar; :attr:`Fallback.ON_CANDIDATE` (the default) asks zbar only about located symbols.
 
-``thorough`` (used for still images by ``ehc-edge decode``) runs step 4 over the whole image when
+``thorough`` (used for still images by ``ehc-edge decode``) runs step 5 over the whole image when
 nothing was found: too slow for a camera loop, right for a photo.
 
 Repeat suppression (one scan per code held up, not thirty) is :class:`edge.repeats.RepeatFilter`'s job.
@@ -34,7 +37,7 @@ import numpy as np
 
 from edge.barcodes import (ALL_SYMBOLOGIES, Box, DecodedCode, Reading, Symbology, ZbarBackend,
                            ZxingBackend)
-from edge.imageprep import check_frame, crop_gray, retry_variants, to_gray
+from edge.imageprep import check_frame, crop_gray, flattened, green, retry_variants, to_gray
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +63,8 @@ class DecodeOptions:
     ``track``: search around the last codes first; ``full_scan_every``: how often a tracked frame is
     still searched whole; ``track_frames``: how many frames a region is kept without a read;
     ``full_res_every``: how often a reduced frame in which nothing at all was seen is searched again at
-    full resolution (for codes too small to be seen reduced).
+    full resolution (for codes too small to be seen reduced); ``enhance_every``: how often such a frame is
+    searched again with glare and uneven light divided out (0: never).
     ``second_pass``: retry located symbols with preprocessing. ``thorough``: retry the whole image
     with preprocessing when nothing was found (still images).
     """
@@ -71,14 +75,16 @@ class DecodeOptions:
     track: bool = True
     full_scan_every: int = 5
     track_frames: int = 3
-    full_res_every: int = 3
+    full_res_every: int = 6
+    enhance_every: int = 3
     second_pass: bool = True
     thorough: bool = False
 
     def __post_init__(self) -> None:
         if not self.symbologies:
             raise ValueError("symbologies must not be empty")
-        if self.work_width < 160 or min(self.full_scan_every, self.track_frames, self.full_res_every) < 1:
+        if self.work_width < 160 or min(self.full_scan_every, self.track_frames, self.full_res_every) < 1 \
+                or self.enhance_every < 0:
             raise ValueError("work_width >= 160; full_scan_every, track_frames, full_res_every >= 1 required")
 
 
@@ -94,6 +100,7 @@ class ScannerStats:
     roi_reads: int = 0          # frames answered by the tracked regions alone
     full_scans: int = 0
     full_res_reads: int = 0     # codes read in a full-resolution crop after the reduced frame missed them
+    enhanced_reads: int = 0     # codes read in an empty-looking frame once glare was divided out
     second_pass_reads: int = 0  # codes read only after preprocessing
     zbar_reads: int = 0
     by_variant: dict[str, int] = field(default_factory=dict)
@@ -172,12 +179,20 @@ class FrameScanner:
                 codes += found
             if not codes and not candidates and (self.options.thorough
                                                  or self._frame_no % self.options.full_res_every == 0):
-                full_res = self._zxing.read(to_gray(frame), self.options.symbologies, harder=False)
+                full_res = self._zxing.read(green(frame), self.options.symbologies, harder=False)
                 self.stats.full_res_reads += len(full_res.codes)
                 codes += full_res.codes
                 candidates += full_res.candidates
         if codes:
             return _unique(codes)
+        if not candidates and self.options.enhance_every and self._frame_no % self.options.enhance_every == 0:
+            # nothing seen at all: every few frames look again with glare and uneven light divided out
+            enhanced = self._zxing.read(flattened(gray), self.options.symbologies, harder=False)
+            codes = [c.moved(step, 0, 0) for c in enhanced.codes]
+            self.stats.enhanced_reads += len(codes)
+            candidates = [Box(c.x0 * step, c.y0 * step, c.x1 * step, c.y1 * step) for c in enhanced.candidates]
+            if codes:
+                return _unique(codes)
         if self.options.second_pass:
             for box in candidates:
                 codes += self._second_pass(frame, box.grown(0.25, w, h))
