@@ -18,6 +18,7 @@ RUNTIME = [
     "zxing-cpp>=2.2",
     "pyzbar>=0.1.9",
     "python-escpos[serial,usb]>=3.1",
+    "pyserial>=3.5",
     "gpiozero>=2.0",
     "systemd-python>=235; sys_platform == 'linux'",
 ]

@@ -83,6 +83,12 @@ def cmd_decode(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def cmd_idcard(args: argparse.Namespace) -> int:
+    from drivers.idcard.cli import idcard_main
+
+    return idcard_main(args.rest)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from edge.demo import run_demo
 
@@ -118,6 +124,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="symbologies to look for (default: all)")
     s.add_argument("--fast", action="store_true", help="the camera loop's effort instead of every retry")
     s.set_defaults(func=cmd_decode)
+
+    s = sub.add_parser("idcard", help="ID card reader tools: idcard read --port DEV [--timeout S]", add_help=False)
+    s.add_argument("rest", nargs=argparse.REMAINDER)
+    s.set_defaults(func=cmd_idcard)
 
     s = sub.add_parser("demo", help="a simulated clinic station end to end: broker, central, one box")
     s.add_argument("--frames", type=int, default=120, help="camera frames to scan")

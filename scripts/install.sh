@@ -49,7 +49,7 @@ PACKAGES=(
     tesseract-ocr tesseract-ocr-eng tesseract-ocr-chi-sim
     libtesseract-dev libleptonica-dev
     libsystemd-dev pkg-config
-    fonts-noto-cjk
+    fonts-noto-cjk fonts-ocr-b
     libusb-1.0-0
     python3-venv python3-dev gcc
 )
