@@ -119,6 +119,22 @@ class ProvisioningSection(StrictModel):
                                                                   "certificate's lifetime is left")
 
 
+class IdentitySection(StrictModel):
+    """What leaves the box about identity documents."""
+
+    pseudonym_key: str | None = Field(None, description="Deployment key (file of at least 16 random bytes, written by "
+                                                         "ehc-provision enroll) for the ID numbers' pseudonyms")
+    send_id_number: bool = Field(False, description="Send the ID number itself as well (only where the clinic's "
+                                                    "rules require it)")
+
+
+class IdCardSection(StrictModel):
+    """The resident ID card reader (SAM, serial)."""
+
+    port: str | None = Field(None, description="Serial device, best a /dev/serial/by-id/ path; absent: no reader")
+    poll_interval: float = Field(0.1, gt=0, le=5, description="Seconds between polls for a card")
+
+
 class LoggingSection(StrictModel):
     """Log level."""
 
@@ -134,6 +150,8 @@ class EdgeConfig(StrictModel):
     station: StationSection = StationSection()
     printer: PrinterSettings = PrinterSettings()
     gpio: GpioSettings | None = Field(None, description="Lights, buzzer and button; absent on a box without them")
+    idcard: IdCardSection = IdCardSection()
+    identity: IdentitySection = IdentitySection()
     provisioning: ProvisioningSection = ProvisioningSection()
     logging: LoggingSection = LoggingSection()
     base_dir: str | None = Field(None, description="Folder relative paths are resolved against (default: the file's)")

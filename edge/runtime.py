@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,8 @@ from edge.core.configbase import ConfigError
 from edge.status import STATUS_FILE, read_status
 from drivers.camera import FrameSource
 from edge.feedback import Feedback, NoFeedback, NoPrinter, TicketSink
-from edge.flows.base import ButtonPress, FlowContext
+from edge.flows.base import ButtonPress, FlowContext, IdPresented
+from edge.identity import from_id_card
 from edge.flows.runner import Alert, FlowRunner
 from edge.station import Station
 from mqtt.outbox import DeviceIdentity, Outbox
@@ -91,9 +93,30 @@ class StationParts:
     runner: FlowRunner
     printer: Any = None
     lights: Any = None
+    idcard_stop: threading.Event = field(default_factory=threading.Event)
+    idcard_thread: threading.Thread | None = None
+
+    def start_idcard(self, port: str, poll_interval: float = 0.1) -> None:
+        """Watch the ID card reader in its own thread: each card presented becomes an ``IdPresented`` event."""
+        from drivers.idcard.reader import IdCardReader
+
+        def watch() -> None:
+            reader = IdCardReader(port)
+            try:
+                reader.watch(lambda card: self.runner.submit(IdPresented(from_id_card(card))), self.idcard_stop,
+                             poll_interval=poll_interval)
+            finally:
+                reader.close()
+
+        self.idcard_thread = threading.Thread(target=watch, name="idcard", daemon=True)
+        self.idcard_thread.start()
 
     def close(self) -> None:
-        """Stop the flow thread, then close the printer (it finishes its queue later) and the lights."""
+        """Stop the card reader and the flow thread, then close the printer (it finishes its queue later)
+        and the lights."""
+        self.idcard_stop.set()
+        if self.idcard_thread is not None:
+            self.idcard_thread.join(5)
         self.runner.stop()
         for part in (self.printer, self.lights):
             if part is not None:
@@ -124,7 +147,13 @@ def build_station(cfg: EdgeConfig, outbox: Outbox, *, feedback: Feedback | None 
         from drivers.gpio import GpioFeedback
 
         lights = feedback = GpioFeedback(cfg.gpio)
-    ctx = FlowContext(outbox, feedback or NoFeedback(), tickets or NoPrinter(), clinic=cfg.device.clinic)
+    key = None
+    if cfg.identity.pseudonym_key:
+        key = cfg.path(cfg.identity.pseudonym_key).read_bytes()
+        if len(key) < 16:
+            raise ConfigError("identity.pseudonym_key: the key file holds fewer than 16 bytes")
+    ctx = FlowContext(outbox, feedback or NoFeedback(), tickets or NoPrinter(), clinic=cfg.device.clinic,
+                      pseudonym_key=key, send_id_number=cfg.identity.send_id_number)
     runner = FlowRunner(build_flow(cfg.station, ctx), ctx, max_pending=cfg.station.max_pending)
     if printer is not None:
         seen: list[str] = []
@@ -142,4 +171,7 @@ def build_station(cfg: EdgeConfig, outbox: Outbox, *, feedback: Feedback | None 
         lights.on_press(lambda: runner.submit(ButtonPress("close")))
     station = Station(source or frame_source(cfg.station), runner, dedupe_window=cfg.station.dedupe_window,
                       decode_options=decode_options(cfg.station))
-    return StationParts(station, runner, printer, lights)
+    parts = StationParts(station, runner, printer, lights)
+    if cfg.idcard.port:
+        parts.start_idcard(cfg.idcard.port, cfg.idcard.poll_interval)
+    return parts

@@ -7,6 +7,7 @@ service has answered with a certificate for this key; on any failure the freshly
 from __future__ import annotations
 
 import base64
+import binascii
 import datetime as dt
 import hashlib
 import json
@@ -27,7 +28,7 @@ from edge.config import EdgeConfig
 from edge.runtime import load_identity
 from mqtt import envelope
 from provisioning import ca
-from provisioning.files import write_atomic
+from provisioning.files import write_atomic, write_secret
 from provisioning.qrtext import ProvisioningQr
 
 logger = logging.getLogger(__name__)
@@ -120,10 +121,16 @@ def enroll(qr: ProvisioningQr, state_dir: Path, config_path: Path, force: bool =
                              "cert": str(cert_path), "state_dir": str(state_dir)},
                   "mqtt": {"host": broker["host"], "port": int(broker["port"]), "ca": str(ca_path)},
                   "provisioning": {"url": qr.url, "central_key": str(state_dir / "central-sign.pub")}}
+        if answer.get("pseudonym_key"):
+            pseudonym_key = base64.b64decode(answer["pseudonym_key"], validate=True)
+            if len(pseudonym_key) < 16:
+                raise EnrollFailed("the pseudonym key sent by the central service is too short")
+            write_secret(state_dir / "pseudonym.key", pseudonym_key)
+            config["identity"] = {"pseudonym_key": str(state_dir / "pseudonym.key")}
         write_atomic(config_path, tomli_w.dumps(config).encode())
-    except (EnrollFailed, KeyError, TypeError, ValueError) as exc:
+    except (EnrollFailed, KeyError, TypeError, ValueError, binascii.Error) as exc:
         key_path.unlink(missing_ok=True)
-        for leftover in (cert_path, ca_path):
+        for leftover in (cert_path, ca_path, state_dir / "pseudonym.key"):
             leftover.unlink(missing_ok=True)
         if isinstance(exc, EnrollFailed):
             raise
@@ -221,7 +228,8 @@ def wipe(cfg: EdgeConfig, config_path: Path, force: bool = False) -> tuple[list[
     outbox = cfg.outbox_path
     doomed = [cfg.path(cfg.device.key), cfg.path(cfg.device.cert), cfg.path(cfg.mqtt.ca),
               outbox, outbox.with_name(outbox.name + "-wal"), outbox.with_name(outbox.name + "-shm"),
-              cfg.path(cfg.device.state_dir) / "central-sign.pub", config_path]
+              cfg.path(cfg.device.state_dir) / "central-sign.pub", cfg.path(cfg.device.state_dir) / "pseudonym.key",
+              config_path]
     removed = [p for p in doomed if p.exists()]
     for p in removed:
         p.unlink()

@@ -110,8 +110,18 @@ class Enrollment:
             "broker": {"host": b.host, "port": b.port},
             "config_revision": CONFIG_REVISION,
             "central_keys": {"signing": self.signing_public_pem()},
+            "pseudonym_key": self._pseudonym_key(),
             "trust_lists": {},
         }
+
+    def _pseudonym_key(self) -> str | None:
+        """The deployment's ID-pseudonym key (base64), or None when the site has none."""
+        path = self.cfg.path(self.cfg.enrollment.pseudonym_key)
+        try:
+            return base64.b64encode(path.read_bytes()).decode()
+        except FileNotFoundError:
+            logger.warning("no pseudonym key at %s: boxes will send no ID pseudonyms", path)
+            return None
 
     # -- requests signed with the current device key ------------------------------------------------
     def _proven(self, request: Any, action: str) -> tuple[DeviceRecord, envelope.Message]:

@@ -16,3 +16,8 @@ def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
+
+
+def write_secret(path: Path, data: bytes) -> None:
+    """Atomically write a secret readable by its owner only (mode 0600)."""
+    write_atomic(path, data, 0o600)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import getpass
 import logging
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from cryptography.hazmat.primitives import serialization
 from mqtt.central import config as central_config
 from mqtt.central.store import SqlStore
 from provisioning import ca
+from provisioning.files import write_secret
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +39,7 @@ def init_central(root: Path, port: int, db_url: str = "sqlite:central.db", host:
     """Create what a central site needs under ``root``; idempotent, never overwrites a key or the config.
 
     The device CA, the broker's server certificate, the ingest's client certificate, the central
-    signing key, an empty CRL, and ``central.toml`` (SQLite by default).
+    signing key, the deployment's pseudonym key, an empty CRL, and ``central.toml`` (SQLite by default).
     """
     root.mkdir(parents=True, exist_ok=True)
     pki = root / "pki"
@@ -56,6 +58,8 @@ def init_central(root: Path, port: int, db_url: str = "sqlite:central.db", host:
         ca.write_cert(pki / "ingest.crt", ca.issue_client_cert(ca_key, ca_cert, key.public_key(), "ehc-ingest", 825))
     if not (pki / "central-sign.key").exists():
         ca.write_private_key(pki / "central-sign.key", ca.generate_key())
+    if not (pki / "pseudonym.key").exists():
+        write_secret(pki / "pseudonym.key", secrets.token_bytes(32))
     if not (pki / "crl.pem").exists():
         from provisioning.crl import build_crl, write_crl
 
@@ -94,6 +98,7 @@ def add_device(site: Site, store: SqlStore, device_id: str, clinic: str, box_dir
     cert = ca.issue_client_cert(ca_key, ca_cert, public, device_id)
     ca.write_cert(box_dir / "device.crt", cert)
     ca.write_cert(box_dir / "ca.crt", ca_cert)
+    write_secret(box_dir / "pseudonym.key", (site.root / "pki" / "pseudonym.key").read_bytes())
     central = ca.load_private_key(site.root / "pki" / "central-sign.key").public_key()
     (box_dir / "central-sign.pub").write_bytes(central.public_bytes(serialization.Encoding.PEM,
                                                                     serialization.PublicFormat.SubjectPublicKeyInfo))
@@ -105,7 +110,8 @@ def add_device(site: Site, store: SqlStore, device_id: str, clinic: str, box_dir
     data = {"device": {"id": device_id, "clinic": clinic, "key": "device.key", "cert": "device.crt",
                        "state_dir": str(box_dir / "state")},
             "mqtt": mqtt,
-            "provisioning": {"central_key": "central-sign.pub"}}
+            "provisioning": {"central_key": "central-sign.pub"},
+            "identity": {"pseudonym_key": "pseudonym.key"}}
     path = box_dir / "edge.toml"
     path.write_text(tomli_w.dumps(data))
     return path

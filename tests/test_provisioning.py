@@ -87,6 +87,10 @@ def test_token_enroll_publish_revoke(central, tmp_path):
     # The certificate is short-lived and for the key made on the box.
     cert = ca.load_cert(box / "device.crt")
     assert 89 <= (cert.not_valid_after_utc - cert.not_valid_before_utc).days <= 91
+    # The deployment's pseudonym key came with the answer, for the box's owner only.
+    assert cfg.identity.pseudonym_key and cfg.path(cfg.identity.pseudonym_key).read_bytes() == \
+        (site.root / "pki" / "pseudonym.key").read_bytes()
+    assert cfg.path(cfg.identity.pseudonym_key).stat().st_mode & 0o777 == 0o600
     assert cert.public_key() == load_identity(cfg).key.public_key()
 
     # The token is spent: a second enrollment with it fails and changes nothing.

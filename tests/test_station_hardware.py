@@ -17,8 +17,8 @@ from tests.hw_sim.printer import PrinterSimulator
 from tests.mqtt_helpers import wait_until
 
 
-def _config(tmp_path: Path, printer: str, flow: str) -> EdgeConfig:
-    return EdgeConfig.model_validate({
+def _config(tmp_path: Path, printer: str, flow: str, **sections: dict) -> EdgeConfig:
+    return EdgeConfig.model_validate({**sections,
         "device": {"id": "box-1", "clinic": "clinic-a", "key": "k.pem", "cert": "c.pem", "state_dir": str(tmp_path)},
         "mqtt": {"host": "localhost", "ca": "ca.pem"},
         "station": {"flow": flow, "pool_capacity": 5},
@@ -87,5 +87,25 @@ def test_printer_out_of_paper_is_an_alert_and_recovers(tmp_path: Path, key) -> N
                           10)
         alerts = [m.body for m in stored(box, key) if m.kind == "alert"]
         assert alerts[0] == {"part": "printer", "state": "error", "error": "paper_out"}
+        parts.close()
+        box.close()
+
+
+def test_id_card_on_the_reader_checks_in_and_prints_a_masked_receipt(tmp_path: Path, key) -> None:
+    from tests.hw_sim.idcard_reader import SimulatedIdCardReader, sample_cards
+
+    (tmp_path / "pseudonym.key").write_bytes(b"p" * 32)
+    with PrinterSimulator() as printer, SimulatedIdCardReader(read_time=0.05) as reader:
+        cfg = _config(tmp_path, printer.path, "checkin", idcard={"port": reader.port, "poll_interval": 0.05},
+                      identity={"pseudonym_key": str(tmp_path / "pseudonym.key")})
+        box = open_box(tmp_path / "o.db", key)
+        parts = build_station(cfg, box, source=SimulatedQrCamera([None]))
+        parts.runner.start()
+        reader.place(sample_cards()["resident"])
+        (ticket,) = printer.wait_for_tickets(1)
+        assert ticket.find("王*") and ticket.find("1101**********002X")
+        wait_until(lambda: len(stored(box, key)) == 1, 10)
+        (msg,) = stored(box, key)
+        assert msg.body["kind"] == "id_card" and len(msg.body["id_ref"]) == 32 and msg.body["outcome"] == "green"
         parts.close()
         box.close()

@@ -10,6 +10,7 @@ from typing import Any, Protocol
 
 from edge.barcodes import Symbology
 from edge.feedback import Feedback, NoFeedback, NoPrinter, Signal, TicketSink
+from edge.identity import PresentedId, pseudonym
 from edge.verify import FormVerifier, Verifier
 from mqtt import envelope
 from mqtt.outbox import Outbox, OutboxError, OutboxFull, StateChange
@@ -40,7 +41,18 @@ class ButtonPress:
     at: float = field(default_factory=time.perf_counter)
 
 
-Event = Scan | ButtonPress
+@dataclass(frozen=True, slots=True)
+class IdPresented:
+    """An identity document was read (ID card on the reader, or a passport's MRZ under the camera)."""
+
+    identity: PresentedId
+
+    @property
+    def at(self) -> float:
+        return self.identity.at
+
+
+Event = Scan | ButtonPress | IdPresented
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +90,17 @@ class FlowContext:
     verifier: Verifier = field(default_factory=FormVerifier)
     clinic: str = ""
     wall_clock: Callable[[], float] = time.time
+    pseudonym_key: bytes | None = field(default=None, repr=False)
+    send_id_number: bool = False
+
+    def identity_ref(self, identity: PresentedId) -> dict[str, Any]:
+        """What leaves the box about a document: ``id_ref`` (the keyed pseudonym, or null without a key)
+        and, only where the clinic's configuration asks for it, ``id_number``."""
+        ref = pseudonym(self.pseudonym_key, identity.document, identity.number) if self.pseudonym_key else None
+        out: dict[str, Any] = {"id_ref": ref}
+        if self.send_id_number:
+            out["id_number"] = identity.number
+        return out
 
     def publish(self, kind: str, body: dict[str, Any], also: StateChange | None = None
                 ) -> tuple[envelope.Message | None, str | None]:

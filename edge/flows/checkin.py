@@ -1,12 +1,20 @@
 """Clinic check-in: a person holds up a code; the box says green, yellow or red and prints a queue ticket.
 
-For every :class:`~edge.flows.base.Scan`:
+For every :class:`~edge.flows.base.Scan` (a code held up):
 
     classify (:func:`edge.payloads.classify_payload`)
       -> verify (:class:`edge.verify.Verifier`)
       -> store a signed ``scan`` result (with the day's next queue number for green and yellow)
       -> signal: green = accepted, yellow = attention, red = rejected, not stored = not_recorded
       -> queue ticket for green and yellow (only once the result is stored)
+
+For every :class:`~edge.flows.base.IdPresented` (an ID card on the reader, a passport's MRZ): a number
+that does not validate is red (the validation code is the reason); an expired document is yellow
+``document_expired``; otherwise green with ``pending = "online_lookup"`` (the central service finds the
+holder's health card). The result carries ``kind`` (``id_card`` / ``mrz``), ``document`` (card type or
+MRZ document code) and ``id_ref``, the keyed pseudonym of the number (:func:`edge.identity.pseudonym`),
+plus ``id_number`` only where ``[identity] send_id_number`` is set; the receipt shows the name and number
+masked (``张*丰``, ``1101**********002X``).
 
 Only a stored result may be shown as accepted. Queue numbers restart every day (box local date) and
 survive restarts: the counter lives in the outbox database and moves in the same transaction as the
@@ -37,7 +45,8 @@ import sqlite3
 from typing import Any
 
 from edge.feedback import Signal
-from edge.flows.base import Event, FlowContext, FlowOutcome, Scan
+from edge.flows.base import Event, FlowContext, FlowOutcome, IdPresented, Scan
+from edge.identity import PresentedId, mask_name, mask_number
 from edge.payloads import classify_payload
 from edge.verify import Outcome, Verdict
 
@@ -59,6 +68,8 @@ class CheckinFlow:
         ctx.outbox.state(lambda conn: conn.execute(_SCHEMA))
 
     def handle(self, event: Event) -> FlowOutcome | None:
+        if isinstance(event, IdPresented):
+            return self._identity(event.identity)
         if not isinstance(event, Scan):
             return None
         payload = classify_payload(event.text)
@@ -76,6 +87,33 @@ class CheckinFlow:
                 "clinic": self.ctx.clinic, "number": number, "outcome": _TICKET_OUTCOME[verdict.outcome],
                 "time": dt.datetime.fromtimestamp(self.ctx.wall_clock()).strftime("%Y-%m-%d %H:%M"),
                 "note": "" if verdict.outcome is Outcome.GREEN else "请到服务台 Please see the desk"})
+        return FlowOutcome(_SIGNALS[verdict.outcome], reason=verdict.reason, message_id=str(msg.msg_id),
+                           ticket=ticket, detail={"outcome": verdict.outcome.value, "queue_no": number})
+
+    def _identity(self, identity: PresentedId) -> FlowOutcome:
+        if not identity.valid:
+            verdict = Verdict(Outcome.RED, reason=identity.code)
+        elif identity.expired:
+            verdict = Verdict(Outcome.YELLOW, reason="document_expired", pending="online_lookup")
+        else:
+            verdict = Verdict(Outcome.GREEN, pending="online_lookup", verified=identity.source == "id_card")
+        number = self._next_number() if verdict.outcome is not Outcome.RED else None
+        body: dict[str, Any] = {
+            "flow": "checkin", "outcome": verdict.outcome.value, "reason": verdict.reason, "kind": identity.source,
+            "document": identity.document, **(self.ctx.identity_ref(identity) if identity.valid else {"id_ref": None}),
+            "verified": verdict.verified, "pending": verdict.pending, "queue_no": number,
+        }
+        msg, error = self.ctx.publish(SCAN_KIND, body, also=self._use_number(number) if number else None)
+        if msg is None:
+            return FlowOutcome(Signal.NOT_RECORDED, reason=error, detail={"outcome": verdict.outcome.value})
+        logger.info("check-in %s: %s %s outcome=%s reason=%s", msg.msg_id, identity.source, identity.document,
+                    verdict.outcome, verdict.reason)
+        ticket = None
+        if number is not None:
+            ticket = self.ctx.print_ticket("registration", {
+                "name": mask_name(identity.name), "id_masked": mask_number(identity.number),
+                "time": dt.datetime.fromtimestamp(self.ctx.wall_clock()).strftime("%Y-%m-%d %H:%M"),
+                "outcome": f"{_TICKET_OUTCOME[verdict.outcome]}  #{number}"})
         return FlowOutcome(_SIGNALS[verdict.outcome], reason=verdict.reason, message_id=str(msg.msg_id),
                            ticket=ticket, detail={"outcome": verdict.outcome.value, "queue_no": number})
 

@@ -34,9 +34,13 @@ writes the ``pool`` result and marks the tube closed in one transaction, so a cr
 the binding nor publish it twice. Once a tube is closed its members' card indexes are erased from the
 box; only their pseudonymous references stay, for ``rebind_window`` seconds, to catch a second tube.
 
+People may also show an ID card (an :class:`~edge.flows.base.IdPresented` event): they are bound by the
+keyed pseudonym of their number (refused with ``no_pseudonym_key`` when the box has no key, and with the
+validation code when the number does not validate).
+
 ``pool`` body: ``flow`` (``"masstest"``), ``tube``, ``tube_format``, ``members`` (the health cards'
 64-hex card indexes, which the central service needs to recall the people of a positive pool),
-``count``, ``capacity``, ``opened_at``, ``closed_at`` (ISO 8601 UTC), ``closed_by`` (``"button"`` or
+``id_members`` (the ID pseudonyms of people who showed an ID card), ``count``, ``capacity``, ``opened_at``, ``closed_at`` (ISO 8601 UTC), ``closed_by`` (``"button"`` or
 ``"next_tube"``).
 """
 
@@ -50,7 +54,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from edge.feedback import Signal
-from edge.flows.base import ButtonPress, Event, FlowContext, FlowOutcome, Scan
+from edge.flows.base import ButtonPress, Event, FlowContext, FlowOutcome, IdPresented, Scan
+from edge.identity import PresentedId
 from edge.payloads import PayloadKind, classify_payload
 from edge.verify import card_index, card_ref
 from mqtt.outbox import OutboxError
@@ -65,7 +70,8 @@ CREATE TABLE IF NOT EXISTS pool_tubes (
     tube TEXT PRIMARY KEY, format TEXT NOT NULL, state TEXT NOT NULL, opened REAL NOT NULL, closed REAL,
     capacity INTEGER NOT NULL, message_id TEXT);
 CREATE TABLE IF NOT EXISTS pool_members (
-    tube TEXT NOT NULL, person TEXT NOT NULL, card_index TEXT, added REAL NOT NULL, PRIMARY KEY (tube, person));
+    tube TEXT NOT NULL, person TEXT NOT NULL, card_index TEXT, id_ref TEXT, added REAL NOT NULL,
+    PRIMARY KEY (tube, person));
 CREATE INDEX IF NOT EXISTS pool_members_person ON pool_members (person, added);
 """
 
@@ -133,6 +139,8 @@ class MassTestFlow:
     def handle(self, event: Event) -> FlowOutcome | None:
         if isinstance(event, ButtonPress):
             return self._button(event) if event.button == "close" else None
+        if isinstance(event, IdPresented):
+            return self._person_by_id(event.identity)
         if event.symbology.is_linear:
             return self._tube(event)
         return self._person(event)
@@ -168,12 +176,22 @@ class MassTestFlow:
         if payload.kind is not PayloadKind.EHC_TOKEN:
             reason = str(payload.reason) if payload.kind is PayloadKind.MALFORMED else "not_a_health_card"
             return FlowOutcome(Signal.REJECTED, reason=reason)
+        index = card_index(payload)
+        assert index is not None
+        return self._bind(card_ref(index), index, None)
+
+    def _person_by_id(self, identity: PresentedId) -> FlowOutcome:
+        if not identity.valid:
+            return FlowOutcome(Signal.REJECTED, reason=identity.code)
+        id_ref = self.ctx.identity_ref(identity)["id_ref"]
+        if id_ref is None:
+            return FlowOutcome(Signal.REJECTED, reason="no_pseudonym_key")
+        return self._bind(card_ref("id:" + id_ref), None, id_ref)
+
+    def _bind(self, person: str, index: str | None, id_ref: str | None) -> FlowOutcome:
         current = self.open_tube
         if current is None:
             return FlowOutcome(Signal.REJECTED, reason="no_open_tube")
-        index = card_index(payload)
-        assert index is not None
-        person = card_ref(index)
         now = self.ctx.wall_clock()
         since = now - self.settings.rebind_window
 
@@ -187,8 +205,8 @@ class MassTestFlow:
                     "SELECT 1 FROM pool_members WHERE person = ? AND tube != ? AND added >= ?",
                     (person, current.tube, since)).fetchone():
                 return "already_in_tube"
-            conn.execute("INSERT INTO pool_members (tube, person, card_index, added) VALUES (?, ?, ?, ?)",
-                         (current.tube, person, index, now))
+            conn.execute("INSERT INTO pool_members (tube, person, card_index, id_ref, added) VALUES (?, ?, ?, ?, ?)",
+                         (current.tube, person, index, id_ref, now))
             return None
 
         try:
@@ -221,17 +239,19 @@ class MassTestFlow:
                 "UPDATE pool_tubes SET state = 'discarded', closed = ? WHERE tube = ?", (now, tube.tube)))
             logger.info("empty tube discarded")
             return FlowOutcome(Signal.ATTENTION, reason="tube_discarded_empty", detail=self._detail(tube))
-        members = self.ctx.outbox.state(lambda conn: [r[0] for r in conn.execute(
-            "SELECT card_index FROM pool_members WHERE tube = ? ORDER BY rowid", (tube.tube,))])
+        rows = self.ctx.outbox.state(lambda conn: conn.execute(
+            "SELECT card_index, id_ref FROM pool_members WHERE tube = ? ORDER BY rowid", (tube.tube,)).fetchall())
+        members = [r[0] for r in rows if r[0] is not None]
+        id_members = [r[1] for r in rows if r[0] is None]
         body: dict[str, Any] = {
             "flow": "masstest", "tube": tube.tube, "tube_format": tube.format, "members": members,
-            "count": len(members), "capacity": tube.capacity, "opened_at": _iso(tube.opened),
+            "id_members": id_members, "count": len(rows), "capacity": tube.capacity, "opened_at": _iso(tube.opened),
             "closed_at": _iso(now), "closed_by": closed_by,
         }
 
         def mark_closed(conn: sqlite3.Connection) -> None:
             conn.execute("UPDATE pool_tubes SET state = 'closed', closed = ? WHERE tube = ?", (now, tube.tube))
-            conn.execute("UPDATE pool_members SET card_index = NULL WHERE tube = ?", (tube.tube,))
+            conn.execute("UPDATE pool_members SET card_index = NULL, id_ref = NULL WHERE tube = ?", (tube.tube,))
             conn.execute("DELETE FROM pool_members WHERE added < ? AND tube IN "
                          "(SELECT tube FROM pool_tubes WHERE state != 'open')", (prune_before,))
 
@@ -240,9 +260,9 @@ class MassTestFlow:
             return FlowOutcome(Signal.NOT_RECORDED, reason=error, detail=self._detail(tube))
         self.ctx.outbox.state(lambda conn: conn.execute(
             "UPDATE pool_tubes SET message_id = ? WHERE tube = ?", (str(msg.msg_id), tube.tube)))
-        logger.info("tube closed by %s with %d of %d people: %s", closed_by, len(members), tube.capacity, msg.msg_id)
+        logger.info("tube closed by %s with %d of %d people: %s", closed_by, len(rows), tube.capacity, msg.msg_id)
         ticket = self.ctx.print_ticket("pool", {
-            "tube": tube.tube, "count": len(members), "capacity": tube.capacity, "station": self.ctx.clinic,
+            "tube": tube.tube, "count": len(rows), "capacity": tube.capacity, "station": self.ctx.clinic,
             "opened": _iso(tube.opened), "closed": _iso(now)})
         return FlowOutcome(Signal.ACCEPTED, message_id=str(msg.msg_id), ticket=ticket,
                            detail={**self._detail(tube), "closed": True})

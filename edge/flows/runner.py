@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from edge.feedback import Signal
-from edge.flows.base import ButtonPress, Event, Flow, FlowContext, FlowOutcome, Scan
+from edge.flows.base import Event, Flow, FlowContext, FlowOutcome, Scan
 
 logger = logging.getLogger(__name__)
 
@@ -147,8 +147,8 @@ class FlowRunner:
         if outcome is None:
             return
         self.ctx.feedback.show(outcome.signal)
-        started = event.frame_at if isinstance(event, Scan) else event.at if isinstance(event, ButtonPress) else None
-        latency = (time.perf_counter() - started) * 1000.0 if started is not None else 0.0
+        started = event.frame_at if isinstance(event, Scan) else event.at
+        latency = (time.perf_counter() - started) * 1000.0
         self.stats.handled += 1
         self.stats.signals[outcome.signal.value] += 1
         self.stats.latency_ms.append(latency)

@@ -73,6 +73,8 @@ class EnrollmentSection(StrictModel):
     signing_key: str = Field("pki/central-sign.key", description="Central signing key (path or credential:NAME)")
     ca_key: str = Field("pki/ca.key", description="Device CA private key (path or credential:NAME)")
     crl: str = Field("pki/crl.pem", description="Certificate revocation list Mosquitto loads")
+    pseudonym_key: str = Field("pki/pseudonym.key", description="Deployment key for ID-number pseudonyms, handed "
+                                                                "to every box at enrollment (path or credential:NAME)")
 
 
 class LoggingSection(StrictModel):
