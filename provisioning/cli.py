@@ -146,7 +146,10 @@ def cmd_wipe(args: argparse.Namespace) -> int:
 def cmd_selftest(args: argparse.Namespace) -> int:
     from provisioning import selftest
 
-    results = selftest.run(_load(args))
+    cfg = _load(args)
+    results = selftest.run(cfg)
+    if not args.no_ticket and any(r.part == "printer" and r.status in (selftest.PASS, selftest.WARN) for r in results):
+        results.append(selftest.print_ticket(cfg, results))
     for r in results:
         print(f"{r.status:>11}  {r.part:<16} {r.detail}" + (f"\n{'':>13}fix: {r.fix}" if r.fix else ""))
     ok = selftest.passed(results)
@@ -181,7 +184,8 @@ def main(argv: list[str] | None = None) -> int:
     for name, func, text in (("status", cmd_status, "identity, certificate lifetime, outbox"),
                              ("renew", cmd_renew, "renew the certificate when a third of its life is left"),
                              ("wipe", cmd_wipe, "decommission: tell the central service, delete keys and data"),
-                             ("selftest", cmd_selftest, "check key, certificate, clock, outbox, camera, broker")):
+                             ("selftest", cmd_selftest, "check key, certificate, clock, outbox, camera, broker, "
+                                                        "ID reader, printer, lights; print the self-test ticket")):
         s = sub.add_parser(name, help=text)
         s.add_argument("--config", default="/etc/ehc-edge/edge.toml")
         if name in ("renew", "wipe"):
@@ -189,6 +193,8 @@ def main(argv: list[str] | None = None) -> int:
                            help="renew now" if name == "renew" else "even with undelivered results or no answer")
         if name == "wipe":
             s.add_argument("--yes", action="store_true", help="confirm")
+        if name == "selftest":
+            s.add_argument("--no-ticket", action="store_true", help="do not print the self-test ticket")
         if name == "renew":
             s.add_argument("--restart", nargs="*", default=[], metavar="UNIT",
                            help="systemd units to restart after a renewal (they load the certificate at start)")

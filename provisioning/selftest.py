@@ -1,7 +1,8 @@
 """``ehc-provision selftest``: check each part of a box and say what to fix.
 
-Parts without a driver in this version (ID-card reader, printer, LEDs/buzzer) are reported as not checked,
-not as passed.
+Parts the box is not configured with (no ``[idcard] port``, ``[printer] connection = "none"``, no
+``[gpio]``) are reported as not checked, not as passed. When the printer passes, a self-test ticket is
+printed with the results and a pairing QR (device id, clinic and the certificate's fingerprint).
 """
 
 from __future__ import annotations
@@ -124,17 +125,100 @@ def _broker(cfg: EdgeConfig, timeout: float = 10.0) -> Check:
     return Check("broker", PASS, f"mutual TLS session with {cfg.mqtt.host}:{cfg.mqtt.port}")
 
 
-CHECKS: list[Callable[[EdgeConfig], Check]] = [_identity, _certificate, _clock, _outbox, _camera, _broker]
-NOT_YET = [("ID-card reader", "no SAM reader driver in this version"),
-           ("printer", "no ESC/POS driver in this version"),
-           ("LEDs and buzzer", "no GPIO driver in this version")]
+def _idcard(cfg: EdgeConfig) -> Check:
+    if not cfg.idcard.port:
+        return Check("ID-card reader", SKIP, "no [idcard] port configured")
+    from drivers.idcard.codec import IdCardError
+    from drivers.idcard.reader import IdCardReader
+
+    try:
+        with IdCardReader(cfg.idcard.port, timeout=2.0) as reader:
+            sam = reader.sam_id()
+    except (IdCardError, OSError) as exc:
+        return Check("ID-card reader", FAIL, f"{cfg.idcard.port}: {type(exc).__name__}: {exc}",
+                     "check the reader's USB cable and power, and [idcard] port (a /dev/serial/by-id/ path)")
+    return Check("ID-card reader", PASS, f"SAM {sam} answers")
+
+
+def _printer(cfg: EdgeConfig) -> Check:
+    if cfg.printer.connection == "none":
+        return Check("printer", SKIP, "no printer configured")
+    from drivers.printer import open_device, read_status
+
+    try:
+        device = open_device(cfg.printer)
+        try:
+            status = read_status(device, cfg.printer.status_timeout)
+        finally:
+            device.close()
+    except Exception as exc:  # python-escpos raises its own errors, pyserial / pyusb theirs
+        return Check("printer", FAIL, f"{cfg.printer.connection}: {type(exc).__name__}: {exc}",
+                     "check the printer's cable, power and [printer] connection")
+    if status is None:
+        return Check("printer", FAIL, f"{cfg.printer.connection}: no status answer",
+                     "switch the printer on; check the cable and the baud rate")
+    fault = status.fault
+    if fault is not None:
+        return Check("printer", FAIL, f"{cfg.printer.connection}: {fault.value}",
+                     "load paper and close the cover" if fault.value in ("paper_out", "cover_open")
+                     else "switch the printer off and on; see docs/hardware.md")
+    if status.paper_near_end:
+        return Check("printer", WARN, "online; the paper roll is nearly used up", "put in a new roll soon")
+    return Check("printer", PASS, "online, paper loaded")
+
+
+def _lights(cfg: EdgeConfig, step: float = 0.4) -> Check:
+    if cfg.gpio is None:
+        return Check("LEDs and buzzer", SKIP, "no [gpio] configured")
+    from drivers.gpio import GpioFeedback
+    from edge.feedback import Signal
+
+    try:
+        with GpioFeedback(cfg.gpio) as lights:
+            for signal in (Signal.ACCEPTED, Signal.ATTENTION, Signal.REJECTED, Signal.READY):
+                lights.show(signal)
+                time.sleep(step)
+    except Exception as exc:  # gpiozero raises BadPinFactory, GPIOPinInUse, PinInvalidPin …
+        return Check("LEDs and buzzer", FAIL, f"{type(exc).__name__}: {exc}",
+                     "check [gpio] pins and that the service user is in the gpio group")
+    return Check("LEDs and buzzer", PASS, "cycled green, amber, red with beeps: confirm you saw and heard each")
+
+
+CHECKS: list[Callable[[EdgeConfig], Check]] = [_identity, _certificate, _clock, _outbox, _camera, _broker, _idcard,
+                                                _printer, _lights]
 
 
 def run(cfg: EdgeConfig) -> list[Check]:
     """Run every check; each is independent, so one failure does not hide another."""
-    results = [check(cfg) for check in CHECKS]
-    results += [Check(part, SKIP, why) for part, why in NOT_YET]
-    return results
+    return [check(cfg) for check in CHECKS]
+
+
+def pairing_text(cfg: EdgeConfig) -> str:
+    """The pairing QR: ``EHCPAIR1;device=ID;clinic=C;cert=<SHA-256 of the device certificate, hex>``."""
+    from provisioning import ca
+
+    try:
+        fingerprint = ca.fingerprint(ca.load_cert(cfg.path(cfg.device.cert)))
+    except (OSError, ValueError):
+        fingerprint = "none"
+    return f"EHCPAIR1;device={cfg.device.id};clinic={cfg.device.clinic};cert={fingerprint}"
+
+
+def print_ticket(cfg: EdgeConfig, results: list[Check], timeout: float = 20.0) -> Check:
+    """Print the self-test ticket (results and pairing QR); the check says whether it came out."""
+    from drivers.printer import TicketPrinter
+
+    try:
+        with TicketPrinter(cfg.printer, cfg.path(cfg.device.state_dir)) as printer:
+            printer.submit("selftest", {
+                "device_id": cfg.device.id, "clinic": cfg.device.clinic, "pairing_qr": pairing_text(cfg),
+                "checks": [{"part": r.part, "status": r.status} for r in results]})
+            printed = printer.wait_idle(timeout)
+    except Exception as exc:
+        return Check("self-test ticket", FAIL, f"{type(exc).__name__}: {exc}", "see the printer check")
+    if not printed:
+        return Check("self-test ticket", FAIL, f"not printed within {timeout:.0f} s", "see the printer check")
+    return Check("self-test ticket", PASS, "printed with the pairing QR")
 
 
 def passed(results: list[Check]) -> bool:

@@ -202,6 +202,7 @@ def test_selftest_status_renew_and_wipe(central, tmp_path):
     for part in ("device key", "certificate", "clock", "outbox", "camera", "broker"):
         assert f"pass  {part}" in test.stdout
     assert "not checked  printer" in test.stdout and "selftest: PASS" in test.stdout
+    assert "not checked  ID-card reader" in test.stdout and "not checked  LEDs and buzzer" in test.stdout
 
     status = provision_cli("status", "--config", conf)
     assert status.returncode == 0 and "device box-0042 at clinic-a" in status.stdout
@@ -288,3 +289,42 @@ def test_revocation_covers_certificates_replaced_by_renewal(central, tmp_path):
     assert {r.serial_number for r in crl} == {first.serial_number, second.serial_number}
     assert crl.next_update_utc.year - crl.last_update_utc.year >= 9  # never lapses between revocations
     wait_until(lambda: not can_connect(site, old, "box-0042-old"), 10, "the replaced certificate to be refused")
+
+
+def test_selftest_checks_reader_printer_lights_and_prints_the_pairing_ticket(central, tmp_path):
+    import tomllib
+
+    import tomli_w
+
+    from tests.hw_sim.idcard_reader import SimulatedIdCardReader
+    from tests.hw_sim.printer import PrinterSimulator
+
+    site, store, enrollment, _ = central
+    box = provision(enrollment, tmp_path, "box-0077")
+    conf = box / "edge.toml"
+    with PrinterSimulator() as printer, SimulatedIdCardReader() as reader:
+        data = tomllib.loads(conf.read_text())
+        data.update(printer={"connection": f"serial:{printer.path}", "paper": "58mm", "settle": 0.0},
+                    idcard={"port": reader.port}, gpio={"pin_factory": "mock", "hold": 0.1})
+        conf.write_text(tomli_w.dumps(data))
+
+        test = provision_cli("selftest", "--config", str(conf))
+        assert test.returncode == 0, test.stdout + test.stderr
+        for part in ("ID-card reader", "printer", "LEDs and buzzer", "self-test ticket"):
+            assert f"pass  {part}" in test.stdout, test.stdout
+        (ticket,) = printer.wait_for_tickets(1)
+        cert_fp = ca.fingerprint(ca.load_cert(box / "device.crt"))
+        assert ticket.qr_codes == [f"EHCPAIR1;device=box-0077;clinic=clinic-a;cert={cert_fp}"]
+        assert any("box-0077" in line for line in ticket.texts)
+
+        printer.paper_out()
+        failed = provision_cli("selftest", "--config", str(conf))
+        assert failed.returncode == 1 and "FAIL  printer" in failed.stdout and "load paper" in failed.stdout
+        assert "self-test ticket" not in failed.stdout
+
+    data["idcard"] = {"port": str(tmp_path / "no-such-tty")}
+    data["printer"] = {"connection": "none"}
+    conf.write_text(tomli_w.dumps(data))
+    missing = provision_cli("selftest", "--config", str(conf), "--no-ticket")
+    assert missing.returncode == 1 and "FAIL  ID-card reader" in missing.stdout
+    assert "not checked  printer" in missing.stdout
