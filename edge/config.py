@@ -135,6 +135,16 @@ class IdCardSection(StrictModel):
     poll_interval: float = Field(0.1, gt=0, le=5, description="Seconds between polls for a card")
 
 
+class TrustSection(StrictModel):
+    """The signed trust list the box verifies credentials with."""
+
+    file: str = Field("trust-list.cose", description="Where the box keeps it (relative to device.state_dir)")
+    max_age: float = Field(7 * 86400.0, gt=0, description="Seconds after which the list is stale: credentials "
+                                                          "it verifies come out yellow, not green")
+    clock_skew: float = Field(30.0, ge=0, le=600, description="Seconds of clock difference allowed when checking "
+                                                              "a credential's issue and expiry times")
+
+
 class LoggingSection(StrictModel):
     """Log level."""
 
@@ -152,6 +162,7 @@ class EdgeConfig(StrictModel):
     gpio: GpioSettings | None = Field(None, description="Lights, buzzer and button; absent on a box without them")
     idcard: IdCardSection = IdCardSection()
     identity: IdentitySection = IdentitySection()
+    trust: TrustSection = TrustSection()
     provisioning: ProvisioningSection = ProvisioningSection()
     logging: LoggingSection = LoggingSection()
     base_dir: str | None = Field(None, description="Folder relative paths are resolved against (default: the file's)")
@@ -159,6 +170,12 @@ class EdgeConfig(StrictModel):
     def path(self, value: str) -> Path:
         """Resolve a configured path (``credential:`` or relative to the config file)."""
         return resolve_path(value, Path(self.base_dir) if self.base_dir else None)
+
+    @property
+    def trust_path(self) -> Path:
+        """Absolute path of the box's trust list."""
+        p = Path(self.trust.file)
+        return p if p.is_absolute() else self.path(self.device.state_dir) / p
 
     @property
     def outbox_path(self) -> Path:

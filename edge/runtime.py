@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from edge.config import EdgeConfig
 from edge.core.configbase import ConfigError
 from edge.status import STATUS_FILE, read_status
+from edge.trust import TrustListFile
 from drivers.camera import FrameSource
 from edge.feedback import Feedback, NoFeedback, NoPrinter, TicketSink
 from edge.flows.base import ButtonPress, FlowContext, IdPresented
@@ -68,15 +69,32 @@ def load_central_key(cfg: EdgeConfig) -> ec.EllipticCurvePublicKey:
     return key
 
 
+def box_health(cfg: EdgeConfig, trust: TrustListFile) -> tuple[dict[str, Any], list[str]]:
+    """What the box adds to the uplink's health report: the station's status and the trust list's age."""
+    station, alerts = read_status(station_status_path(cfg), 3 * STATUS_INTERVAL)
+    held = trust.current()
+    age = trust.age()
+    if held is None:
+        alerts.append("no_trust_list")
+    elif age is not None and age > cfg.trust.max_age:
+        alerts.append("trust_list_stale")
+    section: dict[str, Any] = {"trust_list": {"version": held.version if held else None,
+                                              "age_s": round(age) if age is not None else None}}
+    if station is not None:
+        section["station"] = station
+    return section, alerts
+
+
 def uplink_settings(cfg: EdgeConfig) -> UplinkSettings:
     """Uplink settings from ``[mqtt]``."""
     m = cfg.mqtt
+    trust = TrustListFile(cfg.trust_path, load_central_key(cfg))
     return UplinkSettings(host=m.host, port=m.port, ca=cfg.path(m.ca), cert=cfg.path(cfg.device.cert),
                           key=cfg.path(cfg.device.key), keepalive=m.keepalive, max_inflight=m.max_inflight,
                           receipt_timeout=m.receipt_timeout, reconnect_min=m.reconnect_min,
                           reconnect_max=m.reconnect_max, health_interval=m.health_interval,
                           session_expiry=m.session_expiry, central_key=load_central_key(cfg),
-                          health_extra=lambda: read_status(station_status_path(cfg), 3 * STATUS_INTERVAL))
+                          health_extra=lambda: box_health(cfg, trust), trust_list=trust.offer)
 
 
 def build_uplink(cfg: EdgeConfig, capabilities: list[str] | None = None) -> Uplink:

@@ -7,6 +7,7 @@
 ``ehc/v1/<clinic>/<device>/ack``          central receipts of stored results
 ``ehc/v1/<clinic>/<device>/cmd/<name>``   commands (MQTT v5 response topic + correlation data)
 ``ehc/v1/central/status``                 retained ingest session epoch (boxes resend when it changes)
+``ehc/v1/central/trust``                  retained signed trust list (issuer keys, revocations)
 """
 
 from __future__ import annotations
@@ -86,6 +87,7 @@ def parse(topic: str) -> Topic:
 
 
 CENTRAL_STATUS = f"{PREFIX}/central/status"
+TRUST_LIST = f"{PREFIX}/central/trust"
 
 # Subscription filters used by the central ingest (shared group) and by a device.
 INGEST_SHARE_GROUP = "ehc-ingest"

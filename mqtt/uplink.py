@@ -63,6 +63,8 @@ class UplinkSettings:
     central_key: ec.EllipticCurvePublicKey | None = None  # verifies receipts and the central status
     # Extra health: returns ``(section, alerts)`` for the health report, e.g. the station's status.
     health_extra: Callable[[], tuple[dict[str, Any] | None, list[str]]] | None = None
+    # Takes each signed trust list received on ehc/v1/central/trust (edge.trust.TrustListFile.offer).
+    trust_list: Callable[[bytes], bool] | None = None
 
 
 def queued_results(outbox_path: Path) -> int:
@@ -132,7 +134,10 @@ class Uplink:
         if reason.is_failure:
             logger.error("broker refused connection: %s", reason)
             return
-        client.subscribe([(self.ack_topic, 1), (self.command_filter, 1), (topics.CENTRAL_STATUS, 1)])
+        wanted = [(self.ack_topic, 1), (self.command_filter, 1), (topics.CENTRAL_STATUS, 1)]
+        if self.s.trust_list is not None:
+            wanted.append((topics.TRUST_LIST, 1))
+        client.subscribe(wanted)
         client.publish(self.status_topic, b"online", qos=1, retain=True)
         self._birth_due.set()
         if not flags.session_present:
@@ -157,6 +162,9 @@ class Uplink:
             self.receipts.put(ids)
         elif msg.topic == topics.CENTRAL_STATUS:
             self._on_central_status(bytes(msg.payload))
+        elif msg.topic == topics.TRUST_LIST:
+            if self.s.trust_list is not None:
+                self.s.trust_list(bytes(msg.payload))  # verifies, keeps only a newer list
         else:
             try:
                 cmd = commands.decode_request(msg.topic, bytes(msg.payload), msg.properties, self.ident.clinic,
@@ -291,10 +299,9 @@ class Uplink:
         alerts = ["outbox_near_full"] if st.fill >= self.outbox.alert_fraction else []
         extra: dict[str, Any] = {}
         if self.s.health_extra is not None:
-            station, more = self.s.health_extra()
+            section, more = self.s.health_extra()
             alerts += more
-            if station is not None:
-                extra["station"] = station
+            extra.update(section or {})
         return {**extra, "alerts": alerts, "queue_depth": st.depth, "queue_bytes": st.bytes, "queue_fill": round(st.fill, 4),
                 "oldest_queued_s": round(st.oldest_age, 1) if st.oldest_age is not None else None,
                 "inflight": len(self.inflight), "cpu_temp_c": cpu_temperature(),

@@ -104,6 +104,7 @@ def enroll(qr: ProvisioningQr, state_dir: Path, config_path: Path, force: bool =
     ca_pem = fetch_pinned_ca(qr.url, qr.ca_fingerprint)
     if force:
         key_path.unlink(missing_ok=True)
+        (state_dir / "trust-list.cose").unlink(missing_ok=True)
     key = ca.generate_key()
     ca.write_private_key(key_path, key)
     try:
@@ -121,6 +122,13 @@ def enroll(qr: ProvisioningQr, state_dir: Path, config_path: Path, force: bool =
                              "cert": str(cert_path), "state_dir": str(state_dir)},
                   "mqtt": {"host": broker["host"], "port": int(broker["port"]), "ca": str(ca_path)},
                   "provisioning": {"url": qr.url, "central_key": str(state_dir / "central-sign.pub")}}
+        signed_trust = (answer.get("trust_lists") or {}).get("signed")
+        if signed_trust:
+            from edge.trust import TrustListFile
+
+            central_key = serialization.load_pem_public_key(answer["central_keys"]["signing"].encode())
+            if not TrustListFile(state_dir / "trust-list.cose", central_key).offer(base64.b64decode(signed_trust)):  # type: ignore[arg-type]
+                raise EnrollFailed("the trust list sent by the central service does not verify")
         if answer.get("pseudonym_key"):
             pseudonym_key = base64.b64decode(answer["pseudonym_key"], validate=True)
             if len(pseudonym_key) < 16:
@@ -130,7 +138,7 @@ def enroll(qr: ProvisioningQr, state_dir: Path, config_path: Path, force: bool =
         write_atomic(config_path, tomli_w.dumps(config).encode())
     except (EnrollFailed, KeyError, TypeError, ValueError, binascii.Error) as exc:
         key_path.unlink(missing_ok=True)
-        for leftover in (cert_path, ca_path, state_dir / "pseudonym.key"):
+        for leftover in (cert_path, ca_path, state_dir / "pseudonym.key", state_dir / "trust-list.cose"):
             leftover.unlink(missing_ok=True)
         if isinstance(exc, EnrollFailed):
             raise
@@ -229,6 +237,7 @@ def wipe(cfg: EdgeConfig, config_path: Path, force: bool = False) -> tuple[list[
     doomed = [cfg.path(cfg.device.key), cfg.path(cfg.device.cert), cfg.path(cfg.mqtt.ca),
               outbox, outbox.with_name(outbox.name + "-wal"), outbox.with_name(outbox.name + "-shm"),
               cfg.path(cfg.device.state_dir) / "central-sign.pub", cfg.path(cfg.device.state_dir) / "pseudonym.key",
+              cfg.trust_path,
               config_path]
     removed = [p for p in doomed if p.exists()]
     for p in removed:

@@ -55,6 +55,14 @@ def load_private_key(path: Path) -> ec.EllipticCurvePrivateKey:
     return key
 
 
+def load_public_key(path: Path) -> ec.EllipticCurvePublicKey:
+    """Load a PEM P-256 public key (SubjectPublicKeyInfo)."""
+    key = serialization.load_pem_public_key(Path(path).read_bytes())
+    if not isinstance(key, ec.EllipticCurvePublicKey) or not isinstance(key.curve, ec.SECP256R1):
+        raise ValueError(f"{path}: not a P-256 public key")
+    return key
+
+
 def write_cert(path: Path, cert: x509.Certificate) -> None:
     """Write a PEM certificate (public; mode 0644)."""
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -111,8 +111,15 @@ class Enrollment:
             "config_revision": CONFIG_REVISION,
             "central_keys": {"signing": self.signing_public_pem()},
             "pseudonym_key": self._pseudonym_key(),
-            "trust_lists": {},
+            "trust_lists": self._trust_lists(),
         }
+
+    def _trust_lists(self) -> dict[str, str]:
+        """``{"signed": <base64 of the signed trust list>}``, or ``{}`` when the site has none."""
+        from mqtt.central import trust
+
+        signed = trust.signed_bytes(self.cfg)
+        return {"signed": base64.b64encode(signed).decode()} if signed else {}
 
     def _pseudonym_key(self) -> str | None:
         """The deployment's ID-pseudonym key (base64), or None when the site has none."""

@@ -39,7 +39,8 @@ def init_central(root: Path, port: int, db_url: str = "sqlite:central.db", host:
     """Create what a central site needs under ``root``; idempotent, never overwrites a key or the config.
 
     The device CA, the broker's server certificate, the ingest's client certificate, the central
-    signing key, the deployment's pseudonym key, an empty CRL, and ``central.toml`` (SQLite by default).
+    signing key, the EHC1 card-issuer key, the deployment's pseudonym key, an empty CRL, ``central.toml``
+    (SQLite by default) and the first signed trust list.
     """
     root.mkdir(parents=True, exist_ok=True)
     pki = root / "pki"
@@ -58,6 +59,8 @@ def init_central(root: Path, port: int, db_url: str = "sqlite:central.db", host:
         ca.write_cert(pki / "ingest.crt", ca.issue_client_cert(ca_key, ca_cert, key.public_key(), "ehc-ingest", 825))
     if not (pki / "central-sign.key").exists():
         ca.write_private_key(pki / "central-sign.key", ca.generate_key())
+    if not (pki / "ehc1-issuer.key").exists():
+        ca.write_private_key(pki / "ehc1-issuer.key", ca.generate_key())
     if not (pki / "pseudonym.key").exists():
         write_secret(pki / "pseudonym.key", secrets.token_bytes(32))
     if not (pki / "crl.pem").exists():
@@ -66,7 +69,7 @@ def init_central(root: Path, port: int, db_url: str = "sqlite:central.db", host:
         write_crl(pki / "crl.pem", build_crl(ca_key, ca_cert, []))
     path = root / "central.toml"
     if path.exists():  # an existing configuration is the operator's: never rewritten
-        return Site(root, path, central_config.load(path))
+        return _with_trust_list(Site(root, path, central_config.load(path)))
     data = {
         "broker": {"host": host, "port": port, "bind": host, "ca": "pki/ca.crt", "cert": "pki/broker.crt",
                    "key": "pki/broker.key", "user": getpass.getuser()},
@@ -77,7 +80,16 @@ def init_central(root: Path, port: int, db_url: str = "sqlite:central.db", host:
     for section, values in (extra or {}).items():
         data.setdefault(section, {}).update(values)
     path.write_text(tomli_w.dumps(data))
-    return Site(root, path, central_config.load(path))
+    return _with_trust_list(Site(root, path, central_config.load(path)))
+
+
+def _with_trust_list(site: Site) -> Site:
+    """Sign the site's first trust list (its own EHC1 issuer) if it has none yet."""
+    from mqtt.central import trust
+
+    if trust.signed_bytes(site.config) is None:
+        trust.update(site.config)
+    return site
 
 
 def add_device(site: Site, store: SqlStore, device_id: str, clinic: str, box_dir: Path,
@@ -99,6 +111,12 @@ def add_device(site: Site, store: SqlStore, device_id: str, clinic: str, box_dir
     ca.write_cert(box_dir / "device.crt", cert)
     ca.write_cert(box_dir / "ca.crt", ca_cert)
     write_secret(box_dir / "pseudonym.key", (site.root / "pki" / "pseudonym.key").read_bytes())
+    from mqtt.central import trust
+
+    signed = trust.signed_bytes(site.config)
+    if signed is not None:
+        (box_dir / "state").mkdir(parents=True, exist_ok=True)
+        (box_dir / "state" / "trust-list.cose").write_bytes(signed)
     central = ca.load_private_key(site.root / "pki" / "central-sign.key").public_key()
     (box_dir / "central-sign.pub").write_bytes(central.public_bytes(serialization.Encoding.PEM,
                                                                     serialization.PublicFormat.SubjectPublicKeyInfo))

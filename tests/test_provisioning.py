@@ -91,6 +91,12 @@ def test_token_enroll_publish_revoke(central, tmp_path):
     assert cfg.identity.pseudonym_key and cfg.path(cfg.identity.pseudonym_key).read_bytes() == \
         (site.root / "pki" / "pseudonym.key").read_bytes()
     assert cfg.path(cfg.identity.pseudonym_key).stat().st_mode & 0o777 == 0o600
+    # ... and the site's signed trust list, checked with the central key before it was kept.
+    from edge.trust import TrustListFile
+    from mqtt.central import trust
+
+    held = TrustListFile(cfg.trust_path, ca.load_private_key(site.root / "pki" / "central-sign.key").public_key())
+    assert held.current() is not None and cfg.trust_path.read_bytes() == trust.signed_bytes(site.config)
     assert cert.public_key() == load_identity(cfg).key.public_key()
 
     # The token is spent: a second enrollment with it fails and changes nothing.

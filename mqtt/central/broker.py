@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from mqtt.central.config import CentralConfig
-from mqtt.topics import CENTRAL_STATUS, PREFIX
+from mqtt.topics import CENTRAL_STATUS, PREFIX, TRUST_LIST
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +32,7 @@ def acl_text(ingest_user: str) -> str:
         f"topic write {PREFIX}/+/+/ack",
         f"topic write {PREFIX}/+/+/cmd/+",
         f"topic write {CENTRAL_STATUS}",
+        f"topic write {TRUST_LIST}",
         "",
         "# Every device, by the CN of its certificate.",
         f"pattern write {PREFIX}/+/%u/evt/+",
@@ -42,6 +43,7 @@ def acl_text(ingest_user: str) -> str:
         f"pattern read {PREFIX}/+/%u/ack",
         f"pattern read {PREFIX}/+/%u/cmd/+",
         f"pattern read {CENTRAL_STATUS}",
+        f"pattern read {TRUST_LIST}",
         "",
     ])
 

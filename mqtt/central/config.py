@@ -77,6 +77,16 @@ class EnrollmentSection(StrictModel):
                                                                 "to every box at enrollment (path or credential:NAME)")
 
 
+class TrustSection(StrictModel):
+    """The signed trust list and the site's own EHC1 card issuer."""
+
+    dir: str = Field("trust", description="Folder of source.json (what the list holds) and trust-list.cose (signed)")
+    ehc1_issuer_key: str = Field("pki/ehc1-issuer.key", description="Key that signs EHC1 cards issued here "
+                                                                   "(path or credential:NAME)")
+    ehc1_issuer_id: str = Field("EHC-SITE", pattern=r"^[A-Za-z0-9_.:-]{1,64}$",
+                                description="Issuer id written into EHC1 cards issued here")
+
+
 class LoggingSection(StrictModel):
     """Log level."""
 
@@ -87,6 +97,7 @@ class CentralConfig(StrictModel):
     """Whole central-service configuration."""
 
     broker: BrokerSection = BrokerSection()
+    trust: TrustSection = TrustSection()
     ingest: IngestSection = IngestSection()
     database: DatabaseSection = DatabaseSection()
     enrollment: EnrollmentSection = EnrollmentSection()

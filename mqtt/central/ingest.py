@@ -23,6 +23,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from mqtt import envelope, receipts, topics
+from mqtt.central import trust
 from mqtt.central.config import CentralConfig
 from mqtt.central.store import SEQ_CONFLICT, Rejection, SqlStore, StoreUnavailable, VerifiedResult
 from mqtt.client import connect_properties, new_client
@@ -156,6 +157,9 @@ class Ingest:
             # that boxes resend everything not yet receipted (the broker handles SUBSCRIBE first).
             client.publish(topics.CENTRAL_STATUS, receipts.sign_status(os.urandom(8), self.signing_key), qos=1,
                            retain=True)
+        signed = trust.signed_bytes(self.cfg)
+        if signed is not None:  # retained: boxes keep it only if newer than theirs
+            client.publish(topics.TRUST_LIST, signed, qos=1, retain=True)
         self.connected.set()
         logger.info("ingest connected (session present: %s)", flags.session_present)
 
