@@ -23,6 +23,8 @@ bench: install-test
 	$(PYTHON) bench/uplink.py
 	$(PYTHON) bench/decode.py
 	$(PYTHON) bench/station.py
+	$(PYTHON) bench/idcard.py
+	$(PYTHON) bench/verify.py
 
 lint:
 	@if $(PYTHON) -m ruff --version >/dev/null 2>&1; then \

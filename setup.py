@@ -20,6 +20,8 @@ RUNTIME = [
     "python-escpos[serial,usb]>=3.1",
     "pyserial>=3.5",
     "gpiozero>=2.0",
+    "base45>=0.4",
+    "jsonschema>=4.20",
     "systemd-python>=235; sys_platform == 'linux'",
 ]
 

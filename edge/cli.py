@@ -83,10 +83,19 @@ def cmd_decode(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def cmd_idcard(args: argparse.Namespace) -> int:
+def _verify_tool(argv: list[str]) -> int:
+    from edge.credentials.cli import verify_main
+
+    return verify_main(argv)
+
+
+def _idcard_tool(argv: list[str]) -> int:
     from drivers.idcard.cli import idcard_main
 
-    return idcard_main(args.rest)
+    return idcard_main(argv)
+
+
+TOOLS = {"verify": _verify_tool, "idcard": _idcard_tool}
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -125,9 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--fast", action="store_true", help="the camera loop's effort instead of every retry")
     s.set_defaults(func=cmd_decode)
 
-    s = sub.add_parser("idcard", help="ID card reader tools: idcard read --port DEV [--timeout S]", add_help=False)
-    s.add_argument("rest", nargs=argparse.REMAINDER)
-    s.set_defaults(func=cmd_idcard)
+    sub.add_parser("verify", help="verify a credential (EHC1:, HC1:, shc:/) and print the verdict as JSON")
+    sub.add_parser("idcard", help="ID card reader tools: idcard read --port DEV [--timeout S]")
 
     s = sub.add_parser("demo", help="a simulated clinic station end to end: broker, central, one box")
     s.add_argument("--frames", type=int, default=120, help="camera frames to scan")
@@ -139,6 +147,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``ehc-edge``."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in TOOLS:  # tools with their own argument parsers (so that --help reaches them)
+        setup_logging("WARNING", "ehc-edge")
+        try:
+            return TOOLS[argv[0]](argv[1:])
+        except ConfigError as exc:
+            print(f"ehc-edge: invalid configuration:\n{exc}", file=sys.stderr)
+            return 2
     args = build_parser().parse_args(argv)
     setup_logging(args.log_level or "WARNING", "ehc-edge")
     try:

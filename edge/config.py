@@ -84,6 +84,9 @@ class StationSection(StrictModel):
     rebind_window: float = Field(12 * 3600.0, ge=0, description="masstest: seconds a person bound to one tube "
                                                                  "is refused for another (0: off)")
     max_pending: int = Field(32, ge=1, le=1000, description="New codes that may wait for the flow thread")
+    online_lookup: bool = Field(True, description="Ask the central service about health-card tokens")
+    lookup_timeout: float = Field(1.5, gt=0, le=10, description="Seconds to wait for a lookup answer before the "
+                                                               "scan is recorded yellow")
 
     @field_validator("symbologies")
     @classmethod

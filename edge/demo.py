@@ -17,7 +17,9 @@ from collections import Counter
 from pathlib import Path
 
 from edge import config as edge_config
-from edge.runtime import build_uplink, load_identity, open_outbox
+from edge.credentials.ehc1 import Card, issue
+from edge.payloads import PayloadKind, classify_payload
+from edge.runtime import build_lookup, build_uplink, build_verifier, load_identity, open_outbox
 from edge.sources import simulated_queue
 from edge.flows.base import FlowContext
 from edge.flows.checkin import CheckinFlow
@@ -34,6 +36,7 @@ from provisioning.site import add_device, init_central
 logger = logging.getLogger(__name__)
 
 DEVICE, CLINIC = "box-demo-01", "clinic-demo"
+UNKNOWN_CARD = 4
 
 
 def _say(text: str) -> None:
@@ -83,17 +86,29 @@ def run_demo(frames: int = 120, workdir: Path | None = None, keep: bool = False)
         station_outbox.start_boot()
 
         people = max(1, frames // 4)
-        camera = simulated_queue(people, seed=7, odd_every=6, width=640, height=480)
-        ctx = FlowContext(station_outbox, clinic=CLINIC)
+        issuer = ca.load_private_key(site.root / "pki" / "ehc1-issuer.key")
+        cards = {2: issue(Card("0a" * 16, "王小明", "2019-06-01", "M", "green", guardian="1b" * 16), issuer, "EHC-SITE",
+                          ttl=300),
+                 8: issue(Card("2c" * 16, "李四", "1990-02-03", "F", "yellow"), issuer, "EHC-SITE", ttl=300)}
+        camera = simulated_queue(people, seed=7, odd_every=6, shown=cards, width=640, height=480)
+        # The residents' cards are on the (local) card platform, except the 5th person's, which is unknown.
+        for place, (text, _) in enumerate(camera.payloads):  # type: ignore[misc]
+            if place != UNKNOWN_CARD and classify_payload(text).kind is PayloadKind.EHC_TOKEN:
+                store.register_card(text.split(":")[0])
+        online = build_lookup(cfg, station_outbox.identity)  # type: ignore[arg-type]
+        online.connected.wait(10)
+        ctx = FlowContext(station_outbox, verifier=build_verifier(cfg, online), clinic=CLINIC)
         stored: list[str] = []
         runner = FlowRunner(CheckinFlow(ctx), ctx, on_outcome=lambda _e, o, _ms: o.message_id and stored.append(
             o.message_id)).start()
         station = Station(camera, runner, dedupe_window=0.5)
         _say(f"  camera      simulated desk: {people} people hold up a QR code for 3 frames each "
-             "(every 6th shows something that is not a health card)")
+             "(every 6th shows something that is not a health card; the 3rd and 9th a signed EHC1 card, "
+             "verified offline with the site's trust list; tokens are looked up online, the 5th card is unknown)")
         stats = station.run(max_frames=frames)
         runner.wait_idle(30)
         runner.stop()
+        online.stop()
         signals = runner.stats.signals
         _say(f"  station     {stats.frames} frames, {stats.decoded} codes read, {stats.scans} new codes, "
              f"{stats.duplicates_suppressed} re-reads suppressed")

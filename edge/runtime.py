@@ -15,6 +15,7 @@ from edge.config import EdgeConfig
 from edge.core.configbase import ConfigError
 from edge.status import STATUS_FILE, read_status
 from edge.trust import TrustListFile
+from edge.verify import FormVerifier, Verifier
 from drivers.camera import FrameSource
 from edge.feedback import Feedback, NoFeedback, NoPrinter, TicketSink
 from edge.flows.base import ButtonPress, FlowContext, IdPresented
@@ -103,6 +104,29 @@ def build_uplink(cfg: EdgeConfig, capabilities: list[str] | None = None) -> Upli
     return Uplink(uplink_settings(cfg), open_outbox(cfg, identity, durable=False), identity, capabilities)
 
 
+def build_verifier(cfg: EdgeConfig, lookup: Any = None) -> Verifier:
+    """The trust-list verifier on a provisioned box (with the online card lookup when given); judging by
+    form only on a box without a central key."""
+    if not cfg.provisioning.central_key:
+        logger.warning("no provisioning.central_key: credentials are judged by their form only")
+        return FormVerifier()
+    from edge.verifiers import TrustedVerifier
+
+    return TrustedVerifier(TrustListFile(cfg.trust_path, load_central_key(cfg)), max_age=cfg.trust.max_age,
+                           skew=cfg.trust.clock_skew, lookup=lookup)
+
+
+def build_lookup(cfg: EdgeConfig, identity: DeviceIdentity) -> Any:
+    """The started online card-lookup client, or None on a box without a central key or with lookups off."""
+    if not (cfg.provisioning.central_key and cfg.station.online_lookup):
+        return None
+    from edge.lookup import LookupClient
+
+    m = cfg.mqtt
+    return LookupClient(m.host, m.port, cfg.path(m.ca), cfg.path(cfg.device.cert), cfg.path(cfg.device.key), identity,
+                        load_central_key(cfg), timeout=cfg.station.lookup_timeout).start()
+
+
 @dataclass
 class StationParts:
     """A station, the flow runner it feeds, and the drivers to close when it stops."""
@@ -111,6 +135,7 @@ class StationParts:
     runner: FlowRunner
     printer: Any = None
     lights: Any = None
+    online: Any = None
     idcard_stop: threading.Event = field(default_factory=threading.Event)
     idcard_thread: threading.Thread | None = None
 
@@ -136,6 +161,8 @@ class StationParts:
         if self.idcard_thread is not None:
             self.idcard_thread.join(5)
         self.runner.stop()
+        if self.online is not None:
+            self.online.stop()
         for part in (self.printer, self.lights):
             if part is not None:
                 try:
@@ -170,8 +197,9 @@ def build_station(cfg: EdgeConfig, outbox: Outbox, *, feedback: Feedback | None 
         key = cfg.path(cfg.identity.pseudonym_key).read_bytes()
         if len(key) < 16:
             raise ConfigError("identity.pseudonym_key: the key file holds fewer than 16 bytes")
-    ctx = FlowContext(outbox, feedback or NoFeedback(), tickets or NoPrinter(), clinic=cfg.device.clinic,
-                      pseudonym_key=key, send_id_number=cfg.identity.send_id_number)
+    online = build_lookup(cfg, outbox.identity) if outbox.identity is not None else None
+    ctx = FlowContext(outbox, feedback or NoFeedback(), tickets or NoPrinter(), verifier=build_verifier(cfg, online),
+                      clinic=cfg.device.clinic, pseudonym_key=key, send_id_number=cfg.identity.send_id_number)
     runner = FlowRunner(build_flow(cfg.station, ctx), ctx, max_pending=cfg.station.max_pending)
     if printer is not None:
         seen: list[str] = []
@@ -189,7 +217,7 @@ def build_station(cfg: EdgeConfig, outbox: Outbox, *, feedback: Feedback | None 
         lights.on_press(lambda: runner.submit(ButtonPress("close")))
     station = Station(source or frame_source(cfg.station), runner, dedupe_window=cfg.station.dedupe_window,
                       decode_options=decode_options(cfg.station))
-    parts = StationParts(station, runner, printer, lights)
+    parts = StationParts(station, runner, printer, lights, online)
     if cfg.idcard.port:
         parts.start_idcard(cfg.idcard.port, cfg.idcard.poll_interval)
     return parts

@@ -18,15 +18,20 @@ from edge.scanner import DecodeOptions, Fallback
 FOREIGN_CODES = ("https://example.org/not-a-health-card", "E1D10AAC:1", "HC1:NCFOXN%TS3DH3ZSUZK+.V0ETD%65NL-AH")
 
 
-def simulated_queue(people: int, seed: int = 1, odd_every: int = 0, **camera: object) -> SimulatedQrCamera:
+def simulated_queue(people: int, seed: int = 1, odd_every: int = 0, shown: dict[int, str] | None = None,
+                    **camera: object) -> SimulatedQrCamera:
     """A simulated desk: ``people`` persons each hold up a generated health-card code for 3 frames.
 
     With ``odd_every`` = n, every n-th person shows something else (a web link, a broken token, a
-    certificate this box cannot verify), which must not come out green.
+    certificate this box cannot verify), which must not come out green. ``shown`` puts given codes in
+    given places of the queue (0-based), e.g. signed EHC1 credentials.
     """
     rng = random.Random(seed)
     tokens = [FOREIGN_CODES[(i // odd_every) % len(FOREIGN_CODES)] if odd_every and i % odd_every == odd_every - 1
               else generate_health_card_token(rng) for i in range(people)]
+    for place, code in (shown or {}).items():
+        if 0 <= place < people:
+            tokens[place] = code
     options = {"frames_per_code": 3, "blank_frames": 1, "size": (180.0, 300.0), "angle": (-25.0, 25.0),
                "blur": (0.0, 1.2), "noise": (0.0, 6.0), "glare": (0.0, 0.3), "jitter": 0.2, "seed": seed}
     options.update(camera)

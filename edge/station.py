@@ -68,7 +68,8 @@ class Station:
         self.linear_confirm = linear_confirm
         self._sightings: dict[tuple[str, str], tuple[int, float]] = {}
         self._stats = StationStats()
-        self._camera_state: GrabberState | None = None
+        self._seen_errors = 0
+        self._camera_down = False
         self.heartbeat = time.monotonic()
 
     @property
@@ -149,17 +150,19 @@ class Station:
         return count >= self.linear_confirm
 
     def _watch_camera(self) -> None:
+        """Report camera failures (counted by the grabber, so a quick recovery is not missed) and recovery."""
         if not isinstance(self.source, LatestFrameGrabber):
             return
-        state = self.source.state
-        if state is self._camera_state:
-            return
-        previous, self._camera_state = self._camera_state, state
-        if state is GrabberState.ERROR:
-            self._count(camera_errors=1)
-            self.scanner.reset()
-            logger.error("camera %s lost: %s", self.source.name, self.source.last_error)
-            self.runner.submit(Alert("camera", "error", self.source.last_error))
-        elif state is GrabberState.RUNNING and previous is GrabberState.ERROR:
+        errors = self.source.errors
+        if errors > self._seen_errors:
+            self._count(camera_errors=errors - self._seen_errors)
+            self._seen_errors = errors
+            if not self._camera_down:
+                self._camera_down = True
+                self.scanner.reset()
+                logger.error("camera %s lost: %s", self.source.name, self.source.last_error)
+                self.runner.submit(Alert("camera", "error", self.source.last_error))
+        elif self._camera_down and self.source.state is GrabberState.RUNNING:
+            self._camera_down = False
             logger.info("camera %s back", self.source.name)
             self.runner.submit(Alert("camera", "ok"))

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 
 PREFIX = "ehc/v1"
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
-CHANNELS = frozenset({"evt", "status", "state", "health", "ack", "cmd", "res"})
+CHANNELS = frozenset({"evt", "status", "state", "health", "ack", "cmd", "res", "req", "rsp"})
+NAMED_CHANNELS = ("evt", "cmd", "res", "req", "rsp")
 
 
 class TopicError(ValueError):
@@ -52,7 +53,7 @@ def event(clinic: str, device: str, kind: str) -> str:
 
 def device_topic(clinic: str, device: str, channel: str) -> str:
     """Topic of a per-device channel without a name (status, state, health, ack)."""
-    if channel not in CHANNELS or channel in ("evt", "cmd", "res"):
+    if channel not in CHANNELS or channel in NAMED_CHANNELS:
         raise TopicError(f"channel {channel!r} needs a name or is unknown")
     return str(Topic(check_name(clinic, "clinic"), check_name(device, "device"), channel))
 
@@ -67,6 +68,16 @@ def response(clinic: str, device: str, name: str) -> str:
     return str(Topic(check_name(clinic, "clinic"), check_name(device, "device"), "res", check_name(name, "command")))
 
 
+def request(clinic: str, device: str, name: str) -> str:
+    """Topic a device sends a request to the central service on (``lookup``)."""
+    return str(Topic(check_name(clinic, "clinic"), check_name(device, "device"), "req", check_name(name, "request")))
+
+
+def reply(clinic: str, device: str, name: str) -> str:
+    """Topic the central service answers a device's request ``name`` on."""
+    return str(Topic(check_name(clinic, "clinic"), check_name(device, "device"), "rsp", check_name(name, "request")))
+
+
 def parse(topic: str) -> Topic:
     """Parse a concrete topic; raise :class:`TopicError` when it is not ours."""
     parts = topic.split("/")
@@ -77,7 +88,7 @@ def parse(topic: str) -> Topic:
     check_name(device, "device")
     if channel not in CHANNELS:
         raise TopicError(f"unknown channel {channel!r}")
-    if channel in ("evt", "cmd", "res"):
+    if channel in NAMED_CHANNELS:
         if len(parts) != 6:
             raise TopicError(f"{channel} topic needs exactly one name")
         return Topic(clinic, device, channel, check_name(parts[5], "name"))
@@ -95,6 +106,7 @@ INGEST_SHARE_GROUP = "ehc-ingest"
 
 def ingest_filters(group: str = INGEST_SHARE_GROUP) -> list[str]:
     """Shared-subscription filters for the central ingest workers."""
-    return [f"$share/{group}/{PREFIX}/+/+/{ch}" + ("/+" if ch == "evt" else "") for ch in ("evt", "state", "health")] + [
+    return [f"$share/{group}/{PREFIX}/+/+/{ch}" + ("/+" if ch in ("evt", "req") else "")
+            for ch in ("evt", "state", "health", "req")] + [
         f"{PREFIX}/+/+/status"
     ]

@@ -54,7 +54,7 @@ PACKAGES=(
     python3-venv python3-dev gcc
 )
 if [ "$MODE" = test ]; then
-    PACKAGES+=(postgresql openssl)
+    PACKAGES+=(postgresql openssl librsvg2-bin)  # rsvg-convert renders the SMART Health Card QR samples
 fi
 if [ -r /proc/device-tree/model ] && tr -d '\0' </proc/device-tree/model | grep -q "Raspberry Pi"; then
     # libcamera bindings, OpenCV for USB cameras and the lgpio pin backend of gpiozero come from apt

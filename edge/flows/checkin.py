@@ -32,6 +32,8 @@ code_type       the token's code type (health-card tokens only)
 verified        true only when a verifier checked a signature or the platform answered
 pending         what is still to be done centrally (``"online_lookup"``), or null
 queue_no        the queue number printed on the ticket (green and yellow), or null
+card_index      only when the online lookup could not be made: the token's 64-hex card index, so that
+                the central service can resolve the card later
 decoder         ``"zxing-cpp"`` or ``"zbar"``
 decode_ms       time to decode the frame, in milliseconds
 ==============  ==============================================================================
@@ -129,6 +131,8 @@ class CheckinFlow:
             "verified": verdict.verified,
             "pending": verdict.pending,
             "queue_no": number,
+            **({"card_index": verdict.claims["card_index"]} if verdict.claims and "card_index" in verdict.claims
+               else {}),
             "decoder": event.decoder,
             "decode_ms": round(event.decode_ms, 2),
         }

@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives import serialization
 
 from edge.core.configbase import ConfigError
 from edge.core.logs import setup_logging
+from mqtt import topics
 from mqtt.central import config as central_config
 from mqtt.central.broker import write_config
 from mqtt.central.store import open_store
@@ -175,6 +176,62 @@ def cmd_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_card_issue(args: argparse.Namespace) -> int:
+    """Issue an EHC1 credential signed by the site's card-issuer key; print its text (and a QR PNG)."""
+    import segno
+
+    from edge.credentials.ehc1 import Card, issue
+
+    cfg = central_config.load(args.config)
+    try:
+        card = Card(card_id=args.card_id.lower(), name=args.name, birth_date=args.birth, sex=args.sex,
+                    status=args.status, guardian=args.guardian.lower() if args.guardian else None)
+        text = issue(card, ca.load_private_key(cfg.path(cfg.trust.ehc1_issuer_key)), cfg.trust.ehc1_issuer_id,
+                     ttl=args.ttl)
+    except ValueError as exc:
+        print(f"ehc-central: {exc}", file=sys.stderr)
+        return 1
+    if args.qr:
+        segno.make(text, error="m").save(args.qr, scale=6, border=4)
+    print(text)
+    return 0
+
+
+def cmd_trust_update(args: argparse.Namespace) -> int:
+    """Change the trust list, sign the new version, and publish it retained (unless --no-publish)."""
+    from mqtt.central import trust
+
+    cfg = central_config.load(args.config)
+    shc = {}
+    for item in args.add_shc_jwks:
+        iss, _, path = item.partition("=")
+        if not path:
+            print("ehc-central: --add-shc-jwks takes ISS=FILE", file=sys.stderr)
+            return 2
+        shc[iss] = Path(path)
+    ehc1 = {}
+    for item in args.add_ehc1_issuer:
+        iss, _, path = item.partition("=")
+        if not path:
+            print("ehc-central: --add-ehc1-issuer takes ISS=PUBLIC_KEY_PEM", file=sys.stderr)
+            return 2
+        ehc1[iss] = Path(path)
+    try:
+        new = trust.update(cfg, trust.Changes(dcc_certs=[Path(p) for p in args.add_dcc_cert], shc_jwks=shc,
+                                              ehc1_issuers=ehc1, revoke_cards=args.revoke_card))
+    except (OSError, ValueError) as exc:
+        print(f"ehc-central: trust list not changed: {exc}", file=sys.stderr)
+        return 1
+    print(f"trust list version {new.version}: {len(new.ehc1)} EHC1, {len(new.dcc)} DCC, {len(new.shc)} SHC issuers, "
+          f"{len(new.revoked_cards)} revoked cards; {trust.signed_path(cfg)}")
+    if not args.no_publish:
+        from mqtt.central.commands import publish_retained
+
+        publish_retained(cfg, topics.TRUST_LIST, trust.signed_bytes(cfg) or b"")
+        print("published retained on", topics.TRUST_LIST)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ehc-central", description=__doc__)
     p.add_argument("--log-level", default="INFO")
@@ -192,6 +249,29 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--enroll-port", type=int, default=8443, help="enrollment HTTPS port")
     s.add_argument("--database", default="sqlite:central.db")
     s.set_defaults(func=cmd_init)
+
+    card = sub.add_parser("card", help="EHC1 health-card credentials").add_subparsers(dest="ccmd", required=True)
+    s = card.add_parser("issue", help="issue a signed EHC1 credential (a short-lived dynamic code)")
+    s.add_argument("--config", default=cfg_default)
+    s.add_argument("--card-id", required=True, help="pseudonymous card id, 32 hex digits")
+    s.add_argument("--name", required=True)
+    s.add_argument("--birth", required=True, help="YYYY-MM-DD")
+    s.add_argument("--sex", required=True, choices=["F", "M", "U"])
+    s.add_argument("--guardian", help="card id of the parent managing a child's card")
+    s.add_argument("--status", default="green", choices=["green", "yellow", "red"])
+    s.add_argument("--ttl", type=int, default=60, help="seconds the code is valid (at most 300)")
+    s.add_argument("--qr", help="also write the code as a QR PNG")
+    s.set_defaults(func=cmd_card_issue)
+
+    tr = sub.add_parser("trust", help="the signed trust list").add_subparsers(dest="trcmd", required=True)
+    s = tr.add_parser("update", help="add issuers or revoke cards, sign a new version, publish it retained")
+    s.add_argument("--config", default=cfg_default)
+    s.add_argument("--add-dcc-cert", action="append", default=[], metavar="FILE", help="DCC signing certificate")
+    s.add_argument("--add-shc-jwks", action="append", default=[], metavar="ISS=FILE", help="SMART issuer key set")
+    s.add_argument("--add-ehc1-issuer", action="append", default=[], metavar="ISS=PEM", help="another EHC1 issuer")
+    s.add_argument("--revoke-card", action="append", default=[], metavar="CARD_ID", help="an EHC1 card id to revoke")
+    s.add_argument("--no-publish", action="store_true", help="only sign and store the new version")
+    s.set_defaults(func=cmd_trust_update)
 
     tok = sub.add_parser("token", help="one-time enrollment tokens").add_subparsers(dest="tcmd", required=True)
     s = tok.add_parser("create", help="a token bound to a clinic and a box serial, with its provisioning QR")

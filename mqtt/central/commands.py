@@ -84,3 +84,20 @@ class CommandClient:
         if topic != commands.response_topic(rec.clinic, device, name) or msg.device != device or msg.kind != name:
             raise envelope.SignatureInvalid("response does not belong to this request")
         return msg.body
+
+
+def publish_retained(cfg: CentralConfig, topic: str, payload: bytes, timeout: float = 10.0) -> None:
+    """Publish one retained message with the central identity (e.g. a new trust list) and wait for PUBACK."""
+    client = new_client(f"{cfg.ingest.client_id}-pub-{os.urandom(4).hex()}", cfg.path(cfg.broker.ca),
+                        cfg.path(cfg.ingest.cert), cfg.path(cfg.ingest.key))
+    b = cfg.broker
+    client.connect(b.host, b.port, keepalive=30, properties=connect_properties(0))
+    client.loop_start()
+    try:
+        info = client.publish(topic, payload, qos=1, retain=True)
+        info.wait_for_publish(timeout)
+        if not info.is_published():
+            raise ConnectionError(f"the broker did not acknowledge {topic}")
+    finally:
+        client.disconnect()
+        client.loop_stop()

@@ -22,7 +22,7 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from mqtt import envelope, receipts, topics
+from mqtt import envelope, lookup, receipts, topics
 from mqtt.central import trust
 from mqtt.central.config import CentralConfig
 from mqtt.central.store import SEQ_CONFLICT, Rejection, SqlStore, StoreUnavailable, VerifiedResult
@@ -119,7 +119,7 @@ class Verifier:
             msg = envelope.verify(payload, topic, key.public_key)
         except envelope.EnvelopeError as exc:
             raise RejectedMessage(exc.reason, t.device) from None
-        expected_kind = t.name if t.channel == "evt" else t.channel
+        expected_kind = t.name if t.channel in ("evt", "req") else t.channel
         if msg.device != t.device or msg.kind != expected_kind:
             raise RejectedMessage("wrong_topic", t.device)
         return msg
@@ -132,6 +132,7 @@ class Ingest:
         self.cfg = cfg
         self.store = store
         self.verifier = Verifier(store, cfg.broker.max_message_bytes)
+        self.platform: lookup.CardPlatform = lookup.LocalCardRegistry(store)
         self.signing_key = load_private_key(cfg.path(cfg.enrollment.signing_key))  # signs receipts
         self.counters: Counter[str] = Counter()
         self.inbox: queue.Queue[Inbound] = queue.Queue(maxsize=cfg.ingest.receive_maximum * 2)
@@ -197,6 +198,7 @@ class Ingest:
         results: list[VerifiedResult] = []
         rejections: list[Rejection] = []
         presence: list[tuple[str, str, Any]] = []
+        lookups: list[tuple[topics.Topic, tuple[str, str, int]]] = []
         for item in batch:
             try:
                 kind, value = self._classify(item)
@@ -206,6 +208,8 @@ class Ingest:
                 continue
             if kind == "result":
                 results.append(value)
+            elif kind == "lookup":
+                lookups.append(value)
             else:
                 presence.append(value)
         outcomes = self.store.store_results(results, rejections)
@@ -227,11 +231,24 @@ class Ingest:
         for item in batch:
             if item.qos > 0:
                 self.client.ack(item.mid, item.qos)
+        for t, (rid, index, code_type) in lookups:
+            self._answer_lookup(t, rid, index, code_type)
+        if lookups:
+            counts["lookup"] += len(lookups)
         for (clinic, device), ids in to_receipt.items():
             topic = topics.device_topic(clinic, device, "ack")
             self.client.publish(topic, receipts.sign_receipt(ids, topic, self.signing_key), qos=1)
         self.counters.update(counts)
         return dict(counts)
+
+    def _answer_lookup(self, t: topics.Topic, rid: str, index: str, code_type: int) -> None:
+        try:
+            answer = self.platform.lookup(index, code_type)
+        except ConnectionError as exc:  # the box times out and records the scan yellow
+            logger.warning("card platform unreachable: %s", exc)
+            return
+        payload = lookup.sign_answer(t.clinic, t.device, rid, answer, self.signing_key)
+        self.client.publish(topics.reply(t.clinic, t.device, lookup.KIND), payload, qos=1)
 
     def _classify(self, item: Inbound) -> tuple[str, Any]:
         t, key = self.verifier.check(item.topic, item.payload)
@@ -240,11 +257,16 @@ class Ingest:
             if value not in PRESENCE_VALUES:
                 raise RejectedMessage("bad_status", t.device)
             return "presence", (t.device, "presence", value)
-        if t.channel not in ("evt", "state", "health"):
+        if t.channel not in ("evt", "state", "health", "req") or (t.channel == "req" and t.name != lookup.KIND):
             raise RejectedMessage("bad_topic", t.device)
         msg = self.verifier.open(t, key, item.topic, item.payload)
         if t.channel == "evt":
             return "result", VerifiedResult(t.clinic, msg, item.payload)
+        if t.channel == "req":
+            try:
+                return "lookup", (t, lookup.check_request(msg.body))
+            except lookup.LookupInvalid:
+                raise RejectedMessage("bad_request", t.device) from None
         return "presence", (t.device, t.channel, msg.body)
 
     def _work(self) -> None:

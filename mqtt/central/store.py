@@ -82,6 +82,8 @@ def _schema(blob: str, real: str, serial: str) -> list[str]:
         f"""CREATE TABLE IF NOT EXISTS enrollment_tokens (
             token_hash TEXT PRIMARY KEY, clinic TEXT NOT NULL, serial TEXT NOT NULL, created_at {real} NOT NULL,
             expires_at {real} NOT NULL, used_at {real}, device_id TEXT)""",
+        f"""CREATE TABLE IF NOT EXISTS cards (
+            card_index TEXT PRIMARY KEY, status TEXT NOT NULL, health TEXT NOT NULL, updated_at {real} NOT NULL)""",
         f"""CREATE TABLE IF NOT EXISTS rejections (
             id {serial}, at {real} NOT NULL, reason TEXT NOT NULL, topic TEXT NOT NULL,
             size BIGINT NOT NULL, device_id TEXT, sha256 TEXT NOT NULL)""",
@@ -133,6 +135,25 @@ class SqlStore:
         except Exception:
             self._rollback()
             raise
+
+    # -- local card registry (the card platform of the demo and the tests) ---------------------------
+    def register_card(self, card_index: str, status: str = "active", health: str = "green") -> None:
+        """Add or update a health card in the local registry (``card_index``: 64 hex digits)."""
+        self._begin()
+        try:
+            self._exec("DELETE FROM cards WHERE card_index = ?", (card_index.upper(),))
+            self._exec("INSERT INTO cards (card_index, status, health, updated_at) VALUES (?, ?, ?, ?)",
+                       (card_index.upper(), status, health, time.time()))
+            self._commit()
+        except Exception:
+            self._rollback()
+            raise
+
+    def card(self, card_index: str) -> tuple[str, str] | None:
+        """``(status, health)`` of a registered card, or None."""
+        row = self._exec("SELECT status, health FROM cards WHERE card_index = ?", (card_index.upper(),)).fetchone()
+        self._end_read()
+        return (row[0], row[1]) if row else None
 
     # -- enrollment tokens ---------------------------------------------------------------------------
     def add_token(self, token_hash: str, clinic: str, serial: str, expires_at: float) -> None:

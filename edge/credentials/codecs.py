@@ -1,0 +1,163 @@
+"""Bounded decoders shared by the credential verifiers: Base45, Base64url, zlib / raw DEFLATE, CBOR and JSON.
+
+Every function here is pure and refuses input that would cost more than the credential is worth: decompressed
+output is capped (:data:`MAX_INFLATED`), CBOR and JSON nesting is capped, CBOR's shared-reference tags (which can
+build cyclic structures) are refused, and duplicate CBOR map keys are refused. Failures raise
+:class:`~edge.credentials.result.CredentialError` with the caller's reason, never the input text.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import json
+import math
+import re
+import zlib
+from collections.abc import Mapping
+from typing import Any
+
+import base45
+import cbor2
+
+from edge.credentials.result import CredentialError, Reason
+
+MAX_INFLATED = 64 * 1024
+"""Largest decompressed payload accepted (bytes)."""
+
+MAX_NESTING = 16
+"""Deepest CBOR / JSON container nesting accepted in a credential payload."""
+
+_BASE45_RE = re.compile(r"[0-9A-Z $%*+\-./:]*")
+_B64URL_RE = re.compile(r"[A-Za-z0-9_-]*")
+_SHARED_REF_TAGS = (28, 29)  # "shareable" / "sharedref": may build cycles
+
+
+def b45decode(text: str) -> bytes:
+    """Strict Base45 (RFC 9285): alphabet, group length and value range are all checked."""
+    if not _BASE45_RE.fullmatch(text):
+        raise CredentialError(Reason.BAD_BASE45, "character outside the Base45 alphabet")
+    try:
+        return base45.b45decode(text)
+    except ValueError:
+        raise CredentialError(Reason.BAD_BASE45, "invalid Base45 group") from None
+
+
+def b64url_decode(text: str, reason: Reason = Reason.BAD_JWS) -> bytes:
+    """Strict unpadded Base64url (RFC 7515 section 2)."""
+    if len(text) % 4 == 1 or not _B64URL_RE.fullmatch(text):
+        raise CredentialError(reason, "not unpadded base64url")
+    try:
+        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except (binascii.Error, ValueError):
+        raise CredentialError(reason, "not base64url") from None
+
+
+def b64url_encode(data: bytes) -> str:
+    """Unpadded Base64url."""
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def inflate(data: bytes, *, raw: bool = False, limit: int = MAX_INFLATED) -> bytes:
+    """Decompress a complete zlib stream (or raw DEFLATE with ``raw``), refusing more than ``limit`` bytes of output.
+
+    Raises ``too_large`` past the limit and ``bad_zlib`` for a broken, truncated or trailing-garbage stream.
+    """
+    d = zlib.decompressobj(-zlib.MAX_WBITS if raw else zlib.MAX_WBITS)
+    try:
+        out = d.decompress(data, limit + 1)
+    except zlib.error:
+        raise CredentialError(Reason.BAD_ZLIB, "broken compressed stream") from None
+    if len(out) > limit:
+        raise CredentialError(Reason.TOO_LARGE, f"decompresses to more than {limit} bytes")
+    if not d.eof:
+        raise CredentialError(Reason.BAD_ZLIB, "truncated compressed stream")
+    if d.unused_data:
+        raise CredentialError(Reason.BAD_ZLIB, "bytes follow the compressed stream")
+    return out
+
+
+def _refuse_shared(*_: Any) -> Any:
+    raise ValueError("shared-reference tags are not accepted")
+
+
+_SEMANTIC = {tag: _refuse_shared for tag in _SHARED_REF_TAGS}
+
+
+def cbor_loads(data: bytes, reason: Reason, max_depth: int = MAX_NESTING) -> Any:
+    """Decode one complete CBOR item with bounded nesting; ``reason`` names the failure (``too_deep`` for nesting)."""
+    fp = io.BytesIO(data)
+    try:
+        obj = cbor2.CBORDecoder(fp, max_depth=max_depth, allow_duplicate_keys=False,
+                                semantic_decoders=_SEMANTIC).decode()
+    except RecursionError:
+        raise CredentialError(Reason.TOO_DEEP, "CBOR nested too deeply") from None
+    except Exception as exc:  # cbor2 raises several types on garbage
+        if "nesting depth" in str(exc):
+            raise CredentialError(Reason.TOO_DEEP, "CBOR nested too deeply") from None
+        raise CredentialError(reason, f"not CBOR ({type(exc).__name__})") from None
+    if fp.tell() != len(data):
+        raise CredentialError(reason, "bytes follow the CBOR item")
+    return obj
+
+
+def to_json_value(value: Any, reason: Reason, depth: int = 0, max_depth: int = MAX_NESTING) -> Any:
+    """A copy of a decoded CBOR value made of JSON types only (text keys, finite numbers), or ``reason``."""
+    if depth > max_depth:
+        raise CredentialError(Reason.TOO_DEEP, "nested too deeply")
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, int):
+        if abs(value) >= 2**63:
+            raise CredentialError(reason, "integer out of range")
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise CredentialError(reason, "non-finite number")
+        return value
+    if isinstance(value, (list, tuple)):
+        return [to_json_value(v, reason, depth + 1, max_depth) for v in value]
+    if isinstance(value, Mapping):
+        out = {}
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise CredentialError(reason, "map key is not text")
+            out[k] = to_json_value(v, reason, depth + 1, max_depth)
+        return out
+    raise CredentialError(reason, f"{type(value).__name__} is not a JSON type")
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def json_depth(value: Any) -> int:
+    """Container nesting depth of a parsed JSON value (0 for a scalar), without recursion."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        depth += 1
+        deepest = max(deepest, depth)
+        stack.extend((c, depth) for c in children)
+    return deepest
+
+
+def json_loads(data: bytes | str, reason: Reason = Reason.BAD_JSON, max_depth: int = MAX_NESTING) -> Any:
+    """Parse strict JSON (UTF-8, no NaN / Infinity) with bounded nesting."""
+    try:
+        value = json.loads(data, parse_constant=_refuse_constant)
+    except RecursionError:
+        raise CredentialError(Reason.TOO_DEEP, "JSON nested too deeply") from None
+    except (ValueError, UnicodeDecodeError):
+        raise CredentialError(reason, "not JSON") from None
+    if json_depth(value) > max_depth:
+        raise CredentialError(Reason.TOO_DEEP, "JSON nested too deeply")
+    return value

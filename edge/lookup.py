@@ -1,0 +1,100 @@
+"""The station's online card lookup: its own MQTT session, a signed request, a signed answer, a short wait.
+
+:class:`LookupClient` connects in the background with the device certificate (client id
+``<device>-lookup``) and asks the central service about a platform token (:mod:`mqtt.lookup`). It never
+blocks longer than ``timeout`` (1.5 s): when the box is offline or the answer is late it returns None,
+and the flow records the scan yellow for the central service to resolve later.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from mqtt import envelope, lookup, topics
+from mqtt.client import connect_properties, new_client
+from mqtt.outbox import DeviceIdentity
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_TIMEOUT = 1.5
+
+
+class LookupClient:
+    """Asks the central service about cards; one instance per station (thread-safe)."""
+
+    def __init__(self, host: str, port: int, ca: Any, cert: Any, key_path: Any, identity: DeviceIdentity,
+                 central: ec.EllipticCurvePublicKey, timeout: float = DEFAULT_TIMEOUT) -> None:
+        self.identity, self.central, self.timeout = identity, central, timeout
+        self.host, self.port = host, port
+        self.request_topic = topics.request(identity.clinic, identity.device, lookup.KIND)
+        self.reply_topic = topics.reply(identity.clinic, identity.device, lookup.KIND)
+        self.client = new_client(f"{identity.device}-lookup", ca, cert, key_path)
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = lambda *a: self.connected.clear()
+        self.client.on_message = self._on_message
+        self.client.reconnect_delay_set(1, 30)
+        self.connected = threading.Event()
+        self._lock = threading.Lock()
+        self._waiting: dict[str, tuple[threading.Event, list[lookup.CardAnswer]]] = {}
+        self.stats = {"asked": 0, "answered": 0, "timeouts": 0, "offline": 0, "bad_answers": 0}
+
+    def start(self) -> "LookupClient":
+        """Connect in the background (and keep reconnecting)."""
+        self.client.connect_async(self.host, self.port, keepalive=30, properties=connect_properties(0))
+        self.client.loop_start()
+        return self
+
+    def stop(self) -> None:
+        """Disconnect."""
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        if reason.is_failure:
+            logger.warning("lookup session refused: %s", reason)
+            return
+        client.subscribe(self.reply_topic, qos=1)
+        self.connected.set()
+
+    def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
+        try:
+            rid, answer = lookup.open_answer(bytes(msg.payload), msg.topic, self.central)
+        except lookup.LookupInvalid as exc:
+            self.stats["bad_answers"] += 1
+            logger.warning("ignoring lookup answer: %s", exc)
+            return
+        with self._lock:
+            slot = self._waiting.get(rid)
+        if slot is not None:
+            slot[1].append(answer)
+            slot[0].set()
+
+    def lookup(self, card_index: str, code_type: int) -> lookup.CardAnswer | None:
+        """The platform's answer about a card, or None when it did not come within the timeout."""
+        self.stats["asked"] += 1
+        if not self.connected.is_set():
+            self.stats["offline"] += 1
+            return None
+        rid = os.urandom(8).hex()
+        body = lookup.request_body(rid, card_index.upper(), code_type)
+        data = envelope.sign(envelope.Message(self.identity.device, 0, 0, lookup.KIND, body), self.request_topic,
+                             self.identity.key)
+        done: threading.Event = threading.Event()
+        answers: list[lookup.CardAnswer] = []
+        with self._lock:
+            self._waiting[rid] = (done, answers)
+        try:
+            self.client.publish(self.request_topic, data, qos=1)
+            if not done.wait(self.timeout):
+                self.stats["timeouts"] += 1
+                return None
+        finally:
+            with self._lock:
+                self._waiting.pop(rid, None)
+        self.stats["answered"] += 1
+        return answers[0]

@@ -1,0 +1,103 @@
+"""Online health-card lookup: a box asks the central service about a platform token, signed both ways.
+
+The box publishes on ``ehc/v1/<clinic>/<device>/req/lookup`` a message signed with its device key
+(kind ``lookup``, body ``{"rid": <16 hex>, "card_index": <64 hex>, "code_type": <int>}``); the central
+ingest verifies it like any result, asks its card platform (:class:`CardPlatform`) and answers on
+``…/rsp/lookup`` with a message signed by the central key (body ``{"rid", "found", "status", "health"}``).
+``rid`` correlates the answer inside the signatures, so neither the broker nor another box can forge
+or redirect one. The box waits about 1.5 s; without an answer the scan is recorded yellow, with the
+card index, for the central service to resolve later.
+
+The central side ships :class:`LocalCardRegistry` (the ``cards`` table of its store, used by the demo
+and the tests); a provincial platform plugs in behind the same :class:`CardPlatform` interface.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from mqtt import envelope, topics
+from mqtt.receipts import CENTRAL_ID
+
+KIND = "lookup"
+_RID = re.compile(r"^[0-9a-f]{16}$")
+_INDEX = re.compile(r"^[0-9A-F]{64}$")
+STATUSES = ("active", "suspended", "revoked")
+HEALTH = ("green", "yellow", "red")
+
+
+class LookupInvalid(ValueError):
+    """A lookup request or answer that is malformed or not signed by whom it must be."""
+
+
+@dataclass(frozen=True, slots=True)
+class CardAnswer:
+    """What the card platform says about a card."""
+
+    found: bool
+    status: str | None = None   # active | suspended | revoked
+    health: str | None = None   # green | yellow | red (health-code colour)
+
+
+class CardPlatform(Protocol):
+    """A card platform adapter: resolves a card index (the token's 64 hex digits) to the card's state.
+
+    Must answer within a second; raise ``ConnectionError`` when the platform cannot be reached.
+    """
+
+    def lookup(self, card_index: str, code_type: int) -> CardAnswer: ...
+
+
+class LocalCardRegistry:
+    """The central store's own ``cards`` table as a card platform."""
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+
+    def lookup(self, card_index: str, code_type: int) -> CardAnswer:
+        row = self.store.card(card_index)
+        return CardAnswer(False) if row is None else CardAnswer(True, row[0], row[1])
+
+
+def request_body(rid: str, card_index: str, code_type: int) -> dict[str, Any]:
+    """A checked request body."""
+    if not _RID.match(rid) or not _INDEX.match(card_index) or not 0 <= code_type <= 99:
+        raise LookupInvalid("lookup request malformed")
+    return {"rid": rid, "card_index": card_index, "code_type": code_type}
+
+
+def check_request(body: dict[str, Any]) -> tuple[str, str, int]:
+    """``(rid, card_index, code_type)`` of a verified request body; raises :class:`LookupInvalid`."""
+    rid, index, code_type = body.get("rid"), body.get("card_index"), body.get("code_type")
+    if not (isinstance(rid, str) and isinstance(index, str) and isinstance(code_type, int)):
+        raise LookupInvalid("lookup request malformed")
+    request_body(rid, index, code_type)
+    return rid, index, code_type
+
+
+def sign_answer(clinic: str, device: str, rid: str, answer: CardAnswer, key: ec.EllipticCurvePrivateKey) -> bytes:
+    """The central service's signed answer for ``device``."""
+    body = {"rid": rid, "found": answer.found, "status": answer.status, "health": answer.health}
+    return envelope.sign(envelope.Message(CENTRAL_ID, 0, 0, KIND, body), topics.reply(clinic, device, KIND), key)
+
+
+def open_answer(payload: bytes, topic: str, central: ec.EllipticCurvePublicKey) -> tuple[str, CardAnswer]:
+    """Verify an answer with the central key; ``(rid, answer)``."""
+    try:
+        msg = envelope.verify(payload, topic, central)
+    except envelope.EnvelopeError as exc:
+        raise LookupInvalid(f"answer not signed by the central service ({exc.reason})") from None
+    if msg.device != CENTRAL_ID or msg.kind != KIND:
+        raise LookupInvalid("signed for another purpose")
+    b = msg.body
+    rid, found = b.get("rid"), b.get("found")
+    if not (isinstance(rid, str) and _RID.match(rid) and isinstance(found, bool)):
+        raise LookupInvalid("answer malformed")
+    status, health = b.get("status"), b.get("health")
+    if found and (status not in STATUSES or health not in HEALTH):
+        raise LookupInvalid("answer malformed")
+    return rid, CardAnswer(found, status, health)

@@ -1,0 +1,95 @@
+"""Online card lookup through a real Mosquitto and the central ingest, signed both ways."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from edge import config as edge_config
+from edge.lookup import LookupClient
+from edge.payloads import classify_payload
+from edge.runtime import build_lookup, build_verifier, load_identity
+from edge.verify import Outcome
+from mqtt import lookup, topics
+from mqtt.central.ingest import Ingest
+from mqtt.central.store import open_store
+from provisioning import ca
+from provisioning.site import add_device
+from tests.hw_sim.camera import health_card_tokens
+from tests.mqtt_helpers import RawClient
+
+ACTIVE, SUSPENDED, UNKNOWN, YELLOW = health_card_tokens(4, seed=31)
+
+
+@pytest.fixture
+def running(site, store, broker):
+    ingest = Ingest(site.config, open_store(site.config.database_url)).start()
+    assert ingest.connected.wait(10)
+    store.register_card(ACTIVE[:64])
+    store.register_card(SUSPENDED[:64], status="suspended")
+    store.register_card(YELLOW[:64], health="yellow")
+    yield ingest
+    ingest.stop()
+
+
+@pytest.fixture
+def box(site, store, tmp_path):
+    return edge_config.load(add_device(site, store, "box-0001", "clinic-a", tmp_path / "box"))
+
+
+def test_lookups_decide_the_outcome(running, box) -> None:
+    client = build_lookup(box, load_identity(box))
+    try:
+        assert client.connected.wait(10)
+        verifier = build_verifier(box, client)
+        verdicts = {name: verifier.verify(classify_payload(token)) for name, token in
+                    (("active", ACTIVE), ("suspended", SUSPENDED), ("unknown", UNKNOWN), ("yellow", YELLOW))}
+    finally:
+        client.stop()
+    assert (verdicts["active"].outcome, verdicts["active"].verified, verdicts["active"].pending) == (
+        Outcome.GREEN, True, None)
+    assert (verdicts["suspended"].outcome, verdicts["suspended"].reason) == (Outcome.RED, "card_suspended")
+    assert (verdicts["unknown"].outcome, verdicts["unknown"].reason) == (Outcome.RED, "card_unknown")
+    assert (verdicts["yellow"].outcome, verdicts["yellow"].reason) == (Outcome.YELLOW, "status_yellow")
+    assert running.counters["lookup"] == 4
+
+
+def test_no_broker_means_yellow_within_the_timeout(site, store, box) -> None:
+    client = build_lookup(box, load_identity(box))  # the broker fixture is not running
+    try:
+        started = time.monotonic()
+        verdict = build_verifier(box, client).verify(classify_payload(ACTIVE))
+        assert time.monotonic() - started < 3
+    finally:
+        client.stop()
+    assert (verdict.outcome, verdict.reason, verdict.pending) == (Outcome.YELLOW, "lookup_unavailable", "online_lookup")
+    assert verdict.claims == {"card_index": ACTIVE[:64]}
+
+
+def test_answers_not_signed_by_the_centre_are_ignored(running, box, site) -> None:
+    identity = load_identity(box)
+    central = ca.load_private_key(site.root / "pki" / "central-sign.key").public_key()
+    client = LookupClient(box.mqtt.host, box.mqtt.port, box.path(box.mqtt.ca), box.path(box.device.cert),
+                          box.path(box.device.key), identity, central, timeout=1.0).start()
+    try:
+        assert client.connected.wait(10)
+        forged = lookup.sign_answer("clinic-a", "box-0001", "00" * 8, lookup.CardAnswer(True, "active", "green"),
+                                    ca.generate_key())
+        client._on_message(None, None, type("M", (), {"payload": forged, "topic": client.reply_topic})())
+        assert client.stats["bad_answers"] == 1
+        assert client.lookup(ACTIVE[:64], 1) == lookup.CardAnswer(True, "active", "green")
+    finally:
+        client.stop()
+
+
+def test_a_box_cannot_ask_on_another_box_s_topic(running, box, site, store, tmp_path) -> None:
+    other = edge_config.load(add_device(site, store, "box-0002", "clinic-a", tmp_path / "other"))
+    b = site.config.broker
+    raw = RawClient(b.host, b.port, box.path(box.mqtt.ca), box.path(box.device.cert), box.path(box.device.key),
+                    "box-0001-raw").wait_connected()
+    try:
+        assert raw.publish(topics.request("clinic-a", other.device.id, "lookup"), b"x") == 135  # not authorised
+        assert raw.publish(topics.request("clinic-a", box.device.id, "lookup"), b"x") == 0
+    finally:
+        raw.close()
