@@ -17,7 +17,7 @@ from mqtt.central.store import open_store
 from provisioning import ca
 from provisioning.site import add_device
 from tests.hw_sim.camera import health_card_tokens
-from tests.mqtt_helpers import RawClient
+from tests.mqtt_helpers import RawClient, wait_until
 
 ACTIVE, SUSPENDED, UNKNOWN, YELLOW = health_card_tokens(4, seed=31)
 
@@ -93,3 +93,27 @@ def test_a_box_cannot_ask_on_another_box_s_topic(running, box, site, store, tmp_
         assert raw.publish(topics.request("clinic-a", box.device.id, "lookup"), b"x") == 0
     finally:
         raw.close()
+
+
+def test_scans_recorded_without_an_answer_are_resolved_centrally(running, box, store, site) -> None:
+    from edge.runtime import build_uplink
+    from mqtt.central.ingest import resolve_lookup
+
+    up = build_uplink(box)
+    up.outbox.start_boot()
+    pending = up.outbox.enqueue("scan", {"flow": "checkin", "outcome": "yellow", "reason": "lookup_unavailable",
+                                         "pending": "online_lookup", "card_index": SUSPENDED[:64], "code_type": 1})
+    up.start()
+    try:
+        wait_until(lambda: store.counts()["results"] == 1, 10, "delivery")
+    finally:
+        up.stop()
+    # resolved by the ingest as it stored the result
+    wait_until(lambda: store._exec("SELECT found, status FROM card_lookups WHERE msg_id = ?",
+                                   (str(pending.msg_id),)).fetchone() == (1, "suspended"), 10, "resolution")
+    assert store.unresolved_lookups() == []
+    # a platform that is down leaves it pending, for `ehc-central lookups` to retry
+    class Down:
+        def lookup(self, index, code_type):
+            raise ConnectionError("platform down")
+    assert not resolve_lookup(store, Down(), "m-1", ACTIVE[:64], 1)

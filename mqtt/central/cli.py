@@ -197,6 +197,23 @@ def cmd_card_issue(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_lookups(args: argparse.Namespace) -> int:
+    """Resolve scans the boxes recorded while they could not reach the card platform."""
+    from mqtt import lookup
+    from mqtt.central.ingest import resolve_lookup
+
+    cfg = central_config.load(args.config)
+    store = open_store(cfg.database_url)
+    try:
+        pending = store.unresolved_lookups()
+        platform = lookup.LocalCardRegistry(store)
+        done = sum(resolve_lookup(store, platform, msg_id, index, code_type) for msg_id, index, code_type in pending)
+    finally:
+        store.close()
+    print(json.dumps({"pending": len(pending), "resolved": done}))
+    return 0 if done == len(pending) else 1
+
+
 def cmd_trust_update(args: argparse.Namespace) -> int:
     """Change the trust list, sign the new version, and publish it retained (unless --no-publish)."""
     from mqtt.central import trust
@@ -262,6 +279,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--ttl", type=int, default=60, help="seconds the code is valid (at most 300)")
     s.add_argument("--qr", help="also write the code as a QR PNG")
     s.set_defaults(func=cmd_card_issue)
+
+    s = sub.add_parser("lookups", help="resolve scans recorded while the card lookup was unavailable (run from a timer)")
+    s.add_argument("--config", default=cfg_default)
+    s.set_defaults(func=cmd_lookups)
 
     tr = sub.add_parser("trust", help="the signed trust list").add_subparsers(dest="trcmd", required=True)
     s = tr.add_parser("update", help="add issuers or revoke cards, sign a new version, publish it retained")

@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from mqtt import envelope, lookup, receipts, topics
 from mqtt.central import trust
 from mqtt.central.config import CentralConfig
-from mqtt.central.store import SEQ_CONFLICT, Rejection, SqlStore, StoreUnavailable, VerifiedResult
+from mqtt.central.store import SEQ_CONFLICT, STORED, Rejection, SqlStore, StoreUnavailable, VerifiedResult
 from mqtt.client import connect_properties, new_client
 from provisioning.ca import load_private_key
 
@@ -123,6 +123,18 @@ class Verifier:
         if msg.device != t.device or msg.kind != expected_kind:
             raise RejectedMessage("wrong_topic", t.device)
         return msg
+
+
+def resolve_lookup(store: SqlStore, platform: lookup.CardPlatform, msg_id: str, card_index: str,
+                   code_type: int) -> bool:
+    """Ask the card platform about a scan the box could not look up; True when the answer was recorded."""
+    try:
+        answer = platform.lookup(card_index, code_type)
+    except ConnectionError as exc:
+        logger.warning("card platform unreachable; lookup for %s stays pending: %s", msg_id, exc)
+        return False
+    store.record_lookup(msg_id, card_index, answer.found, answer.status, answer.health)
+    return True
 
 
 class Ingest:
@@ -233,6 +245,11 @@ class Ingest:
                 self.client.ack(item.mid, item.qos)
         for t, (rid, index, code_type) in lookups:
             self._answer_lookup(t, rid, index, code_type)
+        for res, outcome in zip(results, outcomes):
+            body = res.message.body
+            if outcome == STORED and body.get("pending") == "online_lookup" and isinstance(body.get("card_index"), str):
+                resolve_lookup(self.store, self.platform, str(res.message.msg_id), body["card_index"],
+                               int(body.get("code_type") or 0))
         if lookups:
             counts["lookup"] += len(lookups)
         for (clinic, device), ids in to_receipt.items():

@@ -84,6 +84,9 @@ def _schema(blob: str, real: str, serial: str) -> list[str]:
             expires_at {real} NOT NULL, used_at {real}, device_id TEXT)""",
         f"""CREATE TABLE IF NOT EXISTS cards (
             card_index TEXT PRIMARY KEY, status TEXT NOT NULL, health TEXT NOT NULL, updated_at {real} NOT NULL)""",
+        f"""CREATE TABLE IF NOT EXISTS card_lookups (
+            msg_id TEXT PRIMARY KEY, card_index TEXT NOT NULL, found BIGINT NOT NULL, status TEXT, health TEXT,
+            resolved_at {real} NOT NULL)""",
         f"""CREATE TABLE IF NOT EXISTS rejections (
             id {serial}, at {real} NOT NULL, reason TEXT NOT NULL, topic TEXT NOT NULL,
             size BIGINT NOT NULL, device_id TEXT, sha256 TEXT NOT NULL)""",
@@ -154,6 +157,32 @@ class SqlStore:
         row = self._exec("SELECT status, health FROM cards WHERE card_index = ?", (card_index.upper(),)).fetchone()
         self._end_read()
         return (row[0], row[1]) if row else None
+
+    def record_lookup(self, msg_id: str, card_index: str, found: bool, status: str | None,
+                      health: str | None) -> None:
+        """Store the central resolution of a scan the box could not look up."""
+        self._begin()
+        try:
+            self._exec("DELETE FROM card_lookups WHERE msg_id = ?", (msg_id,))
+            self._exec("INSERT INTO card_lookups (msg_id, card_index, found, status, health, resolved_at) "
+                       "VALUES (?, ?, ?, ?, ?, ?)", (msg_id, card_index.upper(), int(found), status, health, time.time()))
+            self._commit()
+        except Exception:
+            self._rollback()
+            raise
+
+    def unresolved_lookups(self, limit: int = 1000) -> list[tuple[str, str, int]]:
+        """``(msg_id, card_index, code_type)`` of stored scans still waiting for a card lookup."""
+        rows = self._exec("SELECT r.msg_id, r.body_json FROM results r LEFT JOIN card_lookups l ON l.msg_id = r.msg_id "
+                          "WHERE l.msg_id IS NULL AND r.kind = 'scan' AND r.body_json LIKE ? ORDER BY r.received_at",
+                          ('%"card_index":%',)).fetchmany(limit)
+        self._end_read()
+        out = []
+        for msg_id, body_json in rows:
+            body = json.loads(body_json)
+            if body.get("pending") == "online_lookup" and isinstance(body.get("card_index"), str):
+                out.append((msg_id, body["card_index"], int(body.get("code_type") or 0)))
+        return out
 
     # -- enrollment tokens ---------------------------------------------------------------------------
     def add_token(self, token_hash: str, clinic: str, serial: str, expires_at: float) -> None:
