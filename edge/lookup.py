@@ -76,12 +76,19 @@ class LookupClient:
 
     def lookup(self, card_index: str, code_type: int) -> lookup.CardAnswer | None:
         """The platform's answer about a card, or None when it did not come within the timeout."""
+        rid = os.urandom(8).hex()
+        return self._ask(rid, lookup.request_body(rid, card_index.upper(), code_type))
+
+    def lookup_id(self, id_ref: str) -> lookup.CardAnswer | None:
+        """The answer about the health card of the person with this ID pseudonym (None: no answer in time)."""
+        rid = os.urandom(8).hex()
+        return self._ask(rid, lookup.id_request_body(rid, id_ref))
+
+    def _ask(self, rid: str, body: dict[str, Any]) -> lookup.CardAnswer | None:
         self.stats["asked"] += 1
         if not self.connected.is_set():
             self.stats["offline"] += 1
             return None
-        rid = os.urandom(8).hex()
-        body = lookup.request_body(rid, card_index.upper(), code_type)
         data = envelope.sign(envelope.Message(self.identity.device, 0, 0, lookup.KIND, body), self.request_topic,
                              self.identity.key)
         done: threading.Event = threading.Event()

@@ -87,6 +87,24 @@ class TrustedVerifier:
         return Verdict(outcome, reason=None if outcome is Outcome.GREEN else f"status_{answer.health}", verified=True,
                        card_ref=ref, code_type=payload.code_type)
 
+    def verify_identity(self, id_ref: str, authenticated: bool) -> Verdict:
+        """The health card of a person who showed a valid identity document, found by the number's pseudonym.
+
+        ``authenticated``: the document itself was checked (an ID card through the reader's SAM module).
+        """
+        if self.lookup is None:
+            return Verdict(Outcome.GREEN, pending="online_lookup", verified=authenticated)
+        answer = self.lookup.lookup_id(id_ref)
+        if answer is None:
+            return Verdict(Outcome.YELLOW, reason="lookup_unavailable", pending="online_lookup")
+        if not answer.found:
+            return Verdict(Outcome.YELLOW, reason="no_health_card", verified=authenticated)
+        if answer.status != "active":
+            return Verdict(Outcome.RED, reason=f"card_{answer.status}", verified=authenticated)
+        outcome = _STATUS[answer.health or "green"]
+        return Verdict(outcome, reason=None if outcome is Outcome.GREEN else f"status_{answer.health}",
+                       verified=authenticated)
+
     def _ehc1(self, text: str, trust: TrustList, now: float) -> Verdict:
         result = ehc1.verify(text, trust.ehc1_keys(), trust.revoked_cards, at=now, skew=self.skew)
         if not result.valid:

@@ -1,7 +1,8 @@
 """Online health-card lookup: a box asks the central service about a platform token, signed both ways.
 
 The box publishes on ``ehc/v1/<clinic>/<device>/req/lookup`` a message signed with its device key
-(kind ``lookup``, body ``{"rid": <16 hex>, "card_index": <64 hex>, "code_type": <int>}``); the central
+(kind ``lookup``, body ``{"rid": <16 hex>, "card_index": <64 hex>, "code_type": <int>}``, or
+``{"rid", "id_ref": <32 hex>}`` for a person who showed an ID card); the central
 ingest verifies it like any result, asks its card platform (:class:`CardPlatform`) and answers on
 ``…/rsp/lookup`` with a message signed by the central key (body ``{"rid", "found", "status", "health"}``).
 ``rid`` correlates the answer inside the signatures, so neither the broker nor another box can forge
@@ -26,6 +27,7 @@ from mqtt.receipts import CENTRAL_ID
 KIND = "lookup"
 _RID = re.compile(r"^[0-9a-f]{16}$")
 _INDEX = re.compile(r"^[0-9A-F]{64}$")
+_ID_REF = re.compile(r"^[0-9a-f]{32}$")
 STATUSES = ("active", "suspended", "revoked")
 HEALTH = ("green", "yellow", "red")
 
@@ -51,6 +53,10 @@ class CardPlatform(Protocol):
 
     def lookup(self, card_index: str, code_type: int) -> CardAnswer: ...
 
+    def lookup_by_id(self, id_ref: str) -> CardAnswer:
+        """The health card of the person whose ID-number pseudonym is ``id_ref``."""
+        ...
+
 
 class LocalCardRegistry:
     """The central store's own ``cards`` table as a card platform."""
@@ -62,6 +68,10 @@ class LocalCardRegistry:
         row = self.store.card(card_index)
         return CardAnswer(False) if row is None else CardAnswer(True, row[0], row[1])
 
+    def lookup_by_id(self, id_ref: str) -> CardAnswer:
+        row = self.store.card_by_id(id_ref)
+        return CardAnswer(False) if row is None else CardAnswer(True, row[0], row[1])
+
 
 def request_body(rid: str, card_index: str, code_type: int) -> dict[str, Any]:
     """A checked request body."""
@@ -70,8 +80,22 @@ def request_body(rid: str, card_index: str, code_type: int) -> dict[str, Any]:
     return {"rid": rid, "card_index": card_index, "code_type": code_type}
 
 
+def id_request_body(rid: str, id_ref: str) -> dict[str, Any]:
+    """A checked request body asking by ID-number pseudonym."""
+    if not _RID.match(rid) or not _ID_REF.match(id_ref):
+        raise LookupInvalid("lookup request malformed")
+    return {"rid": rid, "id_ref": id_ref}
+
+
 def check_request(body: dict[str, Any]) -> tuple[str, str, int]:
-    """``(rid, card_index, code_type)`` of a verified request body; raises :class:`LookupInvalid`."""
+    """``(rid, card_index, code_type)`` of a verified request body, or ``(rid, "id:<id_ref>", 0)`` for a
+    request by ID pseudonym; raises :class:`LookupInvalid`."""
+    if "id_ref" in body:
+        rid, id_ref = body.get("rid"), body.get("id_ref")
+        if not (isinstance(rid, str) and isinstance(id_ref, str) and set(body) == {"rid", "id_ref"}):
+            raise LookupInvalid("lookup request malformed")
+        id_request_body(rid, id_ref)
+        return rid, "id:" + id_ref, 0
     rid, index, code_type = body.get("rid"), body.get("card_index"), body.get("code_type")
     if not (isinstance(rid, str) and isinstance(index, str) and isinstance(code_type, int)):
         raise LookupInvalid("lookup request malformed")

@@ -117,3 +117,21 @@ def test_scans_recorded_without_an_answer_are_resolved_centrally(running, box, s
         def lookup(self, index, code_type):
             raise ConnectionError("platform down")
     assert not resolve_lookup(store, Down(), "m-1", ACTIVE[:64], 1)
+
+
+def test_an_id_card_finds_its_holder_s_health_card(running, box, store) -> None:
+    from edge.identity import pseudonym
+
+    key = box.path(box.identity.pseudonym_key).read_bytes()
+    holder = pseudonym(key, "resident", "11010519491231002X")
+    store.register_card("AB" * 32, health="yellow", id_ref=holder)
+    client = build_lookup(box, load_identity(box))
+    try:
+        assert client.connected.wait(10)
+        verifier = build_verifier(box, client)
+        found = verifier.verify_identity(holder, True)
+        missing = verifier.verify_identity(pseudonym(key, "resident", "110105194912310021"), True)
+    finally:
+        client.stop()
+    assert (found.outcome, found.reason, found.verified) == (Outcome.YELLOW, "status_yellow", True)
+    assert (missing.outcome, missing.reason) == (Outcome.YELLOW, "no_health_card")

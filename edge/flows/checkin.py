@@ -10,8 +10,10 @@ For every :class:`~edge.flows.base.Scan` (a code held up):
 
 For every :class:`~edge.flows.base.IdPresented` (an ID card on the reader, a passport's MRZ): a number
 that does not validate is red (the validation code is the reason); an expired document is yellow
-``document_expired``; otherwise green with ``pending = "online_lookup"`` (the central service finds the
-holder's health card). The result carries ``kind`` (``id_card`` / ``mrz``), ``document`` (card type or
+``document_expired``; otherwise the holder's health card is looked up online by the number's pseudonym
+(:meth:`edge.verifiers.TrustedVerifier.verify_identity`): the card's colour, yellow ``no_health_card``
+when the person has none, red for a suspended card, yellow ``lookup_unavailable`` without an answer;
+without a lookup, green with ``pending = "online_lookup"``. The result carries ``kind`` (``id_card`` / ``mrz``), ``document`` (card type or
 MRZ document code) and ``id_ref``, the keyed pseudonym of the number (:func:`edge.identity.pseudonym`),
 plus ``id_number`` only where ``[identity] send_id_number`` is set; the receipt shows the name and number
 masked (``张*丰``, ``1101**********002X``).
@@ -93,10 +95,14 @@ class CheckinFlow:
                            ticket=ticket, detail={"outcome": verdict.outcome.value, "queue_no": number})
 
     def _identity(self, identity: PresentedId) -> FlowOutcome:
+        online = getattr(self.ctx.verifier, "verify_identity", None)
+        id_ref = self.ctx.identity_ref(identity)["id_ref"] if identity.valid else None
         if not identity.valid:
             verdict = Verdict(Outcome.RED, reason=identity.code)
         elif identity.expired:
             verdict = Verdict(Outcome.YELLOW, reason="document_expired", pending="online_lookup")
+        elif online is not None and id_ref is not None:
+            verdict = online(id_ref, identity.source == "id_card")
         else:
             verdict = Verdict(Outcome.GREEN, pending="online_lookup", verified=identity.source == "id_card")
         number = self._next_number() if verdict.outcome is not Outcome.RED else None

@@ -260,7 +260,8 @@ class Ingest:
 
     def _answer_lookup(self, t: topics.Topic, rid: str, index: str, code_type: int) -> None:
         try:
-            answer = self.platform.lookup(index, code_type)
+            answer = (self.platform.lookup_by_id(index[3:]) if index.startswith("id:")
+                      else self.platform.lookup(index, code_type))
         except ConnectionError as exc:  # the box times out and records the scan yellow
             logger.warning("card platform unreachable: %s", exc)
             return

@@ -83,7 +83,9 @@ def _schema(blob: str, real: str, serial: str) -> list[str]:
             token_hash TEXT PRIMARY KEY, clinic TEXT NOT NULL, serial TEXT NOT NULL, created_at {real} NOT NULL,
             expires_at {real} NOT NULL, used_at {real}, device_id TEXT)""",
         f"""CREATE TABLE IF NOT EXISTS cards (
-            card_index TEXT PRIMARY KEY, status TEXT NOT NULL, health TEXT NOT NULL, updated_at {real} NOT NULL)""",
+            card_index TEXT PRIMARY KEY, status TEXT NOT NULL, health TEXT NOT NULL, updated_at {real} NOT NULL,
+            id_ref TEXT)""",
+        "CREATE INDEX IF NOT EXISTS cards_id_ref ON cards (id_ref)",
         f"""CREATE TABLE IF NOT EXISTS card_lookups (
             msg_id TEXT PRIMARY KEY, card_index TEXT NOT NULL, found BIGINT NOT NULL, status TEXT, health TEXT,
             resolved_at {real} NOT NULL)""",
@@ -140,13 +142,15 @@ class SqlStore:
             raise
 
     # -- local card registry (the card platform of the demo and the tests) ---------------------------
-    def register_card(self, card_index: str, status: str = "active", health: str = "green") -> None:
-        """Add or update a health card in the local registry (``card_index``: 64 hex digits)."""
+    def register_card(self, card_index: str, status: str = "active", health: str = "green",
+                      id_ref: str | None = None) -> None:
+        """Add or update a health card in the local registry (``card_index``: 64 hex digits; ``id_ref``: the
+        holder's ID-number pseudonym, so that an ID card finds the health card)."""
         self._begin()
         try:
             self._exec("DELETE FROM cards WHERE card_index = ?", (card_index.upper(),))
-            self._exec("INSERT INTO cards (card_index, status, health, updated_at) VALUES (?, ?, ?, ?)",
-                       (card_index.upper(), status, health, time.time()))
+            self._exec("INSERT INTO cards (card_index, status, health, updated_at, id_ref) VALUES (?, ?, ?, ?, ?)",
+                       (card_index.upper(), status, health, time.time(), id_ref))
             self._commit()
         except Exception:
             self._rollback()
@@ -155,6 +159,12 @@ class SqlStore:
     def card(self, card_index: str) -> tuple[str, str] | None:
         """``(status, health)`` of a registered card, or None."""
         row = self._exec("SELECT status, health FROM cards WHERE card_index = ?", (card_index.upper(),)).fetchone()
+        self._end_read()
+        return (row[0], row[1]) if row else None
+
+    def card_by_id(self, id_ref: str) -> tuple[str, str] | None:
+        """``(status, health)`` of the card whose holder has this ID pseudonym, or None."""
+        row = self._exec("SELECT status, health FROM cards WHERE id_ref = ?", (id_ref,)).fetchone()
         self._end_read()
         return (row[0], row[1]) if row else None
 
