@@ -22,7 +22,7 @@ from typing import Any, Protocol
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from mqtt import envelope, topics
-from mqtt.receipts import CENTRAL_ID
+from mqtt.receipts import CENTRAL_ID, ReceiptInvalid, open_central
 
 KIND = "lookup"
 _RID = re.compile(r"^[0-9a-f]{16}$")
@@ -112,12 +112,9 @@ def sign_answer(clinic: str, device: str, rid: str, answer: CardAnswer, key: ec.
 def open_answer(payload: bytes, topic: str, central: ec.EllipticCurvePublicKey) -> tuple[str, CardAnswer]:
     """Verify an answer with the central key; ``(rid, answer)``."""
     try:
-        msg = envelope.verify(payload, topic, central)
-    except envelope.EnvelopeError as exc:
-        raise LookupInvalid(f"answer not signed by the central service ({exc.reason})") from None
-    if msg.device != CENTRAL_ID or msg.kind != KIND:
-        raise LookupInvalid("signed for another purpose")
-    b = msg.body
+        b = open_central(payload, topic, central, KIND).body
+    except ReceiptInvalid as exc:
+        raise LookupInvalid(f"answer {exc}") from None
     rid, found = b.get("rid"), b.get("found")
     if not (isinstance(rid, str) and _RID.match(rid) and isinstance(found, bool)):
         raise LookupInvalid("answer malformed")

@@ -31,7 +31,7 @@ def sign_receipt(msg_ids: list[bytes], topic: str, key: ec.EllipticCurvePrivateK
 
 def open_receipt(payload: bytes, topic: str, central: ec.EllipticCurvePublicKey) -> list[bytes]:
     """Verify a receipt and return the message ids it names."""
-    msg = _open(payload, topic, central, "ack")
+    msg = open_central(payload, topic, central, "ack")
     ids = msg.body.get("ids")
     if not (isinstance(ids, list) and all(isinstance(i, str) and _HEX16.match(i) for i in ids)):
         raise ReceiptInvalid("receipt ids malformed")
@@ -46,14 +46,16 @@ def sign_status(epoch: bytes, key: ec.EllipticCurvePrivateKey) -> bytes:
 
 def open_status(payload: bytes, central: ec.EllipticCurvePublicKey) -> str:
     """Verify the central status and return its epoch."""
-    msg = _open(payload, topics.CENTRAL_STATUS, central, "status")
+    msg = open_central(payload, topics.CENTRAL_STATUS, central, "status")
     epoch = msg.body.get("epoch")
     if not (isinstance(epoch, str) and _HEX8.match(epoch)):
         raise ReceiptInvalid("status epoch malformed")
     return epoch
 
 
-def _open(payload: bytes, topic: str, central: ec.EllipticCurvePublicKey, kind: str) -> envelope.Message:
+def open_central(payload: bytes, topic: str, central: ec.EllipticCurvePublicKey, kind: str) -> envelope.Message:
+    """Verify a message the central service signed for ``topic`` with purpose ``kind``; raises
+    :class:`ReceiptInvalid`."""
     try:
         msg = envelope.verify(payload, topic, central)
     except envelope.EnvelopeError as exc:

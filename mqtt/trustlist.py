@@ -34,7 +34,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from mqtt import envelope, topics
-from mqtt.receipts import CENTRAL_ID
+from mqtt.receipts import CENTRAL_ID, ReceiptInvalid, open_central
 
 KIND = "trust"
 _HEX16 = re.compile(r"^[0-9a-f]{16}$")
@@ -125,11 +125,9 @@ def sign(trust: TrustList, key: ec.EllipticCurvePrivateKey) -> bytes:
 def open_signed(payload: bytes, central: ec.EllipticCurvePublicKey) -> TrustList:
     """Verify a signed trust list with the central public key and load it."""
     try:
-        msg = envelope.verify(payload, topics.TRUST_LIST, central)
-    except envelope.EnvelopeError as exc:
-        raise TrustListInvalid(f"not signed by the central service ({exc.reason})") from None
-    if msg.device != CENTRAL_ID or msg.kind != KIND:
-        raise TrustListInvalid("signed for another purpose")
+        msg = open_central(payload, topics.TRUST_LIST, central, KIND)
+    except ReceiptInvalid as exc:
+        raise TrustListInvalid(str(exc)) from None
     trust = TrustList.from_body(msg.body)
     if trust.version != msg.seq:
         raise TrustListInvalid("version differs from the signed sequence number")

@@ -125,3 +125,21 @@ def pg_url(pg_admin_url: str) -> Iterator[str]:
     finally:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.close()
+
+
+@pytest.fixture
+def key():
+    """A box's P-256 signing key."""
+    from provisioning.ca import generate_key
+
+    return generate_key()
+
+
+@pytest.fixture
+def box(tmp_path: Path, key):
+    """A started signed outbox for box-1 at clinic-a (flows and station tests)."""
+    from tests.flow_helpers import open_box
+
+    b = open_box(tmp_path / "o.db", key)
+    yield b
+    b.close()

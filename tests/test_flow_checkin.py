@@ -9,23 +9,10 @@ import pytest
 from edge.feedback import Signal
 from edge.flows.checkin import CheckinFlow
 from mqtt.outbox import Outbox
-from provisioning.ca import generate_key
 from tests.flow_helpers import FakeWallClock, make_ctx, open_box, qr, stored
 from tests.hw_sim.camera import health_card_tokens
 
 TOKENS = health_card_tokens(3, seed=5)
-
-
-@pytest.fixture
-def key():
-    return generate_key()
-
-
-@pytest.fixture
-def box(tmp_path: Path, key):
-    b = open_box(tmp_path / "o.db", key)
-    yield b
-    b.close()
 
 
 @pytest.mark.parametrize("text, signal, outcome, reason, kind", [

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from pathlib import Path
 
 import pytest
 
@@ -13,25 +12,12 @@ from edge.flows.base import ButtonPress, IdPresented
 from edge.flows.checkin import CheckinFlow
 from edge.flows.masstest import MassTestFlow, PoolSettings
 from edge.identity import from_id_card, mask_name, mask_number, pseudonym
-from provisioning.ca import generate_key
-from tests.flow_helpers import make_ctx, open_box, stored, tube
+from tests.flow_helpers import make_ctx, stored, tube
 from tests.hw_sim.idcard_reader import sample_cards
 
 CARDS = sample_cards()
 KEY = b"k" * 32
 TODAY = dt.date(2026, 11, 25)
-
-
-@pytest.fixture
-def key():
-    return generate_key()
-
-
-@pytest.fixture
-def box(tmp_path: Path, key):
-    b = open_box(tmp_path / "o.db", key)
-    yield b
-    b.close()
 
 
 def _id(name: str) -> IdPresented:

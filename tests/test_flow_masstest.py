@@ -11,23 +11,10 @@ from edge.barcodes import Symbology
 from edge.feedback import Signal
 from edge.flows.base import ButtonPress
 from edge.flows.masstest import MassTestFlow, PoolSettings
-from provisioning.ca import generate_key
 from tests.flow_helpers import FakeWallClock, make_ctx, open_box, qr, stored, tube
 from tests.hw_sim.camera import health_card_tokens
 
 PEOPLE = health_card_tokens(8, seed=11)
-
-
-@pytest.fixture
-def key():
-    return generate_key()
-
-
-@pytest.fixture
-def box(tmp_path: Path, key):
-    b = open_box(tmp_path / "o.db", key)
-    yield b
-    b.close()
 
 
 def _flow(box, capacity: int = 3, clock: FakeWallClock | None = None, **kw) -> MassTestFlow:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 
 import pytest
 
@@ -15,21 +14,8 @@ from edge.flows.masstest import MassTestFlow, PoolSettings
 from edge.flows.runner import FlowRunner
 from edge.station import Station, StationStats
 from mqtt.outbox import Outbox
-from provisioning.ca import generate_key
-from tests.flow_helpers import make_ctx, open_box, stored
+from tests.flow_helpers import make_ctx, stored
 from tests.hw_sim.camera import FlakySource, SimulatedQrCamera, health_card_tokens
-
-
-@pytest.fixture
-def key():
-    return generate_key()
-
-
-@pytest.fixture
-def box(tmp_path: Path, key):
-    b = open_box(tmp_path / "o.db", key)
-    yield b
-    b.close()
 
 
 def _run(station: Station, runner: FlowRunner, **kw) -> StationStats:

@@ -5,12 +5,10 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-import pytest
 
 from drivers.gpio import Color
 from edge.config import EdgeConfig
 from edge.runtime import build_station
-from provisioning.ca import generate_key
 from tests.flow_helpers import open_box, stored
 from tests.hw_sim.camera import SimulatedQrCamera, health_card_tokens
 from tests.hw_sim.printer import PrinterSimulator
@@ -25,11 +23,6 @@ def _config(tmp_path: Path, printer: str, flow: str, **sections: dict) -> EdgeCo
         "printer": {"connection": f"serial:{printer}", "paper": "58mm", "retry_interval": 0.1, "settle": 0.0},
         "gpio": {"pin_factory": "mock", "hold": 0.2},
     })
-
-
-@pytest.fixture
-def key():
-    return generate_key()
 
 
 def test_checkin_prints_queue_tickets_and_lights_up(tmp_path: Path, key) -> None:

@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from edge.core.cliargs import parse_pairs
 from edge.credentials import TrustStore, ehc1, verify_credential
 from edge.credentials.result import CredentialCheck
 
@@ -33,16 +34,6 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--schemas", help="folder of the EU DCC JSON schemas (schema check skipped without)")
     p.add_argument("--at", help="verification time, ISO 8601 (default: now)")
     return p
-
-
-def _pairs(items: list[str], what: str) -> dict[str, Path]:
-    out = {}
-    for item in items:
-        key, _, path = item.partition("=")
-        if not key or not path:
-            raise ValueError(f"{what} takes ISS=FILE")
-        out[key] = Path(path)
-    return out
 
 
 def verify_main(argv: list[str]) -> int:
@@ -72,7 +63,7 @@ def _verify(text: str, args: argparse.Namespace, at: dt.datetime) -> CredentialC
 
     trust_list = _trust_list(args)
     issuers: dict[str, Any] = dict(trust_list.ehc1_keys()) if trust_list else {}
-    for iss, path in _pairs(args.ehc1_issuer, "--ehc1-issuer").items():
+    for iss, path in parse_pairs(args.ehc1_issuer, "--ehc1-issuer").items():
         key = ca.load_public_key(path)
         issuers[public_key_kid(key)] = (iss, key)
     if text.startswith(ehc1.PREFIX):
@@ -82,7 +73,7 @@ def _verify(text: str, args: argparse.Namespace, at: dt.datetime) -> CredentialC
     store = TrustStore.from_trust_list(trust_list, schemas) if trust_list else TrustStore(schemas)
     for cert in args.trust_cert:
         store.add_dcc_certificate_file(Path(cert))
-    for iss, path in _pairs(args.trust_jwks, "--trust-jwks").items():
+    for iss, path in parse_pairs(args.trust_jwks, "--trust-jwks").items():
         store.add_shc_jwks(iss, path.read_bytes())
     return verify_credential(text, store, at)
 

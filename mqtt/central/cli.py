@@ -11,6 +11,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from edge.core.cliargs import parse_pairs
 from edge.core.configbase import ConfigError
 from edge.core.logs import setup_logging
 from mqtt import topics
@@ -219,20 +220,12 @@ def cmd_trust_update(args: argparse.Namespace) -> int:
     from mqtt.central import trust
 
     cfg = central_config.load(args.config)
-    shc = {}
-    for item in args.add_shc_jwks:
-        iss, _, path = item.partition("=")
-        if not path:
-            print("ehc-central: --add-shc-jwks takes ISS=FILE", file=sys.stderr)
-            return 2
-        shc[iss] = Path(path)
-    ehc1 = {}
-    for item in args.add_ehc1_issuer:
-        iss, _, path = item.partition("=")
-        if not path:
-            print("ehc-central: --add-ehc1-issuer takes ISS=PUBLIC_KEY_PEM", file=sys.stderr)
-            return 2
-        ehc1[iss] = Path(path)
+    try:
+        shc = parse_pairs(args.add_shc_jwks, "--add-shc-jwks")
+        ehc1 = parse_pairs(args.add_ehc1_issuer, "--add-ehc1-issuer")
+    except ValueError as exc:
+        print(f"ehc-central: {exc}", file=sys.stderr)
+        return 2
     try:
         new = trust.update(cfg, trust.Changes(dcc_certs=[Path(p) for p in args.add_dcc_cert], shc_jwks=shc,
                                               ehc1_issuers=ehc1, revoke_cards=args.revoke_card))
