@@ -25,6 +25,7 @@ bench: install-test
 	$(PYTHON) bench/station.py
 	$(PYTHON) bench/idcard.py
 	$(PYTHON) bench/verify.py
+	$(PYTHON) bench/face.py
 
 lint:
 	@if $(PYTHON) -m ruff --version >/dev/null 2>&1; then \

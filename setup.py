@@ -22,6 +22,7 @@ RUNTIME = [
     "gpiozero>=2.0",
     "base45>=0.4",
     "jsonschema>=4.20",
+    "ai-edge-litert>=2.0",
     "systemd-python>=235; sys_platform == 'linux'",
 ]
 
@@ -41,7 +42,7 @@ setup(
     packages=find_packages(include=["edge", "edge.*", "drivers", "drivers.*", "models_tflite", "models_tflite.*",
                                     "mqtt", "mqtt.*", "provisioning", "provisioning.*"]),
     include_package_data=True,
-    package_data={"drivers": ["tickets/*.toml"]},
+    package_data={"drivers": ["tickets/*.toml"], "models_tflite": ["*.tflite", "manifest.toml", "LICENSE*"]},
     install_requires=RUNTIME,
     extras_require={"test": TEST, "dev": TEST + ["ruff>=0.5"]},
     entry_points={

@@ -95,7 +95,13 @@ def _idcard_tool(argv: list[str]) -> int:
     return idcard_main(argv)
 
 
-TOOLS = {"verify": _verify_tool, "idcard": _idcard_tool}
+def _face_tool(argv: list[str]) -> int:
+    from edge.face.cli import face_main
+
+    return face_main(argv)
+
+
+TOOLS = {"verify": _verify_tool, "idcard": _idcard_tool, "face": _face_tool}
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -136,6 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("verify", help="verify a credential (EHC1:, HC1:, shc:/) and print the verdict as JSON")
     sub.add_parser("idcard", help="ID card reader tools: idcard read --port DEV [--timeout S]")
+    sub.add_parser("face", help="1:1 face verification: face compare A B (JSON: same, score, threshold)")
 
     s = sub.add_parser("demo", help="a simulated clinic station end to end: broker, central, one box")
     s.add_argument("--frames", type=int, default=120, help="camera frames to scan")

@@ -1,0 +1,133 @@
+"""Synthetic camera frame sequences for active liveness, made by warping a real face photo.
+
+A sequence starts from one photo centred on its face (640×480). Each frame gets fresh sensor noise
+(a real camera never repeats a frame) and, as asked, closed eyes (eye opening painted with the
+eyelid's colour and a lash line), a head turn (the middle of the face shifted sideways while its
+outline stays, as a yaw looks in 2D) or an open mouth (a dark gap between the lips, lower lip and
+chin pushed down). Everything stays in memory.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from edge.face.landmarks import LEFT_EYE, LIP_LOWER_INNER, LIP_UPPER_INNER, MOUTH_LEFT, MOUTH_RIGHT, RIGHT_EYE
+from edge.face.pipeline import FacePipeline
+
+SIZE = (640, 480)
+
+
+@dataclass(frozen=True, slots=True)
+class Pose:
+    """What one frame shows: eyes closed, yaw (-1 … 1; + = nose toward image right), mouth open (0 … 1)."""
+
+    closed: bool = False
+    yaw: float = 0.0
+    mouth: float = 0.0
+
+
+def camera_view(photo: Image.Image, pipe: FacePipeline) -> Image.Image:
+    """``photo`` cropped around its single face and scaled to 640×480, the face about a third of the width."""
+    face = pipe.detect(photo)[0]
+    x0, y0, x1, y1 = face.box
+    cx, cy, half_w = (x0 + x1) / 2, (y0 + y1) / 2, (x1 - x0) * 1.5
+    half_h = half_w * SIZE[1] / SIZE[0]
+    return photo.crop((int(cx - half_w), int(cy - half_h), int(cx + half_w), int(cy + half_h))).resize(
+        SIZE, Image.Resampling.BILINEAR)
+
+
+def _remap(img: np.ndarray, sx: np.ndarray, sy: np.ndarray) -> np.ndarray:
+    """Bilinear sampling of ``img`` at (sx, sy) per output pixel."""
+    h, w = img.shape[:2]
+    sx, sy = np.clip(sx, 0, w - 1.001), np.clip(sy, 0, h - 1.001)
+    x0, y0 = sx.astype(int), sy.astype(int)
+    fx, fy = (sx - x0)[..., None], (sy - y0)[..., None]
+    f = img.astype(np.float32)
+    top = f[y0, x0] * (1 - fx) + f[y0, x0 + 1] * fx
+    bot = f[y0 + 1, x0] * (1 - fx) + f[y0 + 1, x0 + 1] * fx
+    return (top * (1 - fy) + bot * fy).astype(np.uint8)
+
+
+class FaceAnimator:
+    """Renders :class:`Pose` frames of one face photo."""
+
+    def __init__(self, photo: Image.Image, pipe: FacePipeline, seed: int = 0) -> None:
+        self.base = camera_view(photo, pipe)
+        faces = pipe.faces(self.base, still=False)
+        self.points = faces[0].mesh.points[:, :2]
+        self.box = faces[0].box
+        self.rng = np.random.default_rng(seed)
+
+    def frame(self, pose: Pose, noise: float = 2.0) -> np.ndarray:
+        img = np.asarray(self.base).copy()
+        if pose.yaw:
+            img = self._turn(img, pose.yaw)
+        if pose.mouth:
+            img = self._open_mouth(img, pose.mouth)
+        if pose.closed:
+            img = self._close_eyes(img)
+        if noise:
+            img = np.clip(img + self.rng.normal(0, noise, img.shape), 0, 255).astype(np.uint8)
+        return img
+
+    def _turn(self, img: np.ndarray, yaw: float) -> np.ndarray:
+        x0, y0, x1, y1 = self.box
+        cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+        rx, ry = (x1 - x0) * 0.62, (y1 - y0) * 0.85
+        h, w = img.shape[:2]
+        yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+        u, v = (xx - cx) / rx, (yy - cy) / ry
+        bump = np.clip(1 - u ** 2, 0, None) * np.clip(1 - v ** 2, 0, None)
+        shift = yaw * (x1 - x0) * 0.45 * bump
+        return _remap(img, xx - shift, yy)
+
+    def _open_mouth(self, img: np.ndarray, amount: float) -> np.ndarray:
+        p = self.points
+        left, right = p[MOUTH_RIGHT], p[MOUTH_LEFT]
+        mid = (p[LIP_UPPER_INNER] + p[LIP_LOWER_INNER]) / 2
+        width = float(np.linalg.norm(right - left))
+        gap = amount * width * 0.6
+        h, w = img.shape[:2]
+        yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+        chin = p[152] if len(p) > 152 else mid + [0, width]
+        below = np.clip((yy - mid[1]) / 4.0, 0, 1) * np.clip(1 - ((yy - mid[1]) / (chin[1] - mid[1] + width * 0.6)), 0, 1)
+        across = np.clip(1 - ((xx - mid[0]) / (width * 0.9)) ** 2, 0, None)
+        out = _remap(img, xx, yy - gap * below * across)
+        pil = Image.fromarray(out)
+        d = ImageDraw.Draw(pil)
+        d.ellipse([left[0] + width * 0.12, mid[1] - gap * 0.1, right[0] - width * 0.12, mid[1] + gap * 1.0],
+                  fill=(45, 20, 22))
+        return np.asarray(pil)
+
+    def _close_eyes(self, img: np.ndarray) -> np.ndarray:
+        p = self.points
+        pil = Image.fromarray(img)
+        d = ImageDraw.Draw(pil)
+        for idx in (RIGHT_EYE, LEFT_EYE):
+            eye = p[idx]
+            width = float(np.linalg.norm(eye[8] - eye[0]))
+            below = eye[:9].mean(0) + [0, width * 0.3]  # skin under the eye: the lid's colour
+            x, y = int(np.clip(below[0], 0, img.shape[1] - 1)), int(np.clip(below[1], 0, img.shape[0] - 1))
+            lid = tuple(int(c) for c in img[max(y - 2, 0):y + 3, max(x - 3, 0):x + 4].reshape(-1, 3).mean(0))
+            poly = np.vstack([eye[:9], eye[9:][::-1]])
+            grown = eye.mean(0) + (poly - eye.mean(0)) * [1.2, 1.9]
+            d.polygon([tuple(q) for q in grown.tolist()], fill=lid)
+            lash = eye[:9] * 0.6 + np.vstack([eye[:1], eye[9:], eye[8:9]]) * 0.4
+            d.line([tuple(q) for q in lash.tolist()], fill=(45, 32, 30), width=max(2, int(width * 0.06)))
+        return np.asarray(pil)
+
+
+ACTIONS = {"blink": Pose(closed=True), "turn_left": Pose(yaw=1.3), "turn_right": Pose(yaw=-1.3),
+           "open_mouth": Pose(mouth=1.0)}
+"""The pose that answers each challenge (turn left: the person's left, nose toward image right)."""
+
+
+def script(actions: list[str], lead: int = 4, hold: int = 3, rest: int = 3) -> list[Pose]:
+    """Poses of a person answering ``actions`` in order: neutral, then for each: act ``hold`` frames, rest."""
+    poses = [Pose()] * lead
+    for a in actions:
+        poses += [ACTIONS[a]] * hold + [Pose()] * rest
+    return poses
