@@ -42,7 +42,8 @@ setup(
     packages=find_packages(include=["edge", "edge.*", "drivers", "drivers.*", "models_tflite", "models_tflite.*",
                                     "mqtt", "mqtt.*", "provisioning", "provisioning.*"]),
     include_package_data=True,
-    package_data={"drivers": ["tickets/*.toml"], "models_tflite": ["*.tflite", "manifest.toml", "LICENSE*"]},
+    package_data={"drivers": ["tickets/*.toml"], "edge.vaccination": ["*.toml"],
+                  "models_tflite": ["*.tflite", "manifest.toml", "LICENSE*"]},
     install_requires=RUNTIME,
     extras_require={"test": TEST, "dev": TEST + ["ruff>=0.5"]},
     entry_points={

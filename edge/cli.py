@@ -101,7 +101,20 @@ def _face_tool(argv: list[str]) -> int:
     return face_main(argv)
 
 
-TOOLS = {"verify": _verify_tool, "idcard": _idcard_tool, "face": _face_tool}
+def _status_tool(argv: list[str]) -> int:
+    from edge.appliance.status import status_main
+
+    return status_main(argv)
+
+
+def _retention_tool(argv: list[str]) -> int:
+    from edge.appliance.retention import retention_main
+
+    return retention_main(argv)
+
+
+TOOLS = {"verify": _verify_tool, "idcard": _idcard_tool, "face": _face_tool, "status": _status_tool,
+         "retention": _retention_tool}
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -143,6 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("verify", help="verify a credential (EHC1:, HC1:, shc:/) and print the verdict as JSON")
     sub.add_parser("idcard", help="ID card reader tools: idcard read --port DEV [--timeout S]")
     sub.add_parser("face", help="1:1 face verification: face compare A B (JSON: same, score, threshold)")
+    sub.add_parser("status", help="one screen for a technician; exit 1 when something needs attention")
+    sub.add_parser("retention", help="delete printed tickets, finished tubes and stale files")
 
     s = sub.add_parser("demo", help="a simulated clinic station end to end: broker, central, one box")
     s.add_argument("--frames", type=int, default=120, help="camera frames to scan")

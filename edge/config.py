@@ -7,6 +7,7 @@ from pathlib import Path
 from pydantic import Field, field_validator, model_validator
 
 from drivers.gpio import GpioSettings
+from edge.appliance.retention import RetentionSection
 from drivers.printer import PrinterSettings
 from edge.core.configbase import StrictModel, load_toml, resolve_path
 from mqtt.topics import check_name
@@ -166,6 +167,7 @@ class EdgeConfig(StrictModel):
     idcard: IdCardSection = IdCardSection()
     identity: IdentitySection = IdentitySection()
     trust: TrustSection = TrustSection()
+    retention: RetentionSection = RetentionSection()
     provisioning: ProvisioningSection = ProvisioningSection()
     logging: LoggingSection = LoggingSection()
     base_dir: str | None = Field(None, description="Folder relative paths are resolved against (default: the file's)")

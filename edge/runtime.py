@@ -100,8 +100,12 @@ def uplink_settings(cfg: EdgeConfig) -> UplinkSettings:
 
 def build_uplink(cfg: EdgeConfig, capabilities: list[str] | None = None) -> Uplink:
     """Identity, outbox and uplink for the uplink daemon."""
+    from edge.appliance.diagnostics import command_handlers
+
     identity = load_identity(cfg)
-    return Uplink(uplink_settings(cfg), open_outbox(cfg, identity, durable=False), identity, capabilities)
+    uplink = Uplink(uplink_settings(cfg), open_outbox(cfg, identity, durable=False), identity, capabilities)
+    uplink.command_handlers.update(command_handlers(cfg, uplink))
+    return uplink
 
 
 def build_verifier(cfg: EdgeConfig, lookup: Any = None) -> Verifier:
