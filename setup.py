@@ -23,6 +23,7 @@ RUNTIME = [
     "base45>=0.4",
     "jsonschema>=4.20",
     "ai-edge-litert>=2.0",
+    "tesserocr>=2.7",
     "systemd-python>=235; sys_platform == 'linux'",
 ]
 

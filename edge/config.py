@@ -8,6 +8,7 @@ from pydantic import Field, field_validator, model_validator
 
 from drivers.gpio import GpioSettings
 from edge.appliance.retention import RetentionSection
+from edge.documents.mrz_ocr import MrzSettings
 from drivers.printer import PrinterSettings
 from edge.core.configbase import StrictModel, load_toml, resolve_path
 from mqtt.topics import check_name
@@ -86,6 +87,8 @@ class StationSection(StrictModel):
                                                                  "is refused for another (0: off)")
     max_pending: int = Field(32, ge=1, le=1000, description="New codes that may wait for the flow thread")
     online_lookup: bool = Field(True, description="Ask the central service about health-card tokens")
+    document_every: int = Field(10, ge=1, le=1000, description="With [mrz]: every how many frames without a "
+                                                               "barcode one is read for a passport's MRZ")
     lookup_timeout: float = Field(1.5, gt=0, le=10, description="Seconds to wait for a lookup answer before the "
                                                                "scan is recorded yellow")
 
@@ -165,6 +168,8 @@ class EdgeConfig(StrictModel):
     printer: PrinterSettings = PrinterSettings()
     gpio: GpioSettings | None = Field(None, description="Lights, buzzer and button; absent on a box without them")
     idcard: IdCardSection = IdCardSection()
+    mrz: MrzSettings | None = Field(None, description="Passports and foreign ID cards under the camera "
+                                                      "(check-in); absent: no document reading")
     identity: IdentitySection = IdentitySection()
     trust: TrustSection = TrustSection()
     retention: RetentionSection = RetentionSection()

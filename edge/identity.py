@@ -43,6 +43,20 @@ def from_id_card(card: Any, today: dt.date | None = None) -> PresentedId:
                        name=card.display_name, valid=result.valid, code=result.code, expired=card.expired(today))
 
 
+def from_mrz(result: Any, today: dt.date | None = None) -> PresentedId:
+    """A :class:`PresentedId` from a parsed machine-readable zone (:class:`edge.documents.mrz.MrzResult`).
+
+    The document is named ``mrz_<type>_<issuing country>`` (``mrz_P_UTO``) so that one number issued by two
+    countries gives two pseudonyms; an invalid zone (a check digit failed) is refused with ``mrz_invalid``.
+    """
+    today = today or dt.date.today()
+    name = " ".join(part for part in (result.given_names, result.surname) if part)
+    expired = result.expiry_date is not None and result.expiry_date < today
+    return PresentedId(source="mrz", document=f"mrz_{result.document_type}_{result.issuing_country}",
+                       number=result.document_number, name=name, valid=bool(result.valid),
+                       code="ok" if result.valid else "mrz_invalid", expired=expired)
+
+
 def pseudonym(key: bytes, document: str, number: str) -> str:
     """HMAC-SHA256 over ``document:NUMBER`` with the deployment key, first 32 hex digits."""
     if len(key) < 16:

@@ -140,6 +140,7 @@ class StationParts:
     printer: Any = None
     lights: Any = None
     online: Any = None
+    documents: Any = None
     idcard_stop: threading.Event = field(default_factory=threading.Event)
     idcard_thread: threading.Thread | None = None
 
@@ -164,6 +165,8 @@ class StationParts:
         self.idcard_stop.set()
         if self.idcard_thread is not None:
             self.idcard_thread.join(5)
+        if self.documents is not None:
+            self.documents.stop()
         self.runner.stop()
         if self.online is not None:
             self.online.stop()
@@ -219,9 +222,17 @@ def build_station(cfg: EdgeConfig, outbox: Outbox, *, feedback: Feedback | None 
         printer.start()
     if lights is not None:
         lights.on_press(lambda: runner.submit(ButtonPress("close")))
+    documents = None
+    if cfg.mrz is not None and cfg.station.flow == "checkin":
+        from edge.documents.mrz_ocr import MrzReader
+        from edge.documents.worker import DocumentWorker
+        from edge.identity import from_mrz
+
+        documents = DocumentWorker(MrzReader(cfg.mrz), lambda zone: runner.submit(IdPresented(from_mrz(zone))),
+                                   every=cfg.station.document_every).start()
     station = Station(source or frame_source(cfg.station), runner, dedupe_window=cfg.station.dedupe_window,
-                      decode_options=decode_options(cfg.station))
-    parts = StationParts(station, runner, printer, lights, online)
+                      decode_options=decode_options(cfg.station), documents=documents)
+    parts = StationParts(station, runner, printer, lights, online, documents=documents)
     if cfg.idcard.port:
         parts.start_idcard(cfg.idcard.port, cfg.idcard.poll_interval)
     return parts

@@ -18,6 +18,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 
@@ -59,8 +60,9 @@ class Station:
 
     def __init__(self, source: FrameSource, runner: FlowRunner, *, scanner: FrameScanner | None = None,
                  dedupe_window: float = DEFAULT_DEDUPE_WINDOW, decode_options: DecodeOptions | None = None,
-                 linear_confirm: int = 2) -> None:
+                 linear_confirm: int = 2, documents: Any = None) -> None:
         self.source = source
+        self.documents = documents
         self.runner = runner
         self.scanner = scanner or FrameScanner(decode_options or DecodeOptions())
         self.repeats = RepeatFilter(dedupe_window)
@@ -121,6 +123,8 @@ class Station:
         codes = self.scanner.decode(frame)
         decode_ms = (time.perf_counter() - frame_at) * 1000.0
         self._count(frames=1, decoded=len(codes))
+        if self.documents is not None:
+            self.documents.offer(frame, bool(codes))
         scans = []
         for code in codes:
             if code.format.is_linear and not self._confirmed(code.format.value, code.text):

@@ -1,0 +1,111 @@
+"""Passports under the camera: a background reader that never holds up the camera loop.
+
+The station offers a frame to :class:`DocumentWorker` now and then (every ``every`` frames in which no
+barcode was found); the worker keeps at most one frame waiting (a newer offer replaces it), reads the
+machine-readable zone in its own thread (:class:`edge.documents.mrz_ocr.MrzReader`, a few hundred
+milliseconds), and hands a valid or check-digit-failing zone to ``on_document`` once per presentation:
+the same zone seen again within ``dedupe_window`` seconds is the same passport still lying there.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from edge.repeats import RepeatFilter
+
+logger = logging.getLogger(__name__)
+
+
+class DocumentWorker:
+    """Reads MRZs from offered frames in a thread of its own."""
+
+    def __init__(self, reader: Any, on_document: Callable[[Any], None], *, every: int = 10,
+                 dedupe_window: float = 10.0) -> None:
+        if every < 1:
+            raise ValueError("every must be >= 1")
+        self.reader = reader
+        self.on_document = on_document
+        self.every = every
+        self.repeats = RepeatFilter(dedupe_window)
+        self.read_count = self.found = 0
+        self._cond = threading.Condition()
+        self._frame: np.ndarray | None = None
+        self._frames_without_code = 0
+        self._stop = False
+        self._thread = threading.Thread(target=self._run, name="documents", daemon=True)
+
+    def start(self) -> "DocumentWorker":
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        with self._cond:
+            self._stop = True
+            self._cond.notify_all()
+        self._thread.join(timeout)
+        close = getattr(self.reader, "close", None)
+        if close is not None:
+            close()
+
+    def offer(self, frame: np.ndarray, codes_found: bool) -> bool:
+        """Called by the camera loop for each frame; True when the frame was taken for reading."""
+        if codes_found:
+            self._frames_without_code = 0
+            return False
+        self._frames_without_code += 1
+        if self._frames_without_code % self.every:
+            return False
+        with self._cond:
+            self._frame = frame.copy()
+            self._cond.notify()
+        return True
+
+    def wait_idle(self, timeout: float = 10.0) -> bool:
+        """Wait until no frame is waiting (tests)."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self._frame is not None or self._busy:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cond.wait(left)
+        return True
+
+    _busy = False
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while self._frame is None and not self._stop:
+                    self._cond.wait()
+                if self._stop:
+                    return
+                frame, self._frame = self._frame, None
+                self._busy = True
+            try:
+                self._read(frame)
+            except Exception:  # a bad frame or an OCR failure must not end the worker
+                logger.exception("document reading failed")
+            finally:
+                with self._cond:
+                    self._busy = False
+                    self._cond.notify_all()
+
+    def _read(self, frame: np.ndarray) -> None:
+        self.read_count += 1
+        result = self.reader.read(frame)
+        if result is None:
+            return
+        key = hashlib.sha256("\n".join(result.lines).encode()).hexdigest()
+        if not self.repeats.is_new("mrz", key):
+            return
+        self.found += 1
+        logger.info("document zone read (valid: %s)", result.valid)
+        self.on_document(result)

@@ -1,0 +1,66 @@
+"""A passport under the camera at a check-in desk: read in the background, checked, pseudonymised, recorded."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from drivers.camera import FileFrameSource
+from edge.config import EdgeConfig
+from edge.identity import pseudonym
+from edge.runtime import build_station
+from tests.conftest import shared_dir
+from tests.flow_helpers import stored
+from tests.hw_sim.documents import sample_documents
+from tests.mqtt_helpers import wait_until
+
+TESSDATA = shared_dir() / "models" / "tessdata"
+
+
+class FramesSource(FileFrameSource):
+    """Frames held in memory, as a camera would deliver them."""
+
+    def __init__(self, frames: list[np.ndarray]) -> None:
+        super().__init__(Path("."))
+        self.frames = list(frames)
+
+    def _open(self) -> None:
+        pass
+
+    @property
+    def finished(self) -> bool:
+        return self.is_open and not self.frames
+
+    def _read(self) -> np.ndarray | None:
+        return self.frames.pop(0) if self.frames else None
+
+
+def test_a_passport_is_checked_in_once(tmp_path: Path, key, box) -> None:
+    if not (TESSDATA / "mrz.traineddata").exists():
+        pytest.skip(f"MRZ model folder not found: {TESSDATA} (set EHC_SHARED_DIR)")
+    (tmp_path / "pseudonym.key").write_bytes(b"q" * 32)
+    cfg = EdgeConfig.model_validate({
+        "device": {"id": "box-1", "clinic": "clinic-a", "key": "k.pem", "cert": "c.pem", "state_dir": str(tmp_path)},
+        "mqtt": {"host": "localhost", "ca": "ca.pem"},
+        "station": {"document_every": 2},
+        "identity": {"pseudonym_key": str(tmp_path / "pseudonym.key")},
+        "mrz": {"tessdata": str(TESSDATA), "cache_dir": str(tmp_path / "cache")},
+    })
+    (doc,) = list(sample_documents(1, seed=5))
+    parts = build_station(cfg, box, source=FramesSource([doc.frame] * 8))
+    parts.runner.start()
+    try:
+        parts.station.run()
+        assert parts.documents.wait_idle(30)
+        wait_until(lambda: len(stored(box, key)) == 1, 30, "the passport's result")
+        assert parts.runner.wait_idle(10)
+    finally:
+        parts.close()
+    (msg,) = stored(box, key)  # one presentation, one result, although several frames were read
+    body = msg.body
+    assert body["kind"] == "mrz" and body["document"].startswith("mrz_")
+    number = doc.lines[0][5:14].rstrip("<") if doc.format.value == "TD1" else doc.lines[1][:9].rstrip("<")
+    assert body["id_ref"] == pseudonym(b"q" * 32, body["document"], number)
+    assert number not in str(body) and parts.documents.found == 1
