@@ -26,6 +26,7 @@ bench: install-test
 	$(PYTHON) bench/idcard.py
 	$(PYTHON) bench/verify.py
 	$(PYTHON) bench/face.py
+	$(PYTHON) bench/mrz.py
 
 lint:
 	@if $(PYTHON) -m ruff --version >/dev/null 2>&1; then \

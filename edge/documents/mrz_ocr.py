@@ -8,18 +8,20 @@
    whose row projection of those pixels is the most peaked (sum of squared row counts, so long dense
    lines such as the zone's weigh most). In the deskewed mask, characters are joined by a horizontal
    box filter, and every row's longest run gives text bands. Two or three bands of the same extent,
-   height and spacing, 12 to 80 times as long as high, are a zone candidate (three lines first, then
-   the lowest). The candidate's own skew is measured again (±2 degrees) and its bands found anew.
+   height and spacing, 12 to 90 times as long as high, are a zone candidate (three lines first, then
+   the lowest). The candidate's own skew is measured again (±2.5 degrees) and its bands found anew.
 2. **Cut out the lines.** Each line is cut from the full-resolution grey image with one affine
    transform (rotation and upscaling to a 40-pixel character height), straightened by the slope of
    its ink centroids (this takes up slight perspective), trimmed to its ink with a margin,
    flat-fielded (divided by a grey closing) and binarised with Otsu's threshold.
 3. **Read.** Each line goes to Tesseract as a single text line (``PSM.SINGLE_LINE``, LSTM, characters
-   ``A-Z0-9<`` only, no dictionaries). Characters are put in their column by their boxes (the zone is
-   monospaced), so a ``<`` dropped from a long filler run does not shift the rest; the line width
-   (30, 36 or 44) follows from the number of lines and the character pitch. The text is parsed and
-   corrected by :func:`edge.documents.mrz.parse_mrz`. When a candidate does not give a valid zone the
-   next one is tried (at most ``max_candidates``).
+   ``A-Z0-9<`` only, no dictionaries). Characters are put in their columns by their boxes against the
+   glyphs' positions (the zone is monospaced), so a ``<`` dropped from a long filler run does not
+   shift the rest; a ``K`` whose glyph is a chevron is a ``<``. The line width (30, 36 or 44) follows
+   from the number of lines and the character pitch. The text is parsed and corrected by
+   :func:`edge.documents.mrz.parse_mrz`. A nearly valid zone is read again at other scales (and the
+   readings mixed line by line); a candidate that gives no valid zone makes way for the next one (at
+   most ``max_candidates``).
 
 **Model.** With ``tessdata`` set to a folder holding ``mrz.traineddata`` (an LSTM model trained on
 OCR-B zones), the reader uses language ``mrz``. Tesserocr takes one tessdata folder, so when that
