@@ -64,3 +64,33 @@ def test_a_passport_is_checked_in_once(tmp_path: Path, key, box) -> None:
     number = doc.lines[0][5:14].rstrip("<") if doc.format.value == "TD1" else doc.lines[1][:9].rstrip("<")
     assert body["id_ref"] == pseudonym(b"q" * 32, body["document"], number)
     assert number not in str(body) and parts.documents.found == 1
+
+
+def test_unconfirmed_zones_wait_for_a_second_identical_read() -> None:
+    from types import SimpleNamespace
+
+    from edge.documents.worker import DocumentWorker
+
+    class Reader:
+        model = "mrz"
+
+        def __init__(self, results):
+            self.results = list(results)
+
+        def read(self, frame):
+            return self.results.pop(0)
+
+    good = SimpleNamespace(valid=True, lines=("P<UTOA", "1"))
+    bad, bad2 = SimpleNamespace(valid=False, lines=("P<UTOB", "2")), SimpleNamespace(valid=False, lines=("P<UTOB", "3"))
+    seen: list = []
+    worker = DocumentWorker(Reader([bad, bad2, good, bad2, bad2]), seen.append, every=1)
+    frame = np.zeros((8, 8), dtype=np.uint8)
+    for _ in range(5):
+        worker._read(frame)
+    assert seen == [good, bad2]  # an invalid zone only once read identically twice in a row
+    eng = DocumentWorker(Reader([good, good]), seen.append, every=1)
+    eng.reader.model = "eng"
+    eng._read(frame)
+    assert seen == [good, bad2]
+    eng._read(frame)
+    assert seen == [good, bad2, good]

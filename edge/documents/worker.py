@@ -3,8 +3,10 @@
 The station offers a frame to :class:`DocumentWorker` now and then (every ``every`` frames in which no
 barcode was found); the worker keeps at most one frame waiting (a newer offer replaces it), reads the
 machine-readable zone in its own thread (:class:`edge.documents.mrz_ocr.MrzReader`, a few hundred
-milliseconds), and hands a valid or check-digit-failing zone to ``on_document`` once per presentation:
-the same zone seen again within ``dedupe_window`` seconds is the same passport still lying there.
+milliseconds), and hands a zone to ``on_document`` once per presentation: the same zone seen again
+within ``dedupe_window`` seconds is the same passport still lying there. A zone whose check digits fail,
+or any zone read with the ``eng`` fallback model (which misreads where no check digit looks), counts
+only when two reads in a row give exactly the same lines.
 """
 
 from __future__ import annotations
@@ -79,6 +81,7 @@ class DocumentWorker:
         return True
 
     _busy = False
+    _last: str | None = None
 
     def _run(self) -> None:
         while True:
@@ -104,6 +107,12 @@ class DocumentWorker:
         if result is None:
             return
         key = hashlib.sha256("\n".join(result.lines).encode()).hexdigest()
+        # A zone failing its check digits may be a misread, and the eng fallback misreads where no check
+        # digit looks: such a zone counts only when the next read gives exactly the same lines.
+        if not result.valid or getattr(self.reader, "model", "mrz") != "mrz":
+            confirmed, self._last = self._last == key, key
+            if not confirmed:
+                return
         if not self.repeats.is_new("mrz", key):
             return
         self.found += 1
