@@ -76,8 +76,9 @@ class StationSection(StrictModel):
     autofocus: bool = Field(True, description="Continuous autofocus where the camera has it")
     exposure: float | None = Field(None, gt=0, description="Fixed exposure (picamera2: microseconds; V4L2: the "
                                                            "driver's units); automatic when unset")
-    flow: str = Field("checkin", pattern=r"^(checkin|masstest)$",
-                      description="What the station does: checkin (clinic desk) or masstest (pooled sampling)")
+    flow: str = Field("checkin", pattern=r"^(checkin|masstest|vaccination)$",
+                      description="What the station does: checkin (clinic desk), masstest (pooled sampling) or "
+                                  "vaccination (vaccination room)")
     symbologies: list[str] | None = Field(None, description="Codes to look for (QRCode, Code128, Code39, EAN13); "
                                                             "default: QRCode for checkin, all for masstest")
     pool_capacity: int = Field(10, ge=1, le=100, description="masstest: people per tube (10-in-1, 20-in-1 ...)")
@@ -152,6 +153,14 @@ class TrustSection(StrictModel):
                                                               "a credential's issue and expiry times")
 
 
+class VaccinationSection(StrictModel):
+    """The vaccination room."""
+
+    products: str | None = Field(None, description="Product table (TOML, [[product]] prefix, vaccine, product, lot, "
+                                                    "expiry): what a package's traceability code is")
+    extra_schedules: list[str] = Field(default_factory=list, description="Extra schedule files (self-paid vaccines)")
+
+
 class LoggingSection(StrictModel):
     """Log level."""
 
@@ -173,6 +182,7 @@ class EdgeConfig(StrictModel):
     identity: IdentitySection = IdentitySection()
     trust: TrustSection = TrustSection()
     retention: RetentionSection = RetentionSection()
+    vaccination: VaccinationSection = VaccinationSection()
     provisioning: ProvisioningSection = ProvisioningSection()
     logging: LoggingSection = LoggingSection()
     base_dir: str | None = Field(None, description="Folder relative paths are resolved against (default: the file's)")

@@ -31,6 +31,7 @@ class PresentedId:
     valid: bool
     code: str
     expired: bool = False
+    birth_date: dt.date | None = field(default=None, repr=False)
     at: float = field(default_factory=time.perf_counter)
 
 
@@ -40,7 +41,8 @@ def from_id_card(card: Any, today: dt.date | None = None) -> PresentedId:
 
     result = validate_card(card, today=today)
     return PresentedId(source="id_card", document=card.card_type.value, number=card.id_number,
-                       name=card.display_name, valid=result.valid, code=result.code, expired=card.expired(today))
+                       name=card.display_name, valid=result.valid, code=result.code, expired=card.expired(today),
+                       birth_date=card.birth_date)
 
 
 def from_mrz(result: Any, today: dt.date | None = None) -> PresentedId:
@@ -54,7 +56,7 @@ def from_mrz(result: Any, today: dt.date | None = None) -> PresentedId:
     expired = result.expiry_date is not None and result.expiry_date < today
     return PresentedId(source="mrz", document=f"mrz_{result.document_type}_{result.issuing_country}",
                        number=result.document_number, name=name, valid=bool(result.valid),
-                       code="ok" if result.valid else "mrz_invalid", expired=expired)
+                       code="ok" if result.valid else "mrz_invalid", expired=expired, birth_date=result.birth_date)
 
 
 def pseudonym(key: bytes, document: str, number: str) -> str:

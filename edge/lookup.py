@@ -33,6 +33,8 @@ class LookupClient:
         self.host, self.port = host, port
         self.request_topic = topics.request(identity.clinic, identity.device, lookup.KIND)
         self.reply_topic = topics.reply(identity.clinic, identity.device, lookup.KIND)
+        self.record_request_topic = topics.request(identity.clinic, identity.device, lookup.RECORD_KIND)
+        self.record_reply_topic = topics.reply(identity.clinic, identity.device, lookup.RECORD_KIND)
         self.client = new_client(f"{identity.device}-lookup", ca, cert, key_path)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = lambda *a: self.connected.clear()
@@ -40,7 +42,7 @@ class LookupClient:
         self.client.reconnect_delay_set(1, 30)
         self.connected = threading.Event()
         self._lock = threading.Lock()
-        self._waiting: dict[str, tuple[threading.Event, list[lookup.CardAnswer]]] = {}
+        self._waiting: dict[str, tuple[threading.Event, list[Any]]] = {}
         self.stats = {"asked": 0, "answered": 0, "timeouts": 0, "offline": 0, "bad_answers": 0}
 
     def start(self) -> "LookupClient":
@@ -58,12 +60,13 @@ class LookupClient:
         if reason.is_failure:
             logger.warning("lookup session refused: %s", reason)
             return
-        client.subscribe(self.reply_topic, qos=1)
+        client.subscribe([(self.reply_topic, 1), (self.record_reply_topic, 1)])
         self.connected.set()
 
     def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
+        opener = lookup.open_record if msg.topic == self.record_reply_topic else lookup.open_answer
         try:
-            rid, answer = lookup.open_answer(bytes(msg.payload), msg.topic, self.central)
+            rid, answer = opener(bytes(msg.payload), msg.topic, self.central)
         except lookup.LookupInvalid as exc:
             self.stats["bad_answers"] += 1
             logger.warning("ignoring lookup answer: %s", exc)
@@ -84,19 +87,25 @@ class LookupClient:
         rid = os.urandom(8).hex()
         return self._ask(rid, lookup.id_request_body(rid, id_ref))
 
-    def _ask(self, rid: str, body: dict[str, Any]) -> lookup.CardAnswer | None:
+    def record(self, child_ref: str) -> lookup.ChildRecord | None:
+        """A child's vaccination record from the central service, or None when it did not come in time."""
+        rid = os.urandom(8).hex()
+        return self._ask(rid, lookup.record_request_body(rid, child_ref), lookup.RECORD_KIND)  # type: ignore[return-value]
+
+    def _ask(self, rid: str, body: dict[str, Any], kind: str | None = None) -> Any:
+        kind = kind or lookup.KIND
         self.stats["asked"] += 1
         if not self.connected.is_set():
             self.stats["offline"] += 1
             return None
-        data = envelope.sign(envelope.Message(self.identity.device, 0, 0, lookup.KIND, body), self.request_topic,
-                             self.identity.key)
+        topic = self.record_request_topic if kind == lookup.RECORD_KIND else self.request_topic
+        data = envelope.sign(envelope.Message(self.identity.device, 0, 0, kind, body), topic, self.identity.key)
         done: threading.Event = threading.Event()
-        answers: list[lookup.CardAnswer] = []
+        answers: list[Any] = []
         with self._lock:
             self._waiting[rid] = (done, answers)
         try:
-            self.client.publish(self.request_topic, data, qos=1)
+            self.client.publish(topic, data, qos=1)
             if not done.wait(self.timeout):
                 self.stats["timeouts"] += 1
                 return None

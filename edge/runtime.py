@@ -131,6 +131,23 @@ def build_lookup(cfg: EdgeConfig, identity: DeviceIdentity) -> Any:
                         load_central_key(cfg), timeout=cfg.station.lookup_timeout).start()
 
 
+def vaccination_flow(cfg: EdgeConfig, ctx: FlowContext, records: Any) -> Any:
+    """The vaccination-room flow with the configured product table and schedules."""
+    import tomllib
+
+    from edge.flows.vaccination import VaccinationFlow, load_products
+    from edge.vaccination.schedule import load_schedule
+
+    products = []
+    if cfg.vaccination.products:
+        try:
+            products = load_products(tomllib.loads(cfg.path(cfg.vaccination.products).read_text(encoding="utf-8")))
+        except (OSError, ValueError, KeyError) as exc:
+            raise ConfigError(f"vaccination.products: {exc}") from None
+    schedule = load_schedule(extra=[cfg.path(p) for p in cfg.vaccination.extra_schedules])
+    return VaccinationFlow(ctx, products, records=records, schedule=schedule)
+
+
 @dataclass
 class StationParts:
     """A station, the flow runner it feeds, and the drivers to close when it stops."""
@@ -207,7 +224,8 @@ def build_station(cfg: EdgeConfig, outbox: Outbox, *, feedback: Feedback | None 
     online = build_lookup(cfg, outbox.identity) if outbox.identity is not None else None
     ctx = FlowContext(outbox, feedback or NoFeedback(), tickets or NoPrinter(), verifier=build_verifier(cfg, online),
                       clinic=cfg.device.clinic, pseudonym_key=key, send_id_number=cfg.identity.send_id_number)
-    runner = FlowRunner(build_flow(cfg.station, ctx), ctx, max_pending=cfg.station.max_pending)
+    flow = vaccination_flow(cfg, ctx, online) if cfg.station.flow == "vaccination" else build_flow(cfg.station, ctx)
+    runner = FlowRunner(flow, ctx, max_pending=cfg.station.max_pending)
     if printer is not None:
         seen: list[str] = []
 

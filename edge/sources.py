@@ -61,7 +61,7 @@ def symbologies(station: StationSection) -> frozenset[Symbology]:
     """The codes the station looks for: configured, or what its flow needs."""
     if station.symbologies:
         return frozenset(Symbology(s) for s in station.symbologies)
-    return ALL_SYMBOLOGIES if station.flow == "masstest" else QR_ONLY
+    return ALL_SYMBOLOGIES if station.flow in ("masstest", "vaccination") else QR_ONLY
 
 
 def decode_options(station: StationSection) -> DecodeOptions:

@@ -113,7 +113,8 @@ class TrustedVerifier:
         outcome = _STATUS[claims["status"]]
         return Verdict(outcome, reason=None if outcome is Outcome.GREEN else f"status_{claims['status']}",
                        verified=True, card_ref=card_ref(claims["card_id"]),
-                       claims={"guardian": claims["guardian"] is not None, "issuer": claims["issuer"]})
+                       claims={"guardian": claims["guardian"] is not None, "issuer": claims["issuer"],
+                               "birth_date": claims["birth_date"], "name": claims["name"]})
 
     def _certificate(self, text: str, trust: TrustList, now: float) -> Verdict:
         from edge.credentials import verify_credential

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from edge.payloads import Payload, PayloadKind
@@ -39,7 +39,7 @@ class Verdict:
     pending: str | None = None
     card_ref: str | None = None
     code_type: int | None = None
-    claims: dict[str, Any] | None = None
+    claims: dict[str, Any] | None = field(default=None, repr=False)
 
 
 class Verifier(Protocol):

@@ -122,3 +122,55 @@ def open_answer(payload: bytes, topic: str, central: ec.EllipticCurvePublicKey) 
     if found and (status not in STATUSES or health not in HEALTH):
         raise LookupInvalid("answer malformed")
     return rid, CardAnswer(found, status, health)
+
+
+# -- vaccination records -----------------------------------------------------------------------------------
+
+RECORD_KIND = "record"
+_REF = re.compile(r"^[0-9a-f]{16,32}$")
+
+
+@dataclass(frozen=True, slots=True)
+class ChildRecord:
+    """What the central service knows of a child's vaccinations: ``doses`` are
+    ``{"vaccine", "product", "dose", "date"}`` maps (date ISO 8601)."""
+
+    found: bool
+    birth_date: str | None = None
+    doses: tuple[dict[str, Any], ...] = ()
+
+
+def record_request_body(rid: str, child_ref: str) -> dict[str, Any]:
+    """A checked request for a child's vaccination record (``child_ref``: the card or ID pseudonym)."""
+    if not _RID.match(rid) or not _REF.match(child_ref):
+        raise LookupInvalid("record request malformed")
+    return {"rid": rid, "child_ref": child_ref}
+
+
+def check_record_request(body: dict[str, Any]) -> tuple[str, str]:
+    """``(rid, child_ref)`` of a verified record request; raises :class:`LookupInvalid`."""
+    rid, ref = body.get("rid"), body.get("child_ref")
+    if not (isinstance(rid, str) and isinstance(ref, str) and set(body) == {"rid", "child_ref"}):
+        raise LookupInvalid("record request malformed")
+    record_request_body(rid, ref)
+    return rid, ref
+
+
+def sign_record(clinic: str, device: str, rid: str, record: ChildRecord, key: ec.EllipticCurvePrivateKey) -> bytes:
+    """The central service's signed answer with a child's record."""
+    body = {"rid": rid, "found": record.found, "birth_date": record.birth_date, "doses": list(record.doses)}
+    return envelope.sign(envelope.Message(CENTRAL_ID, 0, 0, RECORD_KIND, body),
+                         topics.reply(clinic, device, RECORD_KIND), key)
+
+
+def open_record(payload: bytes, topic: str, central: ec.EllipticCurvePublicKey) -> tuple[str, ChildRecord]:
+    """Verify a record answer with the central key; ``(rid, record)``."""
+    try:
+        b = open_central(payload, topic, central, RECORD_KIND).body
+    except ReceiptInvalid as exc:
+        raise LookupInvalid(f"answer {exc}") from None
+    rid, found, doses = b.get("rid"), b.get("found"), b.get("doses")
+    if not (isinstance(rid, str) and _RID.match(rid) and isinstance(found, bool) and isinstance(doses, list)
+            and all(isinstance(d, dict) and isinstance(d.get("vaccine"), str) for d in doses)):
+        raise LookupInvalid("record answer malformed")
+    return rid, ChildRecord(found, b.get("birth_date"), tuple(doses))

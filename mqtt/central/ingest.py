@@ -247,6 +247,8 @@ class Ingest:
             self._answer_lookup(t, rid, index, code_type)
         for res, outcome in zip(results, outcomes):
             body = res.message.body
+            if outcome == STORED and res.message.kind == "vaccination":
+                self.store.record_vaccination(str(res.message.msg_id), body)
             if outcome == STORED and body.get("pending") == "online_lookup" and isinstance(body.get("card_index"), str):
                 resolve_lookup(self.store, self.platform, str(res.message.msg_id), body["card_index"],
                                int(body.get("code_type") or 0))
@@ -259,6 +261,12 @@ class Ingest:
         return dict(counts)
 
     def _answer_lookup(self, t: topics.Topic, rid: str, index: str, code_type: int) -> None:
+        if index.startswith("record:"):
+            birth, doses = self.store.vaccination_record(index[7:])
+            record = lookup.ChildRecord(birth is not None or bool(doses), birth, tuple(doses))
+            self.client.publish(topics.reply(t.clinic, t.device, lookup.RECORD_KIND),
+                                lookup.sign_record(t.clinic, t.device, rid, record, self.signing_key), qos=1)
+            return
         try:
             answer = (self.platform.lookup_by_id(index[3:]) if index.startswith("id:")
                       else self.platform.lookup(index, code_type))
@@ -275,13 +283,17 @@ class Ingest:
             if value not in PRESENCE_VALUES:
                 raise RejectedMessage("bad_status", t.device)
             return "presence", (t.device, "presence", value)
-        if t.channel not in ("evt", "state", "health", "req") or (t.channel == "req" and t.name != lookup.KIND):
+        if t.channel not in ("evt", "state", "health", "req") or (
+                t.channel == "req" and t.name not in (lookup.KIND, lookup.RECORD_KIND)):
             raise RejectedMessage("bad_topic", t.device)
         msg = self.verifier.open(t, key, item.topic, item.payload)
         if t.channel == "evt":
             return "result", VerifiedResult(t.clinic, msg, item.payload)
         if t.channel == "req":
             try:
+                if t.name == lookup.RECORD_KIND:
+                    rid, ref = lookup.check_record_request(msg.body)
+                    return "lookup", (t, (rid, "record:" + ref, 0))
                 return "lookup", (t, lookup.check_request(msg.body))
             except lookup.LookupInvalid:
                 raise RejectedMessage("bad_request", t.device) from None

@@ -89,6 +89,12 @@ def _schema(blob: str, real: str, serial: str) -> list[str]:
         f"""CREATE TABLE IF NOT EXISTS card_lookups (
             msg_id TEXT PRIMARY KEY, card_index TEXT NOT NULL, found BIGINT NOT NULL, status TEXT, health TEXT,
             resolved_at {real} NOT NULL)""",
+        """CREATE TABLE IF NOT EXISTS children (child_ref TEXT PRIMARY KEY, birth_date TEXT NOT NULL)""",
+        f"""CREATE TABLE IF NOT EXISTS vaccinations (
+            msg_id TEXT PRIMARY KEY, child_ref TEXT NOT NULL, vaccine TEXT NOT NULL, product TEXT, dose BIGINT,
+            given_on TEXT NOT NULL, trace_code TEXT, lot TEXT, expiry TEXT, override BIGINT NOT NULL,
+            recorded_at {real} NOT NULL)""",
+        "CREATE INDEX IF NOT EXISTS vaccinations_child ON vaccinations (child_ref)",
         f"""CREATE TABLE IF NOT EXISTS rejections (
             id {serial}, at {real} NOT NULL, reason TEXT NOT NULL, topic TEXT NOT NULL,
             size BIGINT NOT NULL, device_id TEXT, sha256 TEXT NOT NULL)""",
@@ -167,6 +173,41 @@ class SqlStore:
         row = self._exec("SELECT status, health FROM cards WHERE id_ref = ?", (id_ref,)).fetchone()
         self._end_read()
         return (row[0], row[1]) if row else None
+
+    def register_child(self, child_ref: str, birth_date: str) -> None:
+        """Add a child to the local vaccination registry (``child_ref``: card or ID pseudonym)."""
+        self._begin()
+        try:
+            self._exec("DELETE FROM children WHERE child_ref = ?", (child_ref,))
+            self._exec("INSERT INTO children (child_ref, birth_date) VALUES (?, ?)", (child_ref, birth_date))
+            self._commit()
+        except Exception:
+            self._rollback()
+            raise
+
+    def vaccination_record(self, child_ref: str) -> tuple[str | None, list[dict[str, Any]]]:
+        """A child's birth date (None when unknown) and doses, oldest first."""
+        row = self._exec("SELECT birth_date FROM children WHERE child_ref = ?", (child_ref,)).fetchone()
+        doses = [{"vaccine": v, "product": p, "dose": d, "date": g} for v, p, d, g in self._exec(
+            "SELECT vaccine, product, dose, given_on FROM vaccinations WHERE child_ref = ? ORDER BY given_on, msg_id",
+            (child_ref,)).fetchall()]
+        self._end_read()
+        return (row[0] if row else None), doses
+
+    def record_vaccination(self, msg_id: str, body: dict[str, Any]) -> None:
+        """Add a stored ``vaccination`` result to the child's record (once per message)."""
+        self._begin()
+        try:
+            if self._exec("SELECT 1 FROM vaccinations WHERE msg_id = ?", (msg_id,)).fetchone() is None:
+                self._exec("INSERT INTO vaccinations (msg_id, child_ref, vaccine, product, dose, given_on, trace_code, "
+                           "lot, expiry, override, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                           (msg_id, body["child_ref"], body["vaccine"], body.get("product"), body.get("dose"),
+                            body["given_on"], body.get("trace_code"), body.get("lot"), body.get("expiry"),
+                            int(bool(body.get("override"))), time.time()))
+            self._commit()
+        except Exception:
+            self._rollback()
+            raise
 
     def record_lookup(self, msg_id: str, card_index: str, found: bool, status: str | None,
                       health: str | None) -> None:

@@ -39,6 +39,11 @@ SAMPLES: dict[str, dict[str, Any]] = {
                          {"name": "血压 Blood pressure", "value": "142/91", "unit": "mmHg", "flag": "↑"},
                          {"name": "BMI", "value": 24.1, "unit": "", "flag": ""}],
                "risk": "中 Medium"},
+    "vaccination": {"title": "下次接种 Next doses", "child": "李*红", "date": "2026-11-25",
+                    "items": [{"name": "乙肝疫苗 HepB 3", "when": "2026-11-25"},
+                              {"name": "百白破疫苗 DTP 2", "when": "2026-12-20"},
+                              {"name": "脊灰疫苗 Polio 3", "when": "2026-12-20"}],
+                    "note": "请按时接种 Please come back on time"},
 }
 """Fields for one ticket of each kind (also used by the tests)."""
 
