@@ -146,10 +146,14 @@ def test_through_the_broker_record_in_and_doses_out_once_even_after_offline(site
     (tmp_path / "products.toml").write_text(tomli_w.dumps({"product": [
         {"prefix": "8600001", "vaccine": "HepB", "product": "HepB-10ug", "lot": "L1", "expiry": "2099-01-01"},
         {"prefix": "8600002", "vaccine": "BCG", "product": "BCG", "lot": "B1", "expiry": "2099-01-01"}]}))
+    from tests.hw_sim.printer import PrinterSimulator
+
+    printer = PrinterSimulator()
     cfg_path = add_device(site, store, "box-vac", "clinic-a", tmp_path / "box")
     data = edge_config.load(cfg_path).model_dump()
-    cfg = edge_config.EdgeConfig.model_validate({**data, "station": {"flow": "vaccination"},
-                                                 "vaccination": {"products": str(tmp_path / "products.toml")}})
+    cfg = edge_config.EdgeConfig.model_validate({
+        **data, "station": {"flow": "vaccination"}, "vaccination": {"products": str(tmp_path / "products.toml")},
+        "printer": {"connection": f"serial:{printer.path}", "paper": "58mm", "settle": 0.0, "retry_interval": 0.1}})
     ingest = Ingest(site.config, open_store(site.config.database_url)).start()
     assert ingest.connected.wait(10)
     outbox = open_outbox(cfg, load_identity(cfg))
@@ -163,6 +167,8 @@ def test_through_the_broker_record_in_and_doses_out_once_even_after_offline(site
         parts.station.run()
         assert parts.runner.wait_idle(10)
         assert parts.runner.stats.signals["accepted"] == 2, parts.runner.stats.signals
+        parts.runner.submit(ButtonPress())  # the nurse ends the visit: the next-dose slip
+        assert parts.runner.wait_idle(10) and parts.printer.wait_idle(10)
         parts.close()
         # offline (the ingest is down): the next visit is recorded on the box only
         ingest.stop()
@@ -171,7 +177,8 @@ def test_through_the_broker_record_in_and_doses_out_once_even_after_offline(site
             [child, ("Code128", "86000020000000000002")], frames_per_code=3))
         parts.runner.start()
         parts.station.run()
-        assert parts.runner.wait_idle(10)
+        parts.runner.submit(ButtonPress())
+        assert parts.runner.wait_idle(10) and parts.printer.wait_idle(10)
         parts.close()
         assert outbox.stats().depth == 2
         # back online: the uplink delivers everything; the central record holds each dose once
@@ -183,6 +190,11 @@ def test_through_the_broker_record_in_and_doses_out_once_even_after_offline(site
             up.stop()
         birth, doses = store.vaccination_record(ref)
         assert birth == BIRTH.isoformat() and [(d["vaccine"], d["dose"]) for d in doses] == [("HepB", 1), ("BCG", 1)]
+        # four slips came out of the printer: due today and next doses for each visit; the offline ones say so
+        slips = printer.wait_for_tickets(4)
+        assert [any("记录未确认" in line for line in t.texts) for t in slips] == [False, False, True, True]
+        assert any("HepB" in line for line in slips[0].texts)
     finally:
         ingest.stop()
         outbox.close()
+        printer.close()
