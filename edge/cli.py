@@ -30,7 +30,7 @@ def cmd_uplink(args: argparse.Namespace) -> int:
 
     cfg = edge_config.load(args.config)
     setup_logging(args.log_level or cfg.logging.level, "ehc-uplink")
-    return run_uplink(cfg)
+    return run_uplink(cfg, Path(args.config))
 
 
 def cmd_station(args: argparse.Namespace) -> int:
@@ -113,7 +113,19 @@ def _retention_tool(argv: list[str]) -> int:
     return retention_main(argv)
 
 
-TOOLS = {"verify": _verify_tool, "idcard": _idcard_tool, "face": _face_tool, "status": _status_tool,
+def _install_tool(argv: list[str]) -> int:
+    from edge.appliance.install import install_main
+
+    return install_main(argv)
+
+
+def _uninstall_tool(argv: list[str]) -> int:
+    from edge.appliance.install import uninstall_main
+
+    return uninstall_main(argv)
+
+
+TOOLS = {"install": _install_tool, "uninstall": _uninstall_tool, "verify": _verify_tool, "idcard": _idcard_tool, "face": _face_tool, "status": _status_tool,
          "retention": _retention_tool}
 
 
@@ -158,6 +170,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("face", help="1:1 face verification: face compare A B (JSON: same, score, threshold)")
     sub.add_parser("status", help="one screen for a technician; exit 1 when something needs attention")
     sub.add_parser("retention", help="delete printed tickets, finished tubes and stale files")
+    sub.add_parser("install", help="install the box's services, user and venv (idempotent; as root)")
+    sub.add_parser("uninstall", help="remove the box's services (--purge: also keys, outbox, configuration)")
 
     s = sub.add_parser("demo", help="a simulated clinic station end to end: broker, central, one box")
     s.add_argument("--frames", type=int, default=120, help="camera frames to scan")

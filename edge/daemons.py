@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from pathlib import Path
 
 from edge.config import EdgeConfig
 from edge.core import sdnotify
@@ -16,10 +17,10 @@ logger = logging.getLogger(__name__)
 STUCK_AFTER = 30.0
 
 
-def run_uplink(cfg: EdgeConfig) -> int:
+def run_uplink(cfg: EdgeConfig, config_path: Path | None = None) -> int:
     """Drain the outbox to the broker until SIGTERM; ready as soon as keys and outbox are open."""
     stop = stop_event_on_signals()
-    uplink = build_uplink(cfg, capabilities=["qr"]).start()
+    uplink = build_uplink(cfg, capabilities=["qr"], config_path=config_path).start()
     sdnotify.ready("outbox open; connecting")
     interval = min(sdnotify.watchdog_interval() or 5.0, 5.0)
     try:

@@ -98,13 +98,16 @@ def uplink_settings(cfg: EdgeConfig) -> UplinkSettings:
                           health_extra=lambda: box_health(cfg, trust), trust_list=trust.offer)
 
 
-def build_uplink(cfg: EdgeConfig, capabilities: list[str] | None = None) -> Uplink:
-    """Identity, outbox and uplink for the uplink daemon."""
-    from edge.appliance.diagnostics import command_handlers
+def build_uplink(cfg: EdgeConfig, capabilities: list[str] | None = None, config_path: Path | None = None) -> Uplink:
+    """Identity, outbox and uplink for the uplink daemon, with the remote commands (``diagnostics``, and
+    ``reload_config`` when the config file's path is known)."""
+    from edge.appliance import diagnostics, reconfig
 
     identity = load_identity(cfg)
     uplink = Uplink(uplink_settings(cfg), open_outbox(cfg, identity, durable=False), identity, capabilities)
-    uplink.command_handlers.update(command_handlers(cfg, uplink))
+    uplink.command_handlers.update(diagnostics.command_handlers(cfg, uplink))
+    if config_path is not None:
+        uplink.command_handlers.update(reconfig.command_handlers(Path(config_path)))
     return uplink
 
 
