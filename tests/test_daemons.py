@@ -112,3 +112,59 @@ def test_notify_is_best_effort_when_the_manager_socket_is_gone(tmp_path, monkeyp
     monkeypatch.setenv("NOTIFY_SOCKET", str(live.path))
     assert sdnotify.notify("STATUS=ok") is True
     assert live.seen("STATUS=ok")
+
+
+def test_station_watchdog_stops_when_the_flow_thread_hangs(tmp_path, monkeypatch):
+    """A stuck worker must make systemd restart the station: WATCHDOG=1 stops, READY and STATUS came first."""
+    import threading
+
+    from edge import daemons, sources
+    from edge.feedback import Signal
+    from edge.flows.base import FlowOutcome
+
+    site = init_central(tmp_path / "central", free_port())
+    store = open_store(site.config.database_url)
+    cfg_path = add_device(site, store, "box-1", "clinic-a", tmp_path / "box")
+    cfg = edge_config.load(cfg_path)
+    cfg = cfg.model_copy(update={"station": cfg.station.model_copy(update={"camera": "sim", "fps": 30.0})})
+    hang, stop = threading.Event(), threading.Event()
+
+    class HangingFlow:
+        name = "hanging"
+
+        def handle(self, event):  # type: ignore[no-untyped-def]
+            hang.set()
+            stop.wait(30)  # inference or a printer driver that never returns
+            return FlowOutcome(Signal.READY)
+
+    notify = NotifySocket(tmp_path / "notify.sock")
+    monkeypatch.setenv("NOTIFY_SOCKET", str(notify.path))
+    monkeypatch.setenv("WATCHDOG_USEC", "200000")
+    monkeypatch.setenv("WATCHDOG_PID", str(os.getpid()))
+    monkeypatch.setattr(daemons, "STUCK_AFTER", 1.0)
+    monkeypatch.setattr(daemons, "stop_event_on_signals", lambda: stop)
+    monkeypatch.setattr(sources, "build_flow", lambda station, ctx: HangingFlow())
+    result: list[int] = []
+    worker = threading.Thread(target=lambda: result.append(daemons.run_station(cfg)), daemon=True)
+    worker.start()
+    try:
+        wait_until(lambda: notify.seen("READY=1"), 20, "READY=1 from the station")
+        wait_until(lambda: notify.seen("WATCHDOG=1"), 20, "the watchdog petted while healthy")
+        assert hang.wait(20), "a code reached the flow"
+        # once the flow thread has been stuck longer than STUCK_AFTER, no more WATCHDOG=1
+        wait_until(lambda: len(notify.drain()) and _quiet_for(notify, 1.5), 20, "watchdog silence")
+    finally:
+        stop.set()
+        worker.join(20)
+    assert result == [0]
+
+
+def _quiet_for(notify: NotifySocket, seconds: float) -> bool:
+    """True when no WATCHDOG=1 arrived for ``seconds``."""
+    import time
+
+    start = len(notify.messages)
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        notify.drain()
+    return not any("WATCHDOG=1" in m for m in notify.messages[start:])
