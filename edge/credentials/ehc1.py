@@ -37,14 +37,14 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
 
-from edge.credentials.result import CredentialCheck, Reason
+from edge.credentials.codecs import b45decode, inflate
+from edge.credentials.result import CredentialCheck, CredentialError, Reason
 from mqtt.trustlist import card_hash, public_key_kid
 
 PREFIX = "EHC1:"
 CLAIM_CARD = -70001
 MAX_LIFETIME = 300
 MAX_TEXT = 4296
-MAX_INFLATED = 64 * 1024
 MAX_DEPTH = 8
 STATUSES = ("green", "yellow", "red")
 _CID = re.compile(r"^[0-9a-f]{32}$")
@@ -110,51 +110,33 @@ def _loads(data: bytes) -> Any:
 
 
 def _decode(text: str) -> tuple[bytes, bytes, bytes, bytes]:
-    """``(protected, kid, payload, signature)``; raises ``(Reason, detail)`` tuples as ValueError args."""
+    """``(protected, kid, payload, signature)``; raises :class:`CredentialError` naming the failed step."""
     if len(text) > MAX_TEXT:
-        raise _Refused(Reason.TOO_LARGE)
+        raise CredentialError(Reason.TOO_LARGE)
     if not text.startswith(PREFIX):
-        raise _Refused(Reason.BAD_PREFIX)
-    try:
-        compressed = base45.b45decode(text[len(PREFIX):])
-    except (ValueError, KeyError):
-        raise _Refused(Reason.BAD_BASE45) from None
-    try:
-        inflater = zlib.decompressobj()
-        raw = inflater.decompress(compressed, MAX_INFLATED + 1)
-    except zlib.error:
-        raise _Refused(Reason.BAD_ZLIB) from None
-    if len(raw) > MAX_INFLATED or inflater.unconsumed_tail:
-        raise _Refused(Reason.TOO_LARGE)
-    if not inflater.eof:
-        raise _Refused(Reason.BAD_ZLIB)  # truncated stream
+        raise CredentialError(Reason.BAD_PREFIX)
+    raw = inflate(b45decode(text[len(PREFIX):]))
     try:
         obj = _loads(raw)
     except Exception:  # cbor2 raises several types (and RecursionError-like depth errors) on garbage
-        raise _Refused(Reason.BAD_CBOR) from None
+        raise CredentialError(Reason.BAD_CBOR) from None
     if not (isinstance(obj, cbor2.CBORTag) and obj.tag == 18 and isinstance(obj.value, (list, tuple))
             and len(obj.value) == 4):
-        raise _Refused(Reason.BAD_COSE)
+        raise CredentialError(Reason.BAD_COSE)
     protected, unprotected, payload, signature = obj.value
     if not (isinstance(protected, bytes) and isinstance(unprotected, Mapping) and isinstance(payload, bytes)
             and isinstance(signature, bytes) and len(signature) == 64):
-        raise _Refused(Reason.BAD_COSE)
+        raise CredentialError(Reason.BAD_COSE)
     try:
         header = _loads(protected)
     except Exception:
-        raise _Refused(Reason.BAD_COSE) from None
+        raise CredentialError(Reason.BAD_COSE) from None
     if not isinstance(header, dict) or header.get(1) != -7 or unprotected:
-        raise _Refused(Reason.UNSUPPORTED_ALG)
+        raise CredentialError(Reason.UNSUPPORTED_ALG)
     kid = header.get(4)
     if not isinstance(kid, bytes) or len(kid) != 8:
-        raise _Refused(Reason.BAD_COSE)
+        raise CredentialError(Reason.BAD_COSE)
     return protected, kid, payload, signature
-
-
-class _Refused(Exception):
-    def __init__(self, reason: Reason | str) -> None:
-        super().__init__(str(reason))
-        self.reason = str(reason)
 
 
 def verify(text: str, issuers: Issuers, revoked: frozenset[str] | set[str] = frozenset(), *,
@@ -166,47 +148,47 @@ def verify(text: str, issuers: Issuers, revoked: frozenset[str] | set[str] = fro
         protected, kid, payload, signature = _decode(text)
         entry = issuers.get(kid.hex())
         if entry is None:
-            raise _Refused(Reason.UNKNOWN_KID)
+            raise CredentialError(Reason.UNKNOWN_KID)
         iss, key = entry
         der = encode_dss_signature(int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big"))
         try:
             key.verify(der, _sig_structure(protected, payload), _ECDSA)
         except InvalidSignature:
             checks["signature"] = False
-            raise _Refused(Reason.BAD_SIGNATURE) from None
+            raise CredentialError(Reason.BAD_SIGNATURE) from None
         checks["signature"] = True
         try:
             cwt = _loads(payload)
         except Exception:
-            raise _Refused(Reason.BAD_CWT) from None
+            raise CredentialError(Reason.BAD_CWT) from None
         if not isinstance(cwt, dict):
-            raise _Refused(Reason.BAD_CWT)
+            raise CredentialError(Reason.BAD_CWT)
         card_map, iat, exp = cwt.get(CLAIM_CARD), cwt.get(6), cwt.get(4)
         if cwt.get(1) != iss:
-            raise _Refused("issuer_mismatch")
+            raise CredentialError(Reason.ISSUER_MISMATCH)
         if not (isinstance(iat, int) and isinstance(exp, int) and isinstance(card_map, dict)):
-            raise _Refused(Reason.BAD_CWT)
+            raise CredentialError(Reason.BAD_CWT)
         if exp - iat > MAX_LIFETIME or exp < iat:
-            raise _Refused("not_dynamic")
+            raise CredentialError(Reason.NOT_DYNAMIC)
         if now < iat - skew:
             checks["expiry"] = False
-            raise _Refused(Reason.NOT_YET_VALID)
+            raise CredentialError(Reason.NOT_YET_VALID)
         if now > exp + skew:
             checks["expiry"] = False
-            raise _Refused(Reason.EXPIRED)
+            raise CredentialError(Reason.EXPIRED)
         checks["expiry"] = True
         try:
             card = Card(card_id=card_map["cid"], name=card_map["n"], birth_date=card_map["dob"], sex=card_map["sex"],
                         status=card_map.get("st", "green"), guardian=card_map.get("g"))
             _check_card(card)
         except (KeyError, TypeError, ValueError):
-            raise _Refused(Reason.BAD_CWT) from None
+            raise CredentialError(Reason.BAD_CWT) from None
         if card_hash(card.card_id) in revoked:
             checks["revocation"] = False
-            raise _Refused(Reason.REVOKED)
+            raise CredentialError(Reason.REVOKED)
         checks["revocation"] = True
-    except _Refused as refused:
-        return CredentialCheck(valid=False, format="ehc1", reason=refused.reason, checks=checks)  # type: ignore[arg-type]
+    except CredentialError as refused:
+        return CredentialCheck(valid=False, format="ehc1", reason=str(refused.reason), checks=checks)  # type: ignore[arg-type]
     except Exception:  # never let a crafted code escape as an exception
         return CredentialCheck(valid=False, format="ehc1", reason=str(Reason.INTERNAL_ERROR), checks=checks)  # type: ignore[arg-type]
     claims = {"card_id": card.card_id, "name": card.name, "birth_date": card.birth_date, "sex": card.sex,

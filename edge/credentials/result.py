@@ -40,6 +40,7 @@ class Reason(enum.StrEnum):
     # trust and signature
     UNKNOWN_KID = "unknown_kid"
     UNKNOWN_ISSUER = "unknown_issuer"
+    ISSUER_MISMATCH = "issuer_mismatch"
     UNSUPPORTED_ALG = "unsupported_alg"
     ALG_MISMATCH = "alg_mismatch"
     BAD_SIGNATURE = "bad_signature"
@@ -49,6 +50,7 @@ class Reason(enum.StrEnum):
     # content
     NOT_YET_VALID = "not_yet_valid"
     EXPIRED = "expired"
+    NOT_DYNAMIC = "not_dynamic"
     REVOKED = "revoked"
     UNKNOWN_SCHEMA_VERSION = "unknown_schema_version"
     SCHEMA_ERROR = "schema_error"
