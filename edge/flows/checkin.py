@@ -46,6 +46,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import sqlite3
+from collections.abc import Callable
 from typing import Any
 
 from edge.feedback import Signal
@@ -78,52 +79,47 @@ class CheckinFlow:
             return None
         payload = classify_payload(event.text)
         verdict = self.ctx.verifier.verify(payload)
-        number = self._next_number() if verdict.outcome is not Outcome.RED else None
-        body = self._body(event, payload.kind.value, verdict, number)
-        msg, error = self.ctx.publish(SCAN_KIND, body, also=self._use_number(number) if number else None)
-        if msg is None:
-            return FlowOutcome(Signal.NOT_RECORDED, reason=error, detail={"outcome": verdict.outcome.value})
-        logger.info("check-in %s: kind=%s outcome=%s reason=%s", msg.msg_id, payload.kind, verdict.outcome,
-                    verdict.reason)
-        ticket = None
-        if number is not None:
-            ticket = self.ctx.print_ticket("queue", {
+        return self._record(
+            verdict, lambda number: self._body(event, payload.kind.value, verdict, number), f"kind={payload.kind}",
+            lambda number: ("queue", {
                 "clinic": self.ctx.clinic, "number": number, "outcome": _TICKET_OUTCOME[verdict.outcome],
-                "time": dt.datetime.fromtimestamp(self.ctx.wall_clock()).strftime("%Y-%m-%d %H:%M"),
-                "note": "" if verdict.outcome is Outcome.GREEN else "请到服务台 Please see the desk"})
-        return FlowOutcome(_SIGNALS[verdict.outcome], reason=verdict.reason, message_id=str(msg.msg_id),
-                           ticket=ticket, detail={"outcome": verdict.outcome.value, "queue_no": number})
+                "time": self._time(), "note": "" if verdict.outcome is Outcome.GREEN else "请到服务台 Please see the desk"}))
 
     def _identity(self, identity: PresentedId) -> FlowOutcome:
         online = getattr(self.ctx.verifier, "verify_identity", None)
-        id_ref = self.ctx.identity_ref(identity)["id_ref"] if identity.valid else None
+        ref = self.ctx.identity_ref(identity) if identity.valid else {"id_ref": None}
         if not identity.valid:
             verdict = Verdict(Outcome.RED, reason=identity.code)
         elif identity.expired:
             verdict = Verdict(Outcome.YELLOW, reason="document_expired", pending="online_lookup")
-        elif online is not None and id_ref is not None:
-            verdict = online(id_ref, identity.source == "id_card")
+        elif online is not None and ref["id_ref"] is not None:
+            verdict = online(ref["id_ref"], identity.source == "id_card")
         else:
             verdict = Verdict(Outcome.GREEN, pending="online_lookup", verified=identity.source == "id_card")
+        return self._record(
+            verdict, lambda number: {
+                "flow": "checkin", "outcome": verdict.outcome.value, "reason": verdict.reason, "kind": identity.source,
+                "document": identity.document, **ref, "verified": verdict.verified, "pending": verdict.pending,
+                "queue_no": number},
+            f"{identity.source} {identity.document}",
+            lambda number: ("registration", {
+                "name": mask_name(identity.name), "id_masked": mask_number(identity.number), "time": self._time(),
+                "outcome": f"{_TICKET_OUTCOME[verdict.outcome]}  #{number}"}))
+
+    def _record(self, verdict: Verdict, body_for: Callable[[int | None], dict[str, Any]], what: str,
+                ticket_for: Callable[[int], tuple[str, dict[str, Any]]]) -> FlowOutcome:
+        """Store the result (with the day's next queue number unless red), then print its ticket."""
         number = self._next_number() if verdict.outcome is not Outcome.RED else None
-        body: dict[str, Any] = {
-            "flow": "checkin", "outcome": verdict.outcome.value, "reason": verdict.reason, "kind": identity.source,
-            "document": identity.document, **(self.ctx.identity_ref(identity) if identity.valid else {"id_ref": None}),
-            "verified": verdict.verified, "pending": verdict.pending, "queue_no": number,
-        }
-        msg, error = self.ctx.publish(SCAN_KIND, body, also=self._use_number(number) if number else None)
+        msg, error = self.ctx.publish(SCAN_KIND, body_for(number), also=self._use_number(number) if number else None)
         if msg is None:
             return FlowOutcome(Signal.NOT_RECORDED, reason=error, detail={"outcome": verdict.outcome.value})
-        logger.info("check-in %s: %s %s outcome=%s reason=%s", msg.msg_id, identity.source, identity.document,
-                    verdict.outcome, verdict.reason)
-        ticket = None
-        if number is not None:
-            ticket = self.ctx.print_ticket("registration", {
-                "name": mask_name(identity.name), "id_masked": mask_number(identity.number),
-                "time": dt.datetime.fromtimestamp(self.ctx.wall_clock()).strftime("%Y-%m-%d %H:%M"),
-                "outcome": f"{_TICKET_OUTCOME[verdict.outcome]}  #{number}"})
+        logger.info("check-in %s: %s outcome=%s reason=%s", msg.msg_id, what, verdict.outcome, verdict.reason)
+        ticket = self.ctx.print_ticket(*ticket_for(number)) if number is not None else None
         return FlowOutcome(_SIGNALS[verdict.outcome], reason=verdict.reason, message_id=str(msg.msg_id),
                            ticket=ticket, detail={"outcome": verdict.outcome.value, "queue_no": number})
+
+    def _time(self) -> str:
+        return dt.datetime.fromtimestamp(self.ctx.wall_clock()).strftime("%Y-%m-%d %H:%M")
 
     @staticmethod
     def _body(event: Scan, kind: str, verdict: Verdict, number: int | None) -> dict[str, Any]:
