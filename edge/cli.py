@@ -113,6 +113,12 @@ def _retention_tool(argv: list[str]) -> int:
     return retention_main(argv)
 
 
+def _logs_tool(argv: list[str]) -> int:
+    from edge.appliance.logrotate import logs_main
+
+    return logs_main(argv)
+
+
 def _install_tool(argv: list[str]) -> int:
     from edge.appliance.install import install_main
 
@@ -126,7 +132,7 @@ def _uninstall_tool(argv: list[str]) -> int:
 
 
 TOOLS = {"install": _install_tool, "uninstall": _uninstall_tool, "verify": _verify_tool, "idcard": _idcard_tool, "face": _face_tool, "status": _status_tool,
-         "retention": _retention_tool}
+         "retention": _retention_tool, "logs": _logs_tool}
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -170,6 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("face", help="1:1 face verification: face compare A B (JSON: same, score, threshold)")
     sub.add_parser("status", help="one screen for a technician; exit 1 when something needs attention")
     sub.add_parser("retention", help="delete printed tickets, finished tubes and stale files")
+    sub.add_parser("logs", help="logs rotate [--keep-days N]: rotate the journal, drop old entries (as root)")
     sub.add_parser("install", help="install the box's services, user and venv (idempotent; as root)")
     sub.add_parser("uninstall", help="remove the box's services (--purge: also keys, outbox, configuration)")
 

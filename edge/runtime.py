@@ -100,13 +100,14 @@ def uplink_settings(cfg: EdgeConfig) -> UplinkSettings:
 
 def build_uplink(cfg: EdgeConfig, capabilities: list[str] | None = None, config_path: Path | None = None) -> Uplink:
     """Identity, outbox and uplink for the uplink daemon, with the remote commands (``diagnostics``,
-    ``print_test``, and ``reload_config`` when the config file's path is known)."""
-    from edge.appliance import diagnostics, printtest, reconfig
+    ``print_test``, ``rotate_logs``, and ``reload_config`` when the config file's path is known)."""
+    from edge.appliance import diagnostics, logrotate, printtest, reconfig
 
     identity = load_identity(cfg)
     uplink = Uplink(uplink_settings(cfg), open_outbox(cfg, identity, durable=False), identity, capabilities)
     uplink.command_handlers.update(diagnostics.command_handlers(cfg, uplink))
     uplink.command_handlers.update(printtest.command_handlers(cfg))
+    uplink.command_handlers.update(logrotate.command_handlers(cfg))
     if config_path is not None:
         uplink.command_handlers.update(reconfig.command_handlers(Path(config_path)))
     return uplink

@@ -21,7 +21,7 @@ set -uo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 units_dir="$(cd "${1:-$here/systemd}" && pwd)"
 exposure_max="${EHC_EXPOSURE_MAX:-2.5}"
-box_services=(ehc-station.service ehc-uplink.service ehc-renew.service ehc-retention.service)
+box_services=(ehc-station.service ehc-uplink.service ehc-renew.service ehc-retention.service ehc-logrotate.service)
 venv_prefix=/opt/ehc-edge/.venv/bin/
 
 if ! command -v systemd-analyze >/dev/null 2>&1; then

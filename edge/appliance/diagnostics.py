@@ -57,6 +57,7 @@ def versions() -> dict[str, Any]:
 
 def bundle(cfg: EdgeConfig, uplink: Any = None) -> dict[str, Any]:
     """The diagnostics bundle (JSON-ready)."""
+    from edge.appliance.logrotate import read_result
     from edge.appliance.status import Probe, collect, outbox_stats
     from edge.runtime import STATUS_INTERVAL, station_status_path
     from edge.status import read_status
@@ -75,6 +76,7 @@ def bundle(cfg: EdgeConfig, uplink: Any = None) -> dict[str, Any]:
         "station": station,
         "station_alerts": alerts,
         "trust_list": report.check("trust_list").data,
+        "last_log_rotation": read_result(cfg.path(cfg.device.state_dir)),
         "checks": [{"name": c.name, "level": c.level, "detail": c.detail} for c in report.checks
                    if c.name != "last_errors"],
     }

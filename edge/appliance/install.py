@@ -5,8 +5,8 @@
 1. the virtual environment under ``--prefix`` (``/opt/ehc-edge/.venv``) through ``scripts/install.sh``,
    which installs the Debian packages and, on a Raspberry Pi, gives the venv the system site packages
    (``python3-picamera2`` comes from apt);
-2. the units (``ehc-station``, ``ehc-uplink``, ``ehc-renew`` and ``ehc-retention`` with their timers, the
-   ``ehc-edge.target``) into ``/etc/systemd/system``, the sysusers.d and tmpfiles.d files into
+2. the units (``ehc-station``, ``ehc-uplink``, ``ehc-renew`` and ``ehc-retention`` with their timers,
+   ``ehc-logrotate`` with its path unit, the ``ehc-edge.target``) into ``/etc/systemd/system``, the sysusers.d and tmpfiles.d files into
    ``/usr/lib``, then ``systemd-sysusers`` (the ``ehc`` user and its groups) and ``systemd-tmpfiles``
    (``/etc/ehc-edge``);
 3. ``systemctl daemon-reload`` and ``enable ehc-edge.target`` (started once the box is enrolled:
@@ -32,7 +32,7 @@ logger = logging.getLogger(__name__)
 
 REPO = Path(__file__).resolve().parents[2]
 UNITS = ("ehc-edge.target", "ehc-station.service", "ehc-uplink.service", "ehc-renew.service", "ehc-renew.timer",
-         "ehc-retention.service", "ehc-retention.timer")
+         "ehc-retention.service", "ehc-retention.timer", "ehc-logrotate.service", "ehc-logrotate.path")
 SYSUSERS = ("ehc-edge.sysusers.conf", "usr/lib/sysusers.d/ehc-edge.conf")
 TMPFILES = ("ehc-edge.tmpfiles.conf", "usr/lib/tmpfiles.d/ehc-edge.conf")
 
