@@ -21,12 +21,15 @@ test:
 
 bench: install-test
 	$(PYTHON) bench/uplink.py
+	$(PYTHON) bench/chaos.py
+	$(PYTHON) bench/central.py
 	$(PYTHON) bench/decode.py
 	$(PYTHON) bench/station.py
 	$(PYTHON) bench/idcard.py
 	$(PYTHON) bench/verify.py
 	$(PYTHON) bench/face.py
 	$(PYTHON) bench/mrz.py
+	$(PYTHON) bench/privacy.py
 
 lint:
 	@if $(PYTHON) -m ruff --version >/dev/null 2>&1; then \

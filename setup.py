@@ -24,6 +24,9 @@ RUNTIME = [
     "jsonschema>=4.20",
     "ai-edge-litert>=2.0",
     "tesserocr>=2.7",
+    "opencv-python-headless>=4.8",
+    "fhir.resources>=8.0,<9",
+    "Jinja2>=3.1",
     "systemd-python>=235; sys_platform == 'linux'",
 ]
 
@@ -31,6 +34,8 @@ TEST = [
     "pytest>=8",
     "hypothesis>=6.100",
     "pycose>=1.1",
+    "playwright>=1.45",
+    "httpx2>=2.0",
 ]
 
 setup(
@@ -44,9 +49,11 @@ setup(
                                     "mqtt", "mqtt.*", "provisioning", "provisioning.*"]),
     include_package_data=True,
     package_data={"drivers": ["tickets/*.toml"], "edge.vaccination": ["*.toml"],
-                  "models_tflite": ["*.tflite", "manifest.toml", "LICENSE*"]},
+                  "models_tflite": ["*.tflite", "manifest.toml", "LICENSE*"],
+                  "edge.reports": ["*.toml"],
+                  "mqtt.central.dashboard": ["templates/*.html", "static/*.css", "static/*.js"]},
     install_requires=RUNTIME,
-    extras_require={"test": TEST, "dev": TEST + ["ruff>=0.5"]},
+    extras_require={"test": TEST, "dev": TEST + ["ruff>=0.5"], "fuzz": ["atheris>=2.3"]},
     entry_points={
         "console_scripts": [
             "ehc-edge=edge.cli:main",

@@ -52,6 +52,24 @@ def cmd_outbox(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_audit(args: argparse.Namespace) -> int:
+    """``audit verify``: recompute the box's audit chain (exit 1 at a broken link); ``audit show``: last entries."""
+    from edge.runtime import open_outbox
+
+    box = open_outbox(edge_config.load(args.config), None)
+    try:
+        if args.action == "show":
+            for e in box.audit_tail(args.last):
+                print(json.dumps({"pos": e.pos, "ts_ms": e.ts_ms, "kind": e.kind, "hash": e.hash.hex()}))
+            return 0
+        found = box.audit_verify()
+    finally:
+        box.close()
+    print(json.dumps({"ok": found.ok, "entries": found.entries, "head_pos": found.head_pos, "head": found.head,
+                      "broken_at": found.broken_at, "problem": found.problem}))
+    return 0 if found.ok else 1
+
+
 def cmd_decode(args: argparse.Namespace) -> int:
     """One JSON line per image: the codes found, their positions and the time taken."""
     import time
@@ -131,8 +149,14 @@ def _uninstall_tool(argv: list[str]) -> int:
     return uninstall_main(argv)
 
 
+def _ocr_tool(argv: list[str]) -> int:
+    from edge.reports.cli import ocr_main
+
+    return ocr_main(argv)
+
+
 TOOLS = {"install": _install_tool, "uninstall": _uninstall_tool, "verify": _verify_tool, "idcard": _idcard_tool, "face": _face_tool, "status": _status_tool,
-         "retention": _retention_tool, "logs": _logs_tool}
+         "retention": _retention_tool, "logs": _logs_tool, "ocr": _ocr_tool}
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -164,6 +188,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--config", default=default)
     s.set_defaults(func=cmd_outbox)
 
+    s = sub.add_parser("audit", help="audit verify: recompute the box's audit chain (exit 1 at the first broken "
+                                     "link); audit show: the last entries")
+    s.add_argument("action", choices=["verify", "show"])
+    s.add_argument("--config", default=default)
+    s.add_argument("--last", type=int, default=20, help="entries shown by 'show'")
+    s.set_defaults(func=cmd_audit)
+
     s = sub.add_parser("decode", help="decode barcodes in images: one JSON line per image (exit 0 if none found)")
     s.add_argument("images", nargs="+", help="image files or folders of images")
     s.add_argument("--formats", nargs="+", choices=["QRCode", "Code128", "Code39", "EAN13"],
@@ -179,6 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("logs", help="logs rotate [--keep-days N]: rotate the journal, drop old entries (as root)")
     sub.add_parser("install", help="install the box's services, user and venv (idempotent; as root)")
     sub.add_parser("uninstall", help="remove the box's services (--purge: also keys, outbox, configuration)")
+    sub.add_parser("ocr", help="read photos of medical reports: ocr IMAGE... (one JSON object per image)")
 
     s = sub.add_parser("demo", help="a simulated clinic station end to end: broker, central, one box")
     s.add_argument("--frames", type=int, default=120, help="camera frames to scan")

@@ -123,6 +123,8 @@ class ProvisioningSection(StrictModel):
     url: str | None = Field(None, pattern=r"^https://", description="Enrollment service URL, https://host:port")
     central_key: str | None = Field(None, description="Central signing public key (PEM); receipts and the central "
                                                       "status must verify with it. Needed by the uplink")
+    seal_key: str | None = Field(None, description="Central X25519 public key (PEM) personal fields are sealed to; "
+                                                   "without it results with personal fields are refused")
     renew_fraction: float = Field(1 / 3, gt=0, lt=1, description="Renew when less than this share of the "
                                                                   "certificate's lifetime is left")
 

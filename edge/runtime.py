@@ -5,11 +5,12 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, x25519
 
 from edge.config import EdgeConfig
 from edge.core.configbase import ConfigError
@@ -22,6 +23,7 @@ from edge.flows.base import ButtonPress, FlowContext, IdPresented
 from edge.identity import from_id_card
 from edge.flows.runner import Alert, FlowRunner
 from edge.station import Station
+from mqtt import sealed
 from mqtt.outbox import DeviceIdentity, Outbox
 from mqtt.uplink import Uplink, UplinkSettings
 from provisioning.ca import common_name, load_cert, load_private_key
@@ -45,9 +47,20 @@ def load_identity(cfg: EdgeConfig) -> DeviceIdentity:
     return DeviceIdentity(cfg.device.id, cfg.device.clinic, key)
 
 
+def load_seal_key(cfg: EdgeConfig) -> x25519.X25519PublicKey | None:
+    """The central X25519 key personal fields are sealed to, or None on a box without one."""
+    if not cfg.provisioning.seal_key:
+        return None
+    try:
+        return sealed.load_public(cfg.path(cfg.provisioning.seal_key).read_bytes())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"provisioning.seal_key: {exc}") from None
+
+
 def open_outbox(cfg: EdgeConfig, identity: DeviceIdentity | None, durable: bool = True) -> Outbox:
     """The outbox at its configured path and bound (``durable=False`` for the uplink's delete-only use)."""
-    return Outbox(cfg.outbox_path, identity, cfg.outbox.max_bytes, cfg.outbox.alert_fraction, durable=durable)
+    return Outbox(cfg.outbox_path, identity, cfg.outbox.max_bytes, cfg.outbox.alert_fraction, durable=durable,
+                  seal_key=load_seal_key(cfg) if identity is not None else None)
 
 
 STATUS_INTERVAL = 5.0
@@ -70,8 +83,16 @@ def load_central_key(cfg: EdgeConfig) -> ec.EllipticCurvePublicKey:
     return key
 
 
+@lru_cache(maxsize=1)
+def _model_inventory() -> dict[str, str]:
+    from models_tflite.loader import inventory
+
+    return inventory()
+
+
 def box_health(cfg: EdgeConfig, trust: TrustListFile) -> tuple[dict[str, Any], list[str]]:
-    """What the box adds to the uplink's health report: the station's status and the trust list's age."""
+    """What the box adds to the uplink's health report: the station's status, the trust list's age and the
+    bundled models present (name → SHA-256 prefix)."""
     station, alerts = read_status(station_status_path(cfg), 3 * STATUS_INTERVAL)
     held = trust.current()
     age = trust.age()
@@ -81,6 +102,7 @@ def box_health(cfg: EdgeConfig, trust: TrustListFile) -> tuple[dict[str, Any], l
         alerts.append("trust_list_stale")
     section: dict[str, Any] = {"trust_list": {"version": held.version if held else None,
                                               "age_s": round(age) if age is not None else None}}
+    section["models"] = _model_inventory()
     if station is not None:
         section["station"] = station
     return section, alerts
@@ -109,7 +131,7 @@ def build_uplink(cfg: EdgeConfig, capabilities: list[str] | None = None, config_
     uplink.command_handlers.update(printtest.command_handlers(cfg))
     uplink.command_handlers.update(logrotate.command_handlers(cfg))
     if config_path is not None:
-        uplink.command_handlers.update(reconfig.command_handlers(Path(config_path)))
+        uplink.command_handlers.update(reconfig.command_handlers(Path(config_path), audit=uplink.outbox.audit))
     return uplink
 
 

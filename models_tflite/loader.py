@@ -102,6 +102,12 @@ def available(name: str, model_dir: Path | None = None) -> bool:
         return False
 
 
+def inventory(model_dir: Path | None = None) -> dict[str, str]:
+    """Models present on this box, by name, each with the first 12 hex digits of its manifest SHA-256 (what the
+    health report and the fleet dashboard show as the model version)."""
+    return {name: s.sha256[:12] for name, s in manifest().items() if available(name, model_dir)}
+
+
 _verified: dict[tuple[str, int, int], str] = {}
 _verified_lock = threading.Lock()
 

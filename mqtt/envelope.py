@@ -6,7 +6,8 @@ This module is the only place that knows the byte format (see ``docs/envelope.md
                          payload: bstr .cbor Message, signature: bstr (r || s, 64 bytes) ])
     Sig_structure = ["Signature1", protected, external_aad = UTF-8 topic, payload]
     Message = {"v": 1, "dev": tstr, "boot": uint, "seq": uint, "id": bstr(16, UUIDv7),
-               "ts": int (ms since epoch), "kind": tstr, "body": {tstr => JSON-like value}}
+               "ts": int (ms since epoch), "kind": tstr, "body": {tstr => JSON-like value},
+               ? "audit": {tstr => JSON-like value}}   ; the box's audit-chain link (mqtt/auditchain.py)
 
 Everything else calls :func:`sign` and :func:`verify`.
 """
@@ -36,6 +37,7 @@ MAX_BODY_DEPTH = 16
 MAX_CBOR_DEPTH = MAX_BODY_DEPTH + 4
 _ECDSA = ec.ECDSA(hashes.SHA256())
 _MESSAGE_KEYS = frozenset({"v", "dev", "boot", "seq", "id", "ts", "kind", "body"})
+_MESSAGE_KEYS_AUDIT = _MESSAGE_KEYS | {"audit"}
 
 
 class EnvelopeError(ValueError):
@@ -79,14 +81,15 @@ class Message:
     body: dict[str, Any]
     msg_id: uuid.UUID = field(default_factory=uuid6.uuid7)
     ts_ms: int = field(default_factory=lambda: time.time_ns() // 1_000_000)
+    audit: dict[str, Any] | None = None
 
     def to_cbor(self) -> bytes:
         """Canonical CBOR of the message map."""
-        return cbor2.dumps(
-            {"v": FORMAT_VERSION, "dev": self.device, "boot": self.boot, "seq": self.seq,
-             "id": self.msg_id.bytes, "ts": self.ts_ms, "kind": self.kind, "body": self.body},
-            canonical=True,
-        )
+        m = {"v": FORMAT_VERSION, "dev": self.device, "boot": self.boot, "seq": self.seq,
+             "id": self.msg_id.bytes, "ts": self.ts_ms, "kind": self.kind, "body": self.body}
+        if self.audit is not None:
+            m["audit"] = self.audit
+        return cbor2.dumps(m, canonical=True)
 
 
 def check_json_like(value: Any, depth: int = 0) -> None:
@@ -127,6 +130,8 @@ def sign(message: Message, topic: str, key: ec.EllipticCurvePrivateKey) -> bytes
     if not isinstance(key.curve, ec.SECP256R1):
         raise ValueError("device key must be P-256")
     check_json_like(message.body)
+    if message.audit is not None:
+        check_json_like(message.audit)
     protected = _protected_header(message.device.encode("utf-8"))
     payload = message.to_cbor()
     der = key.sign(_sig_structure(protected, topic, payload), _ECDSA)
@@ -200,7 +205,7 @@ def decode_message(payload: bytes) -> Message:
         m = cbor2.loads(payload, max_depth=MAX_CBOR_DEPTH, allow_duplicate_keys=False)
     except Exception:
         raise MalformedMessage("payload is not CBOR") from None
-    if not isinstance(m, dict) or set(m) != _MESSAGE_KEYS:
+    if not isinstance(m, dict) or set(m) not in (_MESSAGE_KEYS, _MESSAGE_KEYS_AUDIT):
         raise MalformedMessage("payload keys differ from the message format")
     if type(m["v"]) is not int or m["v"] != FORMAT_VERSION:
         raise MalformedMessage(f"unsupported message version {m['v']!r}")
@@ -212,5 +217,10 @@ def decode_message(payload: bytes) -> Message:
     if not (isinstance(m["id"], bytes) and len(m["id"]) == 16):
         raise MalformedMessage("id must be 16 bytes")
     check_json_like(m["body"])
+    audit = m.get("audit")
+    if audit is not None:
+        if not isinstance(audit, dict):
+            raise MalformedMessage("audit must be a map")
+        check_json_like(audit)
     return Message(device=m["dev"], boot=m["boot"], seq=m["seq"], kind=m["kind"], body=m["body"],
-                   msg_id=uuid.UUID(bytes=m["id"]), ts_ms=m["ts"])
+                   msg_id=uuid.UUID(bytes=m["id"]), ts_ms=m["ts"], audit=audit)

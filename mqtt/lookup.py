@@ -25,9 +25,9 @@ from mqtt import envelope, topics
 from mqtt.receipts import CENTRAL_ID, ReceiptInvalid, open_central
 
 KIND = "lookup"
-_RID = re.compile(r"^[0-9a-f]{16}$")
-_INDEX = re.compile(r"^[0-9A-F]{64}$")
-_ID_REF = re.compile(r"^[0-9a-f]{32}$")
+_RID = re.compile(r"^[0-9a-f]{16}\Z")
+_INDEX = re.compile(r"^[0-9A-F]{64}\Z")
+_ID_REF = re.compile(r"^[0-9a-f]{32}\Z")
 STATUSES = ("active", "suspended", "revoked")
 HEALTH = ("green", "yellow", "red")
 
@@ -87,6 +87,11 @@ def id_request_body(rid: str, id_ref: str) -> dict[str, Any]:
     return {"rid": rid, "id_ref": id_ref}
 
 
+def code_type_of(value: Any) -> int:
+    """The code type a stored scan body names: its ``code_type`` when that is an int of 0-99, else 0 (unknown)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 99 else 0
+
+
 def check_request(body: dict[str, Any]) -> tuple[str, str, int]:
     """``(rid, card_index, code_type)`` of a verified request body, or ``(rid, "id:<id_ref>", 0)`` for a
     request by ID pseudonym; raises :class:`LookupInvalid`."""
@@ -127,7 +132,7 @@ def open_answer(payload: bytes, topic: str, central: ec.EllipticCurvePublicKey) 
 # -- vaccination records -----------------------------------------------------------------------------------
 
 RECORD_KIND = "record"
-_REF = re.compile(r"^[0-9a-f]{16,32}$")
+_REF = re.compile(r"^[0-9a-f]{16,32}\Z")
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,9 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, TypeVar
 
-from cryptography.hazmat.primitives.asymmetric import ec
+import uuid6
+from cryptography.hazmat.primitives.asymmetric import ec, x25519
 
-from mqtt import envelope, topics
+from mqtt import auditlog, envelope, sealed, topics
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +36,7 @@ INSERT OR IGNORE INTO meta (k, v) VALUES ('seq', 0), ('bytes', 0), ('started', 0
 T = TypeVar("T")
 StateChange = Callable[[sqlite3.Connection], None]
 ROW_OVERHEAD = 128  # bytes of SQLite bookkeeping counted per row towards the bound
+Item = tuple[str, dict[str, Any]] | tuple[str, dict[str, Any], dict[str, Any] | None]
 
 
 class OutboxError(RuntimeError):
@@ -43,6 +45,10 @@ class OutboxError(RuntimeError):
 
 class OutboxFull(OutboxError):
     """The outbox reached its size bound; nothing more is accepted until results are delivered."""
+
+
+class NoSealKey(OutboxError):
+    """A result with personal fields, on a box that has no central sealing key: refused, never sent in clear."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +97,7 @@ def connect(path: Path, synchronous: str = "FULL") -> sqlite3.Connection:
     # The boot counter of a new outbox starts at the clock's seconds, so that a box whose storage was
     # wiped or replaced never reuses a (boot, seq) pair it has already delivered.
     conn.execute("INSERT OR IGNORE INTO meta (k, v) VALUES ('boot', ?)", (int(time.time()) - 1,))
+    auditlog.create(conn)
     return conn
 
 
@@ -100,12 +107,18 @@ class Outbox:
     >>> box = Outbox(Path("/var/lib/ehc-edge/outbox.db"), identity)   # doctest: +SKIP
     >>> box.start_boot()                                               # doctest: +SKIP
     >>> box.enqueue("scan", {"outcome": "green"})                     # doctest: +SKIP
+
+    ``seal_key`` is the central service's X25519 key: personal fields given to :meth:`enqueue` are sealed
+    to it (:mod:`mqtt.sealed`); without it they are refused (:class:`NoSealKey`). Every result, and every
+    event given to :meth:`audit`, is linked into the box's audit chain (:mod:`mqtt.auditlog`).
     """
 
     def __init__(self, path: Path, identity: DeviceIdentity | None = None,
-                 max_bytes: int = 256 * 1024 * 1024, alert_fraction: float = 0.8, *, durable: bool = True) -> None:
+                 max_bytes: int = 256 * 1024 * 1024, alert_fraction: float = 0.8, *, durable: bool = True,
+                 seal_key: x25519.X25519PublicKey | None = None) -> None:
         self.path = Path(path)
         self.identity = identity
+        self.seal_key = seal_key
         self.max_bytes = max_bytes
         self.alert_fraction = alert_fraction
         # A writer must fsync before it reports success. The uplink only deletes delivered rows: a delete
@@ -127,6 +140,7 @@ class Outbox:
             self._conn.execute("UPDATE meta SET v = ? WHERE k = 'boot'", (boot,))
             self._conn.execute("UPDATE meta SET v = 0 WHERE k = 'seq'")
             self._conn.execute("UPDATE meta SET v = 1 WHERE k = 'started'")
+            auditlog.append(self._conn, "boot", {"boot": boot})
         logger.info("outbox %s: boot %d", self.path.name, boot)
         return boot
 
@@ -150,19 +164,47 @@ class Outbox:
         except sqlite3.Error as exc:
             raise OutboxError(f"state write failed: {exc}") from exc
 
-    def enqueue(self, kind: str, body: dict[str, Any], *, also: StateChange | None = None) -> envelope.Message:
+    def audit(self, kind: str, facts: dict[str, Any]) -> None:
+        """Append a non-result event (``print``, ``config``, ``enrollment``…) to the audit chain.
+
+        ``facts`` must hold no personal data; only their digest is kept. Raises :class:`OutboxError`.
+        """
+        self.state(lambda conn: auditlog.append(conn, kind, facts))
+
+    def audit_verify(self) -> auditlog.Verification:
+        """Recompute the audit chain; names the first broken link (``ehc-edge audit verify``)."""
+        return auditlog.verify(self._conn)
+
+    def audit_tail(self, limit: int = 20) -> list[auditlog.Entry]:
+        """The last ``limit`` audit entries, oldest first."""
+        return auditlog.tail(self._conn, limit)
+
+    def enqueue(self, kind: str, body: dict[str, Any], *, also: StateChange | None = None,
+                personal: dict[str, Any] | None = None) -> envelope.Message:
         """Sign and durably store one result; returns the message once it is on disk.
 
+        ``personal`` fields (names, ID numbers, birth dates) are sealed into ``body["personal"]``;
         ``also`` runs in the same transaction (see :meth:`enqueue_many`).
         """
-        return self.enqueue_many([(kind, body)], also=also)[0]
+        return self.enqueue_many([(kind, body, personal)], also=also)[0]
 
-    def enqueue_many(self, items: Iterable[tuple[str, dict[str, Any]]], *,
-                     also: StateChange | None = None) -> list[envelope.Message]:
+    def _seal(self, body: dict[str, Any], personal: dict[str, Any] | None, topic: str,
+              msg_id: uuid.UUID) -> dict[str, Any]:
+        """The body as signed: the flow's fields and, when there are personal fields, their sealed part."""
+        if "personal" in body:
+            raise ValueError("'personal' is filled by the outbox; pass personal= instead")
+        if not personal:
+            return body
+        if self.seal_key is None:
+            raise NoSealKey("this box has no central sealing key: personal fields are not sent")
+        return {**body, "personal": sealed.seal(personal, self.seal_key, topic, msg_id.bytes)}
+
+    def enqueue_many(self, items: Iterable[Item], *, also: StateChange | None = None) -> list[envelope.Message]:
         """Sign and store several results in one transaction (one fsync).
 
-        ``also(conn)`` runs inside that transaction: a flow's own state change (a tube closed, a queue
-        number used) commits together with the results it produced, or not at all.
+        ``items`` are ``(kind, body)`` or ``(kind, body, personal)``. ``also(conn)`` runs inside that
+        transaction: a flow's own state change (a tube closed, a queue number used) commits together with
+        the results it produced, or not at all; so does each result's audit link.
         """
         ident = self.identity
         if ident is None:
@@ -174,10 +216,15 @@ class Outbox:
                 if not self._meta("started"):
                     raise OutboxError("start_boot() was never called on this outbox")
                 rows = []
-                for kind, body in items:
+                for item in items:
+                    kind, body, personal = item if len(item) == 3 else (*item, None)  # type: ignore[misc]
                     seq += 1
-                    msg = envelope.Message(device=ident.device, boot=boot, seq=seq, kind=kind, body=body)
                     topic = topics.event(ident.clinic, ident.device, kind)
+                    msg_id, ts_ms = uuid6.uuid7(), time.time_ns() // 1_000_000
+                    body = self._seal(body, personal, topic, msg_id)
+                    link = auditlog.append_result(self._conn, msg_id.bytes, kind, boot, seq, ts_ms, body)
+                    msg = envelope.Message(device=ident.device, boot=boot, seq=seq, kind=kind, body=body,
+                                           msg_id=msg_id, ts_ms=ts_ms, audit=link)
                     payload = envelope.sign(msg, topic, ident.key)
                     used += len(payload) + ROW_OVERHEAD
                     if used > self.max_bytes:

@@ -15,8 +15,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from mqtt import envelope, topics
 
 CENTRAL_ID = "ehc-central"
-_HEX16 = re.compile(r"^[0-9a-f]{32}$")
-_HEX8 = re.compile(r"^[0-9a-f]{16}$")
+_HEX16 = re.compile(r"^[0-9a-f]{32}\Z")
+_HEX8 = re.compile(r"^[0-9a-f]{16}\Z")
 
 
 class ReceiptInvalid(ValueError):

@@ -30,6 +30,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -37,8 +38,8 @@ from mqtt import envelope, topics
 from mqtt.receipts import CENTRAL_ID, ReceiptInvalid, open_central
 
 KIND = "trust"
-_HEX16 = re.compile(r"^[0-9a-f]{16}$")
-_HEX32 = re.compile(r"^[0-9a-f]{32}$")
+_HEX16 = re.compile(r"^[0-9a-f]{16}\Z")
+_HEX32 = re.compile(r"^[0-9a-f]{32}\Z")
 
 
 class TrustListInvalid(ValueError):
@@ -99,11 +100,13 @@ class TrustList:
             if not all(isinstance(r, str) and _HEX32.match(r) for r in revoked):
                 raise TrustListInvalid("revoked_cards malformed")
             crl = body.get("shc_crl", {})
-            if not isinstance(crl, dict):
-                raise TrustListInvalid("shc_crl malformed")
+            if not (isinstance(crl, dict) and all(isinstance(by_kid, dict) and all(
+                    isinstance(rids, list) and all(isinstance(r, str) for r in rids) for rids in by_kid.values())
+                    for by_kid in crl.values())):
+                raise TrustListInvalid("shc_crl malformed: {issuer: {kid: [rid, ...]}}")
         except TrustListInvalid:
             raise
-        except (KeyError, TypeError, AttributeError, ValueError, binascii.Error) as exc:
+        except (KeyError, TypeError, AttributeError, ValueError, binascii.Error, UnsupportedAlgorithm) as exc:
             raise TrustListInvalid(f"malformed trust list: {type(exc).__name__}") from None
         return cls(version, float(issued), ehc1, dcc, shc, frozenset(revoked), crl)
 

@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives import serialization
 
 from edge.config import EdgeConfig
 from edge.runtime import load_identity
-from mqtt import envelope
+from mqtt import envelope, sealed
 from provisioning import ca
 from provisioning.files import write_atomic, write_secret
 from provisioning.qrtext import ProvisioningQr
@@ -129,6 +129,11 @@ def enroll(qr: ProvisioningQr, state_dir: Path, config_path: Path, force: bool =
             central_key = serialization.load_pem_public_key(answer["central_keys"]["signing"].encode())
             if not TrustListFile(state_dir / "trust-list.cose", central_key).offer(base64.b64decode(signed_trust)):  # type: ignore[arg-type]
                 raise EnrollFailed("the trust list sent by the central service does not verify")
+        seal_pem = answer["central_keys"].get("seal")
+        if seal_pem:
+            sealed.load_public(seal_pem.encode())  # ValueError when it is not an X25519 key
+            write_atomic(state_dir / "central-seal.pub", seal_pem.encode())
+            config["provisioning"]["seal_key"] = str(state_dir / "central-seal.pub")
         if answer.get("pseudonym_key"):
             pseudonym_key = base64.b64decode(answer["pseudonym_key"], validate=True)
             if len(pseudonym_key) < 16:
@@ -138,13 +143,29 @@ def enroll(qr: ProvisioningQr, state_dir: Path, config_path: Path, force: bool =
         write_atomic(config_path, tomli_w.dumps(config).encode())
     except (EnrollFailed, KeyError, TypeError, ValueError, binascii.Error) as exc:
         key_path.unlink(missing_ok=True)
-        for leftover in (cert_path, ca_path, state_dir / "pseudonym.key", state_dir / "trust-list.cose"):
+        for leftover in (cert_path, ca_path, state_dir / "pseudonym.key", state_dir / "trust-list.cose",
+                         state_dir / "central-seal.pub"):
             leftover.unlink(missing_ok=True)
         if isinstance(exc, EnrollFailed):
             raise
         raise EnrollFailed(f"the central service's answer was not understood: {exc}") from None
+    _audit_enrollment(config_path, answer["device_id"], answer["clinic"], ca.fingerprint(cert))
     return Enrolled(answer["device_id"], answer["clinic"], config_path, cert.not_valid_after_utc.isoformat(),
                     f"{broker['host']}:{broker['port']}")
+
+
+def _audit_enrollment(config_path: Path, device: str, clinic: str, cert_sha256: str) -> None:
+    """Link the enrollment into the box's audit chain (it opens the chain on a new box)."""
+    from edge import audit
+    from edge.config import load
+    from edge.core.configbase import ConfigError
+
+    try:
+        cfg = load(config_path)
+    except (ConfigError, OSError) as exc:
+        logger.error("enrollment not written to the audit log: %s", exc)
+        return
+    audit.record(cfg, "enrollment", {"device": device, "clinic": clinic, "cert_sha256": cert_sha256})
 
 
 def _model() -> str:
@@ -237,6 +258,7 @@ def wipe(cfg: EdgeConfig, config_path: Path, force: bool = False) -> tuple[list[
     doomed = [cfg.path(cfg.device.key), cfg.path(cfg.device.cert), cfg.path(cfg.mqtt.ca),
               outbox, outbox.with_name(outbox.name + "-wal"), outbox.with_name(outbox.name + "-shm"),
               cfg.path(cfg.device.state_dir) / "central-sign.pub", cfg.path(cfg.device.state_dir) / "pseudonym.key",
+              cfg.path(cfg.device.state_dir) / "central-seal.pub",
               cfg.trust_path,
               config_path]
     removed = [p for p in doomed if p.exists()]

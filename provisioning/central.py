@@ -16,11 +16,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
 from mqtt.central.broker import reload_broker
 from mqtt.central.config import CentralConfig
-from mqtt import envelope
+from mqtt import envelope, sealed
 from mqtt.central.store import DeviceRecord, SqlStore
 from mqtt.topics import TopicError, check_name
 from provisioning import ca, crl
@@ -94,7 +95,7 @@ class Enrollment:
         try:
             csr = x509.load_pem_x509_csr(csr_pem.encode("ascii"))
             cert = ca.sign_csr(self._ca_key, self.ca_cert, csr, serial, self.cfg.enrollment.cert_days)
-        except (ValueError, UnicodeEncodeError) as exc:
+        except (ValueError, UnicodeEncodeError, UnsupportedAlgorithm) as exc:
             raise self._refuse("bad_csr", f"certificate request refused: {exc}", serial, 400) from None
         cert_pem = cert.public_bytes(serialization.Encoding.PEM).decode()
         if not self.store.burn_token_and_register(token_hash(token), serial, serial, record["clinic"], cert_pem, now):
@@ -109,7 +110,7 @@ class Enrollment:
             "ca_chain": [self.ca_cert.public_bytes(serialization.Encoding.PEM).decode()],
             "broker": {"host": b.host, "port": b.port},
             "config_revision": CONFIG_REVISION,
-            "central_keys": {"signing": self.signing_public_pem()},
+            "central_keys": {"signing": self.signing_public_pem(), **self._seal_public_pem()},
             "pseudonym_key": self._pseudonym_key(),
             "trust_lists": self._trust_lists(),
         }
@@ -120,6 +121,16 @@ class Enrollment:
 
         signed = trust.signed_bytes(self.cfg)
         return {"signed": base64.b64encode(signed).decode()} if signed else {}
+
+    def _seal_public_pem(self) -> dict[str, str]:
+        """``{"seal": <PEM of the central X25519 public key>}``, or ``{}`` when the site has no sealing key."""
+        path = self.cfg.path(self.cfg.enrollment.seal_key)
+        try:
+            key = sealed.load_private(path)
+        except FileNotFoundError:
+            logger.warning("no sealing key at %s: boxes will refuse results with personal fields", path)
+            return {}
+        return {"seal": sealed.public_pem(key.public_key()).decode()}
 
     def _pseudonym_key(self) -> str | None:
         """The deployment's ID-pseudonym key (base64), or None when the site has none."""
@@ -138,6 +149,10 @@ class Enrollment:
                 or not isinstance(request.get("proof"), str):
             raise EnrollmentError("malformed", "device_id and proof are required", 400)
         device = request["device_id"]
+        try:
+            check_name(device, "device_id")
+        except TopicError as exc:
+            raise EnrollmentError("malformed", str(exc), 400) from None
         rec = self.store.get_device(device)
         if rec is None or rec.status != "active":
             raise self._refuse("not_active", "this device is not an active registered device", device)
@@ -168,7 +183,7 @@ class Enrollment:
             if csr.public_key() != current.public_key():
                 raise ValueError("renewal keeps the device key; this CSR holds another key")
             cert = ca.sign_csr(self._ca_key, self.ca_cert, csr, rec.device_id, self.cfg.enrollment.cert_days)
-        except (ValueError, UnicodeEncodeError) as exc:
+        except (ValueError, UnicodeEncodeError, UnsupportedAlgorithm) as exc:
             raise self._refuse("bad_csr", f"certificate request refused: {exc}", rec.device_id, 400) from None
         cert_pem = cert.public_bytes(serialization.Encoding.PEM).decode()
         self.store.register_device(rec.device_id, rec.clinic, cert_pem)
@@ -214,8 +229,8 @@ def _fields(request: Any) -> tuple[str, str, str, dict]:
         raise EnrollmentError("malformed", "request must be a JSON object", 400)
     token, serial, csr_pem = request.get("token"), request.get("serial"), request.get("csr")
     facts = request.get("facts", {})
-    if not (isinstance(token, str) and 16 <= len(token) <= 128):
-        raise EnrollmentError("malformed", "token missing or of the wrong length", 400)
+    if not (isinstance(token, str) and 16 <= len(token) <= 128 and token.isascii()):
+        raise EnrollmentError("malformed", "token missing, of the wrong length or not ASCII", 400)
     if not isinstance(serial, str):
         raise EnrollmentError("malformed", "serial missing", 400)
     try:

@@ -9,7 +9,7 @@ import re
 from dataclasses import dataclass
 
 PREFIX = "EHCPROV1"
-_FIELD = re.compile(r"^[A-Za-z0-9_.:/-]{1,256}$")
+_FIELD = re.compile(r"[A-Za-z0-9_.:/-]{1,256}")
 _FINGERPRINT = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -41,7 +41,7 @@ def parse(text: str) -> ProvisioningQr:
     fields: dict[str, str] = {}
     for part in parts[1:]:
         key, sep, value = part.partition("=")
-        if not sep or key in fields or not _FIELD.match(value):
+        if not sep or key in fields or not _FIELD.fullmatch(value):
             raise ProvisioningQrError(f"bad field {key!r} in provisioning code")
         fields[key] = value
     missing = {"url", "token", "ca", "clinic", "serial"} - set(fields)

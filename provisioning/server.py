@@ -56,6 +56,8 @@ def build_app(enrollment: Enrollment) -> Starlette:
             payload = json.loads(body)
         except (ValueError, UnicodeDecodeError):
             return JSONResponse({"error": "malformed", "message": "body is not JSON"}, 400)
+        except RecursionError:
+            return JSONResponse({"error": "malformed", "message": "body is nested too deeply"}, 400)
         try:
             with lock:
                 answer = action(payload)

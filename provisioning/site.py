@@ -15,6 +15,7 @@ from pathlib import Path
 import tomli_w
 from cryptography.hazmat.primitives import serialization
 
+from mqtt import sealed
 from mqtt.central import config as central_config
 from mqtt.central.store import SqlStore
 from provisioning import ca
@@ -39,7 +40,8 @@ def init_central(root: Path, port: int, db_url: str = "sqlite:central.db", host:
     """Create what a central site needs under ``root``; idempotent, never overwrites a key or the config.
 
     The device CA, the broker's server certificate, the ingest's client certificate, the central
-    signing key, the EHC1 card-issuer key, the deployment's pseudonym key, an empty CRL, ``central.toml``
+    signing key, the EHC1 card-issuer key, the deployment's pseudonym key, the X25519 key personal fields
+    are sealed to, an empty CRL, ``central.toml``
     (SQLite by default) and the first signed trust list.
     """
     root.mkdir(parents=True, exist_ok=True)
@@ -63,6 +65,8 @@ def init_central(root: Path, port: int, db_url: str = "sqlite:central.db", host:
         ca.write_private_key(pki / "ehc1-issuer.key", ca.generate_key())
     if not (pki / "pseudonym.key").exists():
         write_secret(pki / "pseudonym.key", secrets.token_bytes(32))
+    if not (pki / "central-seal.key").exists():
+        write_secret(pki / "central-seal.key", sealed.private_pem(sealed.generate_key()))
     if not (pki / "crl.pem").exists():
         from provisioning.crl import build_crl, write_crl
 
@@ -120,6 +124,8 @@ def add_device(site: Site, store: SqlStore, device_id: str, clinic: str, box_dir
     central = ca.load_private_key(site.root / "pki" / "central-sign.key").public_key()
     (box_dir / "central-sign.pub").write_bytes(central.public_bytes(serialization.Encoding.PEM,
                                                                     serialization.PublicFormat.SubjectPublicKeyInfo))
+    seal = sealed.load_private(site.config.path(site.config.enrollment.seal_key)).public_key()
+    (box_dir / "central-seal.pub").write_bytes(sealed.public_pem(seal))
     if register:
         store.register_device(device_id, clinic, cert.public_bytes(serialization.Encoding.PEM).decode())
     b = site.config.broker
@@ -128,7 +134,7 @@ def add_device(site: Site, store: SqlStore, device_id: str, clinic: str, box_dir
     data = {"device": {"id": device_id, "clinic": clinic, "key": "device.key", "cert": "device.crt",
                        "state_dir": str(box_dir / "state")},
             "mqtt": mqtt,
-            "provisioning": {"central_key": "central-sign.pub"},
+            "provisioning": {"central_key": "central-sign.pub", "seal_key": "central-seal.pub"},
             "identity": {"pseudonym_key": "pseudonym.key"}}
     path = box_dir / "edge.toml"
     path.write_text(tomli_w.dumps(data))

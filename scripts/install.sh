@@ -4,7 +4,7 @@
 #   scripts/install.sh [--test] [--venv DIR]
 #
 #   --test      also install what the test suite needs (PostgreSQL server,
-#               openssl, the package's [test] extras)
+#               openssl, Chromium, more CJK fonts, the package's [test] extras)
 #   --venv DIR  virtualenv to create or re-use (default: .venv in the repo root)
 #
 # Run as root, or as a user with sudo. Safe to re-run: a second run with
@@ -55,6 +55,8 @@ PACKAGES=(
 )
 if [ "$MODE" = test ]; then
     PACKAGES+=(postgresql openssl librsvg2-bin)  # rsvg-convert renders the SMART Health Card QR samples
+    PACKAGES+=(chromium)                          # the dashboard's browser tests (Playwright drives /usr/bin/chromium)
+    PACKAGES+=(fonts-wqy-microhei fonts-wqy-zenhei)  # more hospital fonts for the generated medical reports
 fi
 if [ -r /proc/device-tree/model ] && tr -d '\0' </proc/device-tree/model | grep -q "Raspberry Pi"; then
     # libcamera bindings, OpenCV for USB cameras and the lgpio pin backend of gpiozero come from apt

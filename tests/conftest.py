@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
+from hypothesis import settings
 
 from mqtt.central.broker import BrokerProcess, free_port, write_config
 from mqtt.central.store import SqlStore, open_store
@@ -18,6 +19,12 @@ from provisioning.site import Site, init_central
 
 REPO = Path(__file__).resolve().parent.parent
 PG_ADMIN_URL = os.environ.get("EHC_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+# Hypothesis profiles: "ci" (the default) is the bounded run of every test suite run; "long" is the on-demand
+# fuzzing run (scripts/fuzz.sh). Fuzz budgets in tests/fuzz scale with max_examples (tests/fuzz/harness.py).
+settings.register_profile("ci", max_examples=100, print_blob=True)
+settings.register_profile("long", max_examples=2_000, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 def shared_dir() -> Path:

@@ -12,6 +12,7 @@ from edge.flows.base import ButtonPress, IdPresented
 from edge.flows.checkin import CheckinFlow
 from edge.flows.masstest import MassTestFlow, PoolSettings
 from edge.identity import from_id_card, mask_name, mask_number, pseudonym
+from mqtt import sealed, topics
 from tests.flow_helpers import make_ctx, stored, tube
 from tests.hw_sim.idcard_reader import sample_cards
 
@@ -42,12 +43,26 @@ def test_valid_card_is_green_with_a_pseudonym_and_a_masked_receipt(box, key, cap
     assert "11010519491231002X" not in caplog.text and "王芳" not in caplog.text
 
 
-def test_number_sent_only_when_configured_and_no_key_means_no_ref(box, key) -> None:
+def test_number_sent_only_when_configured_sealed_and_no_key_means_no_ref(box, key) -> None:
+    central = sealed.generate_key()
+    box.seal_key = central.public_key()
     ctx = make_ctx(box)
     ctx.send_id_number = True
     CheckinFlow(ctx).handle(_id("hmt"))
     (msg,) = stored(box, key)
-    assert msg.body["id_ref"] is None and msg.body["id_number"] == CARDS["hmt"].id_number
+    assert msg.body["id_ref"] is None and "id_number" not in msg.body
+    assert CARDS["hmt"].id_number not in str(msg.body)
+    topic = topics.event("clinic-a", "box-1", "scan")
+    opened = sealed.open_sealed(msg.body["personal"], central, topic, msg.msg_id.bytes)
+    assert opened == {"id_number": CARDS["hmt"].id_number}
+
+
+def test_number_required_but_no_sealing_key_is_not_recorded(box, key) -> None:
+    ctx = make_ctx(box)
+    ctx.send_id_number = True
+    result = CheckinFlow(ctx).handle(_id("resident"))
+    assert result is not None and (result.signal, result.reason) == (Signal.NOT_RECORDED, "no_seal_key")
+    assert stored(box, key) == []
 
 
 def test_invalid_number_is_red_and_expired_card_yellow(box, key) -> None:

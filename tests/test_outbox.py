@@ -282,7 +282,7 @@ def test_alert_is_logged_once_when_crossing_the_fraction(tmp_path, ident, caplog
     b = Outbox(tmp_path / "outbox.db", ident, max_bytes=4096, alert_fraction=0.5)
     b.start_boot()
     with caplog.at_level("WARNING", logger="mqtt.outbox"):
-        msgs = [b.enqueue("scan", {"pad": "a" * 200}) for _ in range(6)]
+        msgs = [b.enqueue("scan", {"pad": "a" * 50}) for _ in range(6)]
     warnings = [r for r in caplog.records if "above" in r.getMessage()]
     assert len(warnings) == 1
     b.close()

@@ -98,6 +98,17 @@ def test_token_enroll_publish_revoke(central, tmp_path):
     held = TrustListFile(cfg.trust_path, ca.load_private_key(site.root / "pki" / "central-sign.key").public_key())
     assert held.current() is not None and cfg.trust_path.read_bytes() == trust.signed_bytes(site.config)
     assert cert.public_key() == load_identity(cfg).key.public_key()
+    # ... and the public half of the central sealing key, which personal fields are sealed to.
+    from mqtt import sealed
+
+    central_seal = sealed.load_private(site.root / "pki" / "central-seal.key").public_key()
+    assert cfg.provisioning.seal_key and sealed.load_public(cfg.path(cfg.provisioning.seal_key).read_bytes()) \
+        .public_bytes_raw() == central_seal.public_bytes_raw()
+    # The enrollment opened the box's audit chain.
+    from edge.runtime import open_outbox
+
+    (first,) = open_outbox(cfg, None).audit_tail(1)
+    assert (first.pos, first.kind) == (1, "enrollment")
 
     # The token is spent: a second enrollment with it fails and changes nothing.
     again = enroll_cli(qr.text(), tmp_path / "box2")
@@ -209,6 +220,10 @@ def test_selftest_status_renew_and_wipe(central, tmp_path):
         assert f"pass  {part}" in test.stdout
     assert "not checked  printer" in test.stdout and "selftest: PASS" in test.stdout
     assert "not checked  ID-card reader" in test.stdout and "not checked  LEDs and buzzer" in test.stdout
+    from edge.runtime import open_outbox
+
+    kinds = [e.kind for e in open_outbox(edge_config.load(conf), None).audit_tail()]
+    assert kinds == ["enrollment", "selftest"]  # both linked into the box's audit chain
 
     status = provision_cli("status", "--config", conf)
     assert status.returncode == 0 and "device box-0042 at clinic-a" in status.stdout

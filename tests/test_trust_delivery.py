@@ -64,6 +64,10 @@ def test_stale_or_missing_list_is_an_alert(site, store, tmp_path) -> None:
     held = TrustListFile(cfg.trust_path, central)
     section, alerts = box_health(cfg, held)
     assert section["trust_list"]["version"] == 1 and alerts == []
+    from models_tflite.loader import manifest, model_path, sha256_file
+
+    face = section["models"]["face_detection_short"]  # the model versions the fleet dashboard shows
+    assert face == manifest()["face_detection_short"].sha256[:12] == sha256_file(model_path("face_detection_short"))[:12]
     stale = cfg.model_copy(update={"trust": cfg.trust.model_copy(update={"max_age": 0.001})})
     assert "trust_list_stale" in box_health(stale, held)[1]
     cfg.trust_path.unlink()

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from edge.core.configbase import ConfigError
+from mqtt.outbox import OutboxError
 from provisioning.files import write_atomic
 
 logger = logging.getLogger(__name__)
@@ -49,8 +50,12 @@ def systemd_restart(units: tuple[str, ...] = ("ehc-station.service",), timeout: 
     return False
 
 
-def reload_config(path: Path, text: str, restart: Callable[[], bool] = systemd_restart) -> dict[str, Any]:
-    """Replace the config at ``path`` with ``text`` if it is valid and the station comes up with it."""
+def reload_config(path: Path, text: str, restart: Callable[[], bool] = systemd_restart,
+                  audit: Callable[[str, dict[str, Any]], Any] | None = None) -> dict[str, Any]:
+    """Replace the config at ``path`` with ``text`` if it is valid and the station comes up with it.
+
+    ``audit(kind, facts)`` links the change (revisions and outcome, never the text) into the audit chain.
+    """
     from edge import config as edge_config
 
     if not isinstance(text, str) or not text.strip():
@@ -71,15 +76,25 @@ def reload_config(path: Path, text: str, restart: Callable[[], bool] = systemd_r
     write_atomic(path.with_name(path.name + ".previous"), previous)
     write_atomic(path, text.encode("utf-8"))
     logger.info("config revision %s written; restarting the station", revision(text))
+    def note(kind: str, facts: dict[str, Any]) -> None:
+        try:
+            if audit is not None:
+                audit(kind, facts)
+        except OutboxError as exc:  # the change itself stands; the log says why it is not linked
+            logger.error("configuration change not written to the audit log: %s", exc)
+
     if restart():
+        note("config", {"from": revision(previous.decode()), "to": revision(text), "outcome": "ok"})
         return {"ok": True, "revision": revision(text), "uplink": "takes the new file at its next restart"}
     logger.error("the station did not come up with revision %s; rolling back", revision(text))
     write_atomic(path, previous)
     restart()
+    note("config", {"from": revision(previous.decode()), "to": revision(text), "outcome": "rolled_back"})
     return {"ok": False, "error": "not_ready", "rolled_back": True, "revision": revision(previous.decode())}
 
 
-def command_handlers(path: Path, restart: Callable[[], bool] = systemd_restart
+def command_handlers(path: Path, restart: Callable[[], bool] = systemd_restart,
+                     audit: Callable[[str, dict[str, Any]], Any] | None = None
                      ) -> dict[str, Callable[[dict[str, Any]], dict[str, Any]]]:
     """The ``reload_config`` handler for ``Uplink.command_handlers``."""
-    return {"reload_config": lambda args: reload_config(path, args.get("config"), restart)}
+    return {"reload_config": lambda args: reload_config(path, args.get("config"), restart, audit)}

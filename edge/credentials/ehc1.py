@@ -47,7 +47,7 @@ MAX_LIFETIME = 300
 MAX_TEXT = 4296
 MAX_DEPTH = 8
 STATUSES = ("green", "yellow", "red")
-_CID = re.compile(r"^[0-9a-f]{32}$")
+_CID = re.compile(r"^[0-9a-f]{32}\Z")
 _ECDSA = ec.ECDSA(hashes.SHA256())
 Issuers = Mapping[str, tuple[str, ec.EllipticCurvePublicKey]]
 

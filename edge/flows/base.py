@@ -13,7 +13,7 @@ from edge.feedback import Feedback, NoFeedback, NoPrinter, Signal, TicketSink
 from edge.identity import PresentedId, pseudonym
 from edge.verify import FormVerifier, Verifier
 from mqtt import envelope
-from mqtt.outbox import Outbox, OutboxError, OutboxFull, StateChange
+from mqtt.outbox import NoSealKey, Outbox, OutboxError, OutboxFull, StateChange
 
 logger = logging.getLogger(__name__)
 
@@ -94,32 +94,51 @@ class FlowContext:
     send_id_number: bool = False
 
     def identity_ref(self, identity: PresentedId) -> dict[str, Any]:
-        """What leaves the box about a document: ``id_ref`` (the keyed pseudonym, or null without a key)
-        and, only where the clinic's configuration asks for it, ``id_number``."""
+        """What leaves the box in clear about a document: ``id_ref`` (the keyed pseudonym, or null without
+        a key)."""
         ref = pseudonym(self.pseudonym_key, identity.document, identity.number) if self.pseudonym_key else None
-        out: dict[str, Any] = {"id_ref": ref}
-        if self.send_id_number:
-            out["id_number"] = identity.number
-        return out
+        return {"id_ref": ref}
 
-    def publish(self, kind: str, body: dict[str, Any], also: StateChange | None = None
-                ) -> tuple[envelope.Message | None, str | None]:
+    def identity_personal(self, identity: PresentedId) -> dict[str, Any] | None:
+        """The personal fields of a document that go to the central service sealed, only where the clinic's
+        configuration asks for them (``[identity] send_id_number``): ``id_number``; else None."""
+        return {"id_number": identity.number} if self.send_id_number else None
+
+    def publish(self, kind: str, body: dict[str, Any], also: StateChange | None = None,
+                personal: dict[str, Any] | None = None) -> tuple[envelope.Message | None, str | None]:
         """Sign and store one result (with ``also`` in the same transaction).
 
-        Returns ``(message, None)``, or ``(None, "outbox_full" | "outbox_error")`` when it could not be
-        stored, in which case the person must be told it was not recorded.
+        ``personal``: fields that identify a person (names, ID numbers, birth dates). They are sealed to the
+        central service's key inside the signed body (``body["personal"]``); the broker sees only the
+        ciphertext. ``body`` itself must hold pseudonyms only.
+
+        Returns ``(message, None)``, or ``(None, "outbox_full" | "outbox_error" | "no_seal_key")`` when it
+        could not be stored, in which case the person must be told it was not recorded.
         """
         try:
-            return self.outbox.enqueue(kind, body, also=also), None
+            return self.outbox.enqueue(kind, body, also=also, personal=personal), None
         except OutboxError as exc:
-            what = "outbox_full" if isinstance(exc, OutboxFull) else "outbox_error"
+            what = ("outbox_full" if isinstance(exc, OutboxFull) else
+                    "no_seal_key" if isinstance(exc, NoSealKey) else "outbox_error")
             logger.error("%s result NOT recorded (%s: %s)", kind, what, exc)
             return None, what
 
     def print_ticket(self, kind: str, fields: dict[str, Any]) -> str | None:
-        """Queue a ticket; a printer failure is logged and never loses the result."""
+        """Queue a ticket and link the job into the audit chain (template and job id only, never the
+        fields); a printer failure is logged and never loses the result."""
         try:
-            return self.tickets.submit(kind, fields) or None
+            job = self.tickets.submit(kind, fields) or None
         except Exception:
             logger.exception("%s ticket could not be queued", kind)
             return None
+        self.audit("print", {"template": kind, "job": job})
+        return job
+
+    def audit(self, kind: str, facts: dict[str, Any]) -> bool:
+        """Link an event into the box's audit chain (facts without personal data); False when it failed."""
+        try:
+            self.outbox.audit(kind, facts)
+            return True
+        except OutboxError as exc:
+            logger.error("%s event not written to the audit log: %s", kind, exc)
+            return False

@@ -15,7 +15,9 @@ that does not validate is red (the validation code is the reason); an expired do
 when the person has none, red for a suspended card, yellow ``lookup_unavailable`` without an answer;
 without a lookup, green with ``pending = "online_lookup"``. The result carries ``kind`` (``id_card`` / ``mrz``), ``document`` (card type or
 MRZ document code) and ``id_ref``, the keyed pseudonym of the number (:func:`edge.identity.pseudonym`),
-plus ``id_number`` only where ``[identity] send_id_number`` is set; the receipt shows the name and number
+plus, only where ``[identity] send_id_number`` is set, ``id_number`` in the sealed ``personal`` part
+(:meth:`edge.flows.base.FlowContext.publish`; refused ``no_seal_key`` on a box without the central sealing
+key); the receipt shows the name and number
 masked (``张*丰``, ``1101**********002X``).
 
 Only a stored result may be shown as accepted. Queue numbers restart every day (box local date) and
@@ -104,13 +106,16 @@ class CheckinFlow:
             f"{identity.source} {identity.document}",
             lambda number: ("registration", {
                 "name": mask_name(identity.name), "id_masked": mask_number(identity.number), "time": self._time(),
-                "outcome": f"{_TICKET_OUTCOME[verdict.outcome]}  #{number}"}))
+                "outcome": f"{_TICKET_OUTCOME[verdict.outcome]}  #{number}"}),
+            personal=self.ctx.identity_personal(identity) if identity.valid else None)
 
     def _record(self, verdict: Verdict, body_for: Callable[[int | None], dict[str, Any]], what: str,
-                ticket_for: Callable[[int], tuple[str, dict[str, Any]]]) -> FlowOutcome:
+                ticket_for: Callable[[int], tuple[str, dict[str, Any]]],
+                personal: dict[str, Any] | None = None) -> FlowOutcome:
         """Store the result (with the day's next queue number unless red), then print its ticket."""
         number = self._next_number() if verdict.outcome is not Outcome.RED else None
-        msg, error = self.ctx.publish(SCAN_KIND, body_for(number), also=self._use_number(number) if number else None)
+        msg, error = self.ctx.publish(SCAN_KIND, body_for(number), also=self._use_number(number) if number else None,
+                                      personal=personal)
         if msg is None:
             return FlowOutcome(Signal.NOT_RECORDED, reason=error, detail={"outcome": verdict.outcome.value})
         logger.info("check-in %s: %s outcome=%s reason=%s", msg.msg_id, what, verdict.outcome, verdict.reason)

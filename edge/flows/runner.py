@@ -152,6 +152,9 @@ class FlowRunner:
         self.stats.handled += 1
         self.stats.signals[outcome.signal.value] += 1
         self.stats.latency_ms.append(latency)
+        if outcome.message_id is None:  # a stored result is linked by the outbox itself
+            self.ctx.audit("outcome", {"flow": self.flow.name, "event": type(event).__name__,
+                                       "signal": outcome.signal.value, "reason": outcome.reason})
         if self.on_outcome is not None:
             try:
                 self.on_outcome(event, outcome, latency)

@@ -46,7 +46,7 @@ from edge.verify import Outcome
 logger = logging.getLogger(__name__)
 
 VACCINATION_KIND = "vaccination"
-TRACE_CODE = re.compile(r"^[0-9]{20}$")
+TRACE_CODE = re.compile(r"[0-9]{20}")
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS vacc_children (child_ref TEXT PRIMARY KEY, birth_date TEXT NOT NULL, doses TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS vacc_used (trace_code TEXT PRIMARY KEY, used_at REAL NOT NULL)
@@ -103,7 +103,7 @@ class VaccinationFlow:
             if ref is None:
                 return FlowOutcome(Signal.REJECTED, reason="no_pseudonym_key")
             return self._open_child(ref, ident.birth_date, ident.name)
-        if TRACE_CODE.match(event.text):
+        if TRACE_CODE.fullmatch(event.text):
             return self._package(event.text)
         verdict = self.ctx.verifier.verify(classify_payload(event.text))
         if verdict.outcome is Outcome.RED or verdict.card_ref is None:

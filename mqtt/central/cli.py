@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 from cryptography import x509
@@ -59,6 +60,22 @@ def cmd_stats(args: argparse.Namespace) -> int:
     print(json.dumps(store.counts(), indent=2))
     store.close()
     return 0
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    """Audit-chain heads and alerts (forks, gaps, resets) as JSON; exit 1 while an alert is open."""
+    from mqtt.central.audit import acknowledge, report
+
+    store = _store(args)
+    try:
+        if args.ack:
+            print(json.dumps({"acknowledged": acknowledge(store, args.ack, time.time())}))
+            return 0
+        found = report(store, args.device, open_only=args.open)
+    finally:
+        store.close()
+    print(json.dumps(found, indent=2, ensure_ascii=False))
+    return 1 if any(a["resolved_at"] is None for a in found["alerts"]) else 0
 
 
 def cmd_devices(args: argparse.Namespace) -> int:
@@ -174,6 +191,43 @@ def cmd_command(args: argparse.Namespace) -> int:
     finally:
         store.close()
     print(json.dumps(body, ensure_ascii=False))
+    return 0
+
+
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    from mqtt.central.dashboard.server import run
+
+    return run(args.config)
+
+
+def cmd_user_add(args: argparse.Namespace) -> int:
+    """Add or change a dashboard user; the password comes from the terminal or one line of stdin."""
+    import getpass
+
+    from mqtt.central.dashboard.accounts import Accounts, UserError, check_user
+    from mqtt.central.dashboard.auth import PasswordError, hash_password
+
+    try:
+        check_user(args.name, args.role, args.clinic)
+        if sys.stdin.isatty():
+            password = getpass.getpass(f"password for {args.name}: ")
+            if getpass.getpass("again: ") != password:
+                raise UserError("the passwords differ")
+        else:
+            password = sys.stdin.readline().rstrip("\r\n")
+        hashed = hash_password(password)
+    except (UserError, PasswordError) as exc:
+        print(f"ehc-central: {exc}", file=sys.stderr)
+        return 1
+    store = _store(args)
+    try:
+        accounts = Accounts(store)
+        accounts.add_user(args.name, args.role, args.clinic, hashed)
+        accounts.audit(os.environ.get("SUDO_USER") or os.environ.get("USER") or "cli", "user_add", args.name, "ok",
+                       f"{args.role} {args.clinic or 'all clinics'} (ehc-central user add)")
+    finally:
+        store.close()
+    print(f"user {args.name}: {args.role}" + (f" of {args.clinic}" if args.clinic else ", all clinics"))
     return 0
 
 
@@ -326,6 +380,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--clinic", default=None, help="only this clinic's devices")
     s.set_defaults(func=cmd_devices)
 
+    s = sub.add_parser("audit", help="boxes' audit chains: last position and head, forks, gaps (exit 1 if open)")
+    s.add_argument("--config", default=cfg_default)
+    s.add_argument("device", nargs="?", default=None, help="only this device")
+    s.add_argument("--open", action="store_true", help="only alerts still open")
+    s.add_argument("--ack", type=int, action="append", metavar="ID",
+                   help="mark an alert as dealt with (repeatable); gaps also close by themselves")
+    s.set_defaults(func=cmd_audit)
+
     s = sub.add_parser("command", help="send a command (ping, rebirth) to a box and print its signed answer")
     s.add_argument("--config", default=cfg_default)
     s.add_argument("--device", required=True)
@@ -333,6 +395,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--args", default="{}", help="arguments as a JSON object")
     s.add_argument("--timeout", type=float, default=10.0)
     s.set_defaults(func=cmd_command)
+
+    s = sub.add_parser("dashboard", help="run the fleet dashboard (HTTPS)")
+    s.add_argument("--config", default=cfg_default)
+    s.set_defaults(func=cmd_dashboard)
+
+    usr = sub.add_parser("user", help="dashboard users").add_subparsers(dest="ucmd", required=True)
+    s = usr.add_parser("add", help="add or change a user (password from the terminal, or one line of stdin)")
+    s.add_argument("--config", default=cfg_default)
+    s.add_argument("name")
+    s.add_argument("--role", required=True, choices=["viewer", "technician", "admin"])
+    s.add_argument("--clinic", default=None, help="the one clinic this user sees (required for viewers)")
+    s.set_defaults(func=cmd_user_add)
 
     dev = sub.add_parser("device", help="register or revoke a device").add_subparsers(dest="dcmd", required=True)
     s = dev.add_parser("add")

@@ -75,6 +75,9 @@ class EnrollmentSection(StrictModel):
     crl: str = Field("pki/crl.pem", description="Certificate revocation list Mosquitto loads")
     pseudonym_key: str = Field("pki/pseudonym.key", description="Deployment key for ID-number pseudonyms, handed "
                                                                 "to every box at enrollment (path or credential:NAME)")
+    seal_key: str = Field("pki/central-seal.key", description="Central X25519 key: boxes seal personal fields to its "
+                                                              "public half, the ingest opens them (path or "
+                                                              "credential:NAME)")
 
 
 class TrustSection(StrictModel):
@@ -85,6 +88,16 @@ class TrustSection(StrictModel):
                                                                    "(path or credential:NAME)")
     ehc1_issuer_id: str = Field("EHC-SITE", pattern=r"^[A-Za-z0-9_.:-]{1,64}$",
                                 description="Issuer id written into EHC1 cards issued here")
+
+
+class DashboardSection(StrictModel):
+    """The fleet dashboard (HTTPS web pages for clinic managers and technicians)."""
+
+    bind: str = Field("127.0.0.1", description="Address the dashboard listens on")
+    port: int = Field(8444, ge=1, le=65535, description="HTTPS port of the dashboard")
+    cert: str | None = Field(None, description="Server certificate (default: the broker's)")
+    key: str | None = Field(None, description="Server key, path or credential:NAME (default: the broker's)")
+    session_idle: int = Field(1800, ge=60, le=86400, description="Seconds of inactivity that end a session")
 
 
 class LoggingSection(StrictModel):
@@ -101,6 +114,7 @@ class CentralConfig(StrictModel):
     ingest: IngestSection = IngestSection()
     database: DatabaseSection = DatabaseSection()
     enrollment: EnrollmentSection = EnrollmentSection()
+    dashboard: DashboardSection = DashboardSection()
     logging: LoggingSection = LoggingSection()
     base_dir: str | None = Field(None, description="Folder relative paths are resolved against (default: the file's)")
 

@@ -20,12 +20,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, x25519
 
-from mqtt import envelope, lookup, receipts, topics
+from mqtt import auditchain, envelope, lookup, receipts, sealed, topics
 from mqtt.central import trust
 from mqtt.central.config import CentralConfig
-from mqtt.central.store import SEQ_CONFLICT, STORED, Rejection, SqlStore, StoreUnavailable, VerifiedResult
+from mqtt.central.store import QUARANTINED, SEQ_CONFLICT, STORED, Rejection, SqlStore, StoreUnavailable, \
+    VerifiedResult
 from mqtt.client import connect_properties, new_client
 from provisioning.ca import load_private_key
 
@@ -125,6 +126,27 @@ class Verifier:
         return msg
 
 
+_RECORD_TEXT = ("child_ref", "vaccine", "given_on")
+_RECORD_SCALARS = ("product", "dose", "trace_code", "lot", "expiry")
+
+
+def vaccination_recordable(body: dict[str, Any]) -> bool:
+    """True when a ``vaccination`` body has what a child's record needs: text ids and date, scalar details."""
+    return (all(isinstance(body.get(k), str) for k in _RECORD_TEXT)
+            and all(isinstance(body.get(k), (str, int, float, type(None))) for k in _RECORD_SCALARS))
+
+
+def load_seal_key(cfg: CentralConfig) -> x25519.X25519PrivateKey | None:
+    """The central X25519 key, or None on a site that has none (results with personal fields are then refused
+    ``no_seal_key`` and stay on the boxes)."""
+    path = cfg.path(cfg.enrollment.seal_key)
+    try:
+        return sealed.load_private(path)
+    except FileNotFoundError:
+        logger.warning("no sealing key at %s: results with personal fields will be refused", path)
+        return None
+
+
 def resolve_lookup(store: SqlStore, platform: lookup.CardPlatform, msg_id: str, card_index: str,
                    code_type: int) -> bool:
     """Ask the card platform about a scan the box could not look up; True when the answer was recorded."""
@@ -146,6 +168,7 @@ class Ingest:
         self.verifier = Verifier(store, cfg.broker.max_message_bytes)
         self.platform: lookup.CardPlatform = lookup.LocalCardRegistry(store)
         self.signing_key = load_private_key(cfg.path(cfg.enrollment.signing_key))  # signs receipts
+        self.seal_key = load_seal_key(cfg)  # opens the personal fields boxes seal
         self.counters: Counter[str] = Counter()
         self.inbox: queue.Queue[Inbound] = queue.Queue(maxsize=cfg.ingest.receive_maximum * 2)
         self.connected = threading.Event()
@@ -235,6 +258,9 @@ class Ingest:
         counts["presence"] += len(presence)
         to_receipt: dict[tuple[str, str], list[bytes]] = {}
         for res, outcome in zip(results, outcomes):
+            if outcome == QUARANTINED:  # committed to quarantine: the receipt lets the box drop it
+                logger.warning("device %s: result %s quarantined: %s", res.message.device, res.message.msg_id,
+                               res.quarantine, extra={"EHC_REASON": res.quarantine, "EHC_DEVICE": res.message.device})
             if outcome == SEQ_CONFLICT:  # committed to quarantine: the receipt lets the box drop it
                 logger.warning("device %s: sequence conflict at boot %d seq %d; quarantined", res.message.device,
                                res.message.boot, res.message.seq,
@@ -248,10 +274,16 @@ class Ingest:
         for res, outcome in zip(results, outcomes):
             body = res.message.body
             if outcome == STORED and res.message.kind == "vaccination":
-                self.store.record_vaccination(str(res.message.msg_id), body)
+                if vaccination_recordable(body):
+                    self.store.record_vaccination(str(res.message.msg_id), body)
+                else:  # stored as signed, but it cannot update a child's record; never retried
+                    counts["unrecordable_vaccination"] += 1
+                    logger.warning("device %s: vaccination result %s stored without a record update: body incomplete",
+                                   res.message.device, res.message.msg_id,
+                                   extra={"EHC_REASON": "unrecordable_vaccination", "EHC_DEVICE": res.message.device})
             if outcome == STORED and body.get("pending") == "online_lookup" and isinstance(body.get("card_index"), str):
                 resolve_lookup(self.store, self.platform, str(res.message.msg_id), body["card_index"],
-                               int(body.get("code_type") or 0))
+                               lookup.code_type_of(body.get("code_type")))
         if lookups:
             counts["lookup"] += len(lookups)
         for (clinic, device), ids in to_receipt.items():
@@ -288,7 +320,7 @@ class Ingest:
             raise RejectedMessage("bad_topic", t.device)
         msg = self.verifier.open(t, key, item.topic, item.payload)
         if t.channel == "evt":
-            return "result", VerifiedResult(t.clinic, msg, item.payload)
+            return "result", self._result(t, item, msg)
         if t.channel == "req":
             try:
                 if t.name == lookup.RECORD_KIND:
@@ -298,6 +330,24 @@ class Ingest:
             except lookup.LookupInvalid:
                 raise RejectedMessage("bad_request", t.device) from None
         return "presence", (t.device, t.channel, msg.body)
+
+    def _result(self, t: topics.Topic, item: Inbound, msg: envelope.Message) -> VerifiedResult:
+        """A verified result with its personal part opened (or marked for quarantine) and its audit link checked."""
+        personal, held, segment, problem = None, None, None, None
+        if "personal" in msg.body:
+            if self.seal_key is None:  # not receipted: the box keeps it until this site has its key
+                raise RejectedMessage("no_seal_key", t.device)
+            try:
+                personal = sealed.open_sealed(msg.body["personal"], self.seal_key, item.topic, msg.msg_id.bytes)
+            except sealed.SealedInvalid:
+                held = sealed.SealedInvalid.reason
+        if msg.audit is not None:
+            try:
+                segment = auditchain.check(msg.audit, msg.msg_id.bytes, msg.kind, msg.boot, msg.seq, msg.ts_ms,
+                                           msg.body)
+            except auditchain.ChainInvalid as exc:
+                problem = str(exc)
+        return VerifiedResult(t.clinic, msg, item.payload, personal, held, segment, problem)
 
     def _work(self) -> None:
         delay = 0.5
@@ -319,6 +369,9 @@ class Ingest:
                     if self._stop.wait(delay):
                         return
                     delay = min(delay * 2, 30.0)
+                    # E.g. the registry lookup on a connection a database restart broke: the store
+                    # raises StoreUnavailable only from store_results, which this batch never reached.
+                    self._reopen_store()
 
     def _reopen_store(self) -> None:
         reopen = getattr(self.store, "reopen", None)

@@ -1,35 +1,58 @@
-"""``ehc-central serve``: run the ingest workers (one process each) and supervise them."""
+"""``ehc-central serve``: run the ingest workers (one process each) and supervise them.
+
+The supervisor talks to each worker over a pipe, never through shared locks: a worker says ``ready``
+on it, the supervisor says ``stop``. A process killed while holding a multiprocessing lock would leave
+it held for good; a pipe just reaches end-of-file, which also tells a worker that its supervisor is gone.
+"""
 
 from __future__ import annotations
 
 import logging
 import multiprocessing as mp
+import threading
 import time
+from multiprocessing.connection import Connection
 from pathlib import Path
+from typing import Callable
 
 from edge.core import sdnotify
 from edge.core.logs import setup_logging
 from edge.core.signals import stop_event_on_signals
 from mqtt.central import config as central_config
 from mqtt.central.ingest import Ingest
-from mqtt.central.store import open_store
+from mqtt.central.store import SqlStore, StoreUnavailable, open_store
 
 logger = logging.getLogger(__name__)
 
+READY, STOP = "ready", "stop"
 
-def run_worker(config_path: str, index: int, ready: "mp.synchronize.Event | None" = None,
-               shutdown: "mp.synchronize.Event | None" = None) -> None:
-    """Run one ingest worker until SIGTERM or until the supervisor sets ``shutdown``."""
+
+def run_worker(config_path: str, index: int, control: Connection | None = None) -> None:
+    """Run one ingest worker until SIGTERM, a ``stop`` from the supervisor, or the supervisor's death."""
     cfg = central_config.load(config_path)
     setup_logging(cfg.logging.level, "ehc-central")
     stop = stop_event_on_signals()
-    store = open_store(cfg.database_url)
+
+    def ending() -> bool:
+        # ``stop`` was sent, or end-of-file: a supervisor killed with SIGKILL cannot stop its workers, so
+        # they go by themselves rather than compete with the next supervisor's workers for the client id.
+        if control is None or not control.poll(0):
+            return False
+        logger.info("worker %d: told to stop or supervisor gone; exiting", index)
+        return True
+
+    store = _open_store_retrying(cfg.database_url, index, stop, ending)
+    if store is None:
+        return
     ingest = Ingest(cfg, store, index).start()
-    if ready is not None:
-        ready.set()
-    last = time.monotonic()
     try:
-        while not stop.wait(0.5) and not (shutdown is not None and shutdown.is_set()):
+        if control is not None:
+            try:
+                control.send(READY)
+            except OSError:  # the supervisor is gone
+                return
+        last = time.monotonic()
+        while not stop.wait(0.5) and not ending():
             if time.monotonic() - last > 60:
                 last = time.monotonic()
                 logger.info("worker %d: %s", index, dict(ingest.counters))
@@ -41,22 +64,45 @@ def run_worker(config_path: str, index: int, ready: "mp.synchronize.Event | None
         store.close()
 
 
+def _open_store_retrying(url: str, index: int, stop: threading.Event,
+                         ending: Callable[[], bool]) -> SqlStore | None:
+    """Open the store, waiting (0.5 s doubling to 30 s) while the database is unavailable; None if told to
+    stop meanwhile. A worker started during a database outage waits for it instead of crashing."""
+    delay = 0.5
+    while True:
+        try:
+            return open_store(url)
+        except StoreUnavailable as exc:
+            logger.error("%s: store unavailable, retrying in %.1f s: %s",
+                         f"worker {index}" if index >= 0 else "supervisor", delay, exc)
+        if stop.wait(delay) or ending():
+            return None
+        delay = min(delay * 2, 30.0)
+
+
 def serve(config_path: Path, workers: int | None = None) -> int:
     """Start ``workers`` ingest processes, tell systemd when they run, restart any that dies."""
     cfg = central_config.load(config_path)
     n = workers or cfg.ingest.workers
-    open_store(cfg.database_url).close()  # create the schema once, before the workers race for it
-    ctx = mp.get_context("spawn")
     stop = stop_event_on_signals()
-    shutdown = ctx.Event()  # set from the main loop only, never from a signal handler
+    # Create the schema once, before the workers race for it (waiting out a database outage).
+    store = _open_store_retrying(cfg.database_url, -1, stop, lambda: False)
+    if store is None:
+        return 0
+    store.close()
+    ctx = mp.get_context("spawn")
 
-    def spawn(i: int) -> "mp.process.BaseProcess":
-        ready = ctx.Event()
-        p = ctx.Process(target=run_worker, args=(str(config_path), i, ready, shutdown), name=f"ingest-{i}")
+    def spawn(i: int) -> tuple["mp.process.BaseProcess", Connection]:
+        mine, theirs = ctx.Pipe()
+        p = ctx.Process(target=run_worker, args=(str(config_path), i, theirs), name=f"ingest-{i}")
         p.start()
-        if not ready.wait(30):
-            logger.error("ingest worker %d did not start", i)
-        return p
+        theirs.close()  # only the worker holds its end: its death is end-of-file here
+        deadline = time.monotonic() + 30
+        while not mine.poll(0.1):  # a worker that died at start is restarted by the loop, not waited for
+            if not p.is_alive() or time.monotonic() > deadline:
+                logger.error("ingest worker %d did not start (yet)", i)
+                break
+        return p, mine
 
     procs = [spawn(i) for i in range(n)]
     try:
@@ -64,18 +110,24 @@ def serve(config_path: Path, workers: int | None = None) -> int:
         logger.info("central ingest running with %d workers", n)
         interval = min(sdnotify.watchdog_interval() or 5.0, 5.0)
         while not stop.wait(interval):
-            for i, p in enumerate(procs):
+            for i, (p, conn) in enumerate(procs):
                 if not p.is_alive():
                     logger.error("ingest worker %d exited with %s; restarting", i, p.exitcode)
+                    conn.close()
                     procs[i] = spawn(i)
             sdnotify.watchdog()
         sdnotify.notify("STOPPING=1")
     finally:  # whatever ended the loop, the workers must not outlive the supervisor
-        shutdown.set()
-        for p in procs:
+        for _, conn in procs:
+            try:
+                conn.send(STOP)
+            except OSError:  # that worker is gone already
+                pass
+        for p, conn in procs:
             p.join(15)
             if p.is_alive():
                 logger.error("ingest worker %s did not stop; killing it", p.name)
                 p.kill()
                 p.join(5)
+            conn.close()
     return 0

@@ -15,11 +15,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+from mqtt.auditchain import Segment
+from mqtt.central import audit as central_audit
 from mqtt.envelope import Message
+from mqtt.lookup import code_type_of
 
 logger = logging.getLogger(__name__)
 
-STORED, DUPLICATE, SEQ_CONFLICT = "stored", "duplicate", "seq_conflict"
+STORED, DUPLICATE, SEQ_CONFLICT, QUARANTINED = "stored", "duplicate", "seq_conflict", "quarantined"
 
 
 class StoreUnavailable(RuntimeError):
@@ -38,11 +41,19 @@ class DeviceRecord:
 
 @dataclass(frozen=True, slots=True)
 class VerifiedResult:
-    """A result whose signature and topic have been checked."""
+    """A result whose signature and topic have been checked.
+
+    ``personal``: the opened sealed part; ``quarantine``: why it is held instead of stored (``bad_sealed``);
+    ``audit``: the audit-chain segment it proves, or ``audit_problem`` when its audit map does not recompute.
+    """
 
     clinic: str
     message: Message
     envelope: bytes
+    personal: dict[str, Any] | None = None
+    quarantine: str | None = None
+    audit: Segment | None = None
+    audit_problem: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +109,9 @@ def _schema(blob: str, real: str, serial: str) -> list[str]:
         f"""CREATE TABLE IF NOT EXISTS rejections (
             id {serial}, at {real} NOT NULL, reason TEXT NOT NULL, topic TEXT NOT NULL,
             size BIGINT NOT NULL, device_id TEXT, sha256 TEXT NOT NULL)""",
+        f"""CREATE TABLE IF NOT EXISTS personal (
+            msg_id TEXT PRIMARY KEY, device_id TEXT NOT NULL, fields_json TEXT NOT NULL, stored_at {real} NOT NULL)""",
+        *central_audit.schema(real, serial),
     ]
 
 
@@ -232,7 +246,7 @@ class SqlStore:
         for msg_id, body_json in rows:
             body = json.loads(body_json)
             if body.get("pending") == "online_lookup" and isinstance(body.get("card_index"), str):
-                out.append((msg_id, body["card_index"], int(body.get("code_type") or 0)))
+                out.append((msg_id, body["card_index"], code_type_of(body.get("code_type"))))
         return out
 
     # -- enrollment tokens ---------------------------------------------------------------------------
@@ -354,20 +368,35 @@ class SqlStore:
 
         The whole batch goes in with one ``executemany`` when none of it was seen before (the normal
         case); otherwise each result is inserted and classified on its own. A ``seq_conflict`` result is
-        kept whole in the quarantine table (and counted as a rejection).
+        kept whole in the quarantine table (and counted as a rejection), and so is a result marked
+        ``quarantine`` by the ingest (outcome ``quarantined``). A stored result's opened personal fields go to
+        the ``personal`` table (the sealed part is left out of ``body_json``); its audit segment is checked
+        (:func:`mqtt.central.audit.track`).
         """
         now = time.time()
+        held = [r for r in results if r.quarantine]
+        kept = [r for r in results if not r.quarantine]
         rows = [(str(r.message.msg_id), r.message.device, r.clinic, r.message.boot, r.message.seq, r.message.kind,
-                 r.message.ts_ms, json.dumps(r.message.body, ensure_ascii=False, separators=(",", ":")),
-                 self._blob(r.envelope), now) for r in results]
+                 r.message.ts_ms, json.dumps({k: v for k, v in r.message.body.items() if k != "personal"},
+                                             ensure_ascii=False, separators=(",", ":")),
+                 self._blob(r.envelope), now) for r in kept]
         rejections = list(rejections)
         try:
             self._begin()
             if rows and self._insert_all(rows):
                 outcomes = [STORED] * len(rows)
             else:
-                outcomes = [self._insert_one(row, res, now, rejections) for row, res in zip(rows, results)]
-            self._track_sequences([r.message for r, o in zip(results, outcomes) if o == STORED], now)
+                outcomes = [self._insert_one(row, res, now, rejections) for row, res in zip(rows, kept)]
+            stored = [r for r, o in zip(kept, outcomes) if o == STORED]
+            self._track_sequences([r.message for r in stored], now)
+            personal = [(str(r.message.msg_id), r.message.device, json.dumps(r.personal, ensure_ascii=False), now)
+                        for r in stored if r.personal]
+            if personal:
+                self._executemany("INSERT INTO personal (msg_id, device_id, fields_json, stored_at) VALUES (?, ?, ?, ?)",
+                                  personal)
+            central_audit.track(self, stored, now)
+            for res in held:
+                self._quarantine(res, res.quarantine or QUARANTINED, now, rejections)
             if rejections:
                 self._executemany("INSERT INTO rejections (at, reason, topic, size, device_id, sha256) "
                                   "VALUES (?, ?, ?, ?, ?, ?)",
@@ -379,6 +408,9 @@ class SqlStore:
             except Exception:  # connection already gone
                 pass
             raise StoreUnavailable(f"store failed: {type(exc).__name__}: {exc}") from exc
+        if held:
+            left = iter(outcomes)
+            outcomes = [QUARANTINED if r.quarantine else next(left) for r in results]
         return outcomes
 
     def _executemany(self, sql: str, rows: list[tuple]) -> int:
@@ -398,17 +430,21 @@ class SqlStore:
     def _insert_one(self, row: tuple, res: VerifiedResult, now: float, rejections: list[Rejection]) -> str:
         if self._exec(self._INSERT_RESULT + " RETURNING seq", row).fetchone() is not None:
             return STORED
-        m = res.message
         if self._exec("SELECT 1 FROM results WHERE msg_id = ?", (row[0],)).fetchone():
             return DUPLICATE
         # Validly signed, but its (device, boot, seq) is taken by another result: keep the whole envelope
         # aside for a technician, so that the box may drop it without a loss.
+        self._quarantine(res, SEQ_CONFLICT, now, rejections)
+        return SEQ_CONFLICT
+
+    def _quarantine(self, res: VerifiedResult, reason: str, now: float, rejections: list[Rejection]) -> None:
+        """Keep a signed result's whole envelope aside (never in ``results``) and record why."""
+        m = res.message
         self._exec("""INSERT INTO quarantine (msg_id, device_id, boot_id, seq, kind, envelope, received_at)
                       VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING""",
-                   (row[0], m.device, m.boot, m.seq, m.kind, self._blob(res.envelope), now))
-        rejections.append(Rejection(SEQ_CONFLICT, f"evt/{m.kind}", len(res.envelope), m.device,
+                   (str(m.msg_id), m.device, m.boot, m.seq, m.kind, self._blob(res.envelope), now))
+        rejections.append(Rejection(reason, f"evt/{m.kind}", len(res.envelope), m.device,
                                     hashlib.sha256(res.envelope).hexdigest()))
-        return SEQ_CONFLICT
 
     def _track_sequences(self, stored: list[Message], now: float) -> None:
         """Update per-(device, boot) max seq and count, and record gaps; concurrency-safe across workers.
@@ -474,6 +510,12 @@ class SqlStore:
         if held:
             out["quarantined"] = held
         return out
+
+    def personal(self, msg_id: str) -> dict[str, Any] | None:
+        """The opened personal fields of a stored result, or None."""
+        row = self._exec("SELECT fields_json FROM personal WHERE msg_id = ?", (msg_id,)).fetchone()
+        self._end_read()
+        return json.loads(row[0]) if row else None
 
     def envelope(self, msg_id: str) -> tuple[str, bytes] | None:
         """Topic-free audit copy: (device id, original COSE bytes) of a stored result."""

@@ -1,0 +1,167 @@
+"""Personal fields end to end: sealed on the box, opaque on the broker, opened and kept only centrally;
+a sealed part moved to another message or sealed to another key is quarantined, never stored."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from edge import config as edge_config
+from edge.flows.base import FlowContext, IdPresented
+from edge.flows.checkin import CheckinFlow
+from edge.identity import from_id_card
+from edge.runtime import build_uplink, load_identity, open_outbox
+from mqtt import envelope, sealed, topics
+from mqtt.central.broker import BrokerProcess, free_port, write_config
+from mqtt.central.ingest import Inbound, Ingest
+from mqtt.central.store import open_store
+from mqtt.outbox import NoSealKey, Outbox
+from provisioning.site import add_device, init_central
+from tests.hw_sim.idcard_reader import sample_cards
+from tests.mqtt_helpers import RawClient, wait_until
+
+PERSON = {"name": "王芳", "id_number": "11010519491231002X", "birth_date": "1949-12-31"}
+
+
+def _leaks(data: bytes) -> list[str]:
+    return [v for v in PERSON.values() if v.encode() in data] + (["1949"] if b"1949" in data else [])
+
+
+class Client:
+    def __init__(self) -> None:
+        self.published: list[str] = []
+
+    def ack(self, mid: int, qos: int) -> None:
+        pass
+
+    def publish(self, topic: str, payload: bytes, qos: int = 0, **kwargs) -> None:
+        self.published.append(topic)
+
+
+@pytest.fixture
+def ingest(site, store) -> Ingest:
+    ing = Ingest(site.config, store)
+    ing.client = Client()
+    return ing
+
+
+def make_box(site, store, tmp_path, device="box-0001") -> Outbox:
+    cfg = edge_config.load(add_device(site, store, device, "clinic-a", tmp_path / device))
+    box = open_outbox(cfg, load_identity(cfg))
+    box.start_boot()
+    return box
+
+
+def process(ingest: Ingest, rows) -> dict[str, int]:
+    return ingest.process([Inbound(i, 1, r[0], r[1]) for i, r in enumerate(rows, start=1)])
+
+
+def test_personal_fields_are_sealed_opened_and_kept_apart(ingest, store, site, tmp_path):
+    box = make_box(site, store, tmp_path)
+    msg = box.enqueue("scan", {"outcome": "green", "id_ref": "ab" * 16}, personal=PERSON)
+    (row,) = box.pending()
+    assert _leaks(row.payload) == []
+    assert process(ingest, [(row.topic, row.payload)]) == {"stored": 1, "presence": 0}
+    assert store.personal(str(msg.msg_id)) == PERSON
+    (stored,) = store.iter_results()
+    assert stored["body"] == {"outcome": "green", "id_ref": "ab" * 16}  # the ciphertext is not kept twice
+
+
+def test_a_sealed_part_copied_into_another_message_is_quarantined(ingest, store, site, tmp_path):
+    box = make_box(site, store, tmp_path)
+    original = box.enqueue("scan", {"outcome": "green"}, personal=PERSON)
+    ident = box.identity
+    topic = topics.event("clinic-a", ident.device, "scan")
+    thief = envelope.Message(ident.device, original.boot, 50, "scan", {"outcome": "red",
+                                                                       "personal": original.body["personal"]})
+    out = process(ingest, [(topic, envelope.sign(thief, topic, ident.key))])
+    assert out == {"quarantined": 1, "presence": 0}
+    assert store.personal(str(thief.msg_id)) is None and list(store.iter_results()) == []
+    assert store.counts()["rejections"] == {"bad_sealed": 1} and store.counts()["quarantined"] == 1
+    assert ingest.client.published == [topics.device_topic("clinic-a", ident.device, "ack")]  # receipted
+
+
+def test_a_part_sealed_to_another_key_is_quarantined(ingest, store, site, tmp_path):
+    box = make_box(site, store, tmp_path)
+    box.seal_key = sealed.generate_key().public_key()
+    box.enqueue("scan", {"outcome": "green"}, personal=PERSON)
+    assert process(ingest, [(r.topic, r.payload) for r in box.pending()])["quarantined"] == 1
+
+
+def test_a_site_without_its_sealing_key_refuses_and_the_box_keeps_the_result(site, store, tmp_path):
+    box = make_box(site, store, tmp_path)
+    box.enqueue("scan", {"outcome": "green"}, personal=PERSON)
+    (site.root / "pki" / "central-seal.key").unlink()
+    ing = Ingest(site.config, store)
+    ing.client = Client()
+    assert process(ing, [(r.topic, r.payload) for r in box.pending()]) == {"rejected:no_seal_key": 1, "presence": 0}
+    assert ing.client.published == []  # no receipt: it is resent once the key is back
+
+
+def test_a_box_without_the_sealing_key_refuses_personal_fields(tmp_path):
+    from provisioning import ca
+    from mqtt.outbox import DeviceIdentity
+
+    box = Outbox(tmp_path / "o.db", DeviceIdentity("box-0001", "clinic-a", ca.generate_key()))
+    box.start_boot()
+    with pytest.raises(NoSealKey):
+        box.enqueue("scan", {"outcome": "green"}, personal=PERSON)
+    assert box.pending() == [] and box.enqueue("scan", {"outcome": "green"}).seq == 1
+
+
+# -- through the real broker --------------------------------------------------------------------------------------
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def central(request, tmp_path):
+    db = "sqlite:central.db" if request.param == "sqlite" else request.getfixturevalue("pg_url")
+    site = init_central(tmp_path / "central", free_port(), db_url=db)
+    store = open_store(site.config.database_url)
+    log = tmp_path / "mosquitto.log"
+    broker = BrokerProcess(write_config(site.config, log), site.config.broker.host, site.config.broker.port, log)
+    broker.start()
+    ingest = Ingest(site.config, open_store(site.config.database_url)).start()
+    assert ingest.connected.wait(10)
+    yield site, store
+    ingest.stop()
+    broker.kill()
+    store.close()
+
+
+def test_the_broker_sees_pseudonyms_only_and_the_store_keeps_the_person(central, tmp_path):
+    site, store = central
+    cfg = edge_config.load(add_device(site, store, "box-0001", "clinic-a", tmp_path / "box-0001",
+                                      {"receipt_timeout": 2.0}))
+    b = site.config.broker
+    # A tap with the ingest's own certificate, outside its shared group: it reads everything the boxes send.
+    tap = RawClient(b.host, b.port, site.config.path(site.config.broker.ca), site.config.path(site.config.ingest.cert),
+                    site.config.path(site.config.ingest.key), "ehc-ingest-tap").wait_connected()
+    tap.client.subscribe("ehc/v1/+/+/evt/+", qos=1)
+    wait_until(lambda: tap.suback, what="tap subscription")
+    up = build_uplink(cfg, ["qr"])
+    up.outbox.start_boot()
+    ctx = FlowContext(up.outbox, clinic="clinic-a", pseudonym_key=b"k" * 32, send_id_number=True)
+    card = sample_cards()["resident"]
+    outcome = CheckinFlow(ctx).handle(IdPresented(from_id_card(card)))
+    assert outcome is not None and outcome.message_id
+    other, error = ctx.publish("scan", {"flow": "test"}, personal=PERSON)
+    assert error is None and other is not None
+    up.start()
+    try:
+        wait_until(lambda: store.counts()["results"] == 2 and up.drained() and len(tap.messages) >= 2,
+                   what="delivery and tap")
+    finally:
+        up.stop()
+        tap.close()
+    seen = b"".join(payload for _, payload in tap.messages)
+    assert _leaks(seen) == [] and card.id_number.encode() not in seen and card.display_name.encode() not in seen
+    assert store.personal(outcome.message_id) == {"id_number": card.id_number}
+    assert store.personal(str(other.msg_id)) == PERSON
+    rows = {r["msg_id"]: r for r in store.iter_results()}
+    assert "id_number" not in json.dumps(rows[outcome.message_id]["body"])
+    assert len(rows[outcome.message_id]["body"]["id_ref"]) == 32
+    # The audit links came along: one head, no alert.
+    from mqtt.central import audit as central_audit
+
+    found = central_audit.report(store, "box-0001")
+    assert found["alerts"] == [] and found["heads"][0]["pos"] >= 3
