@@ -29,6 +29,7 @@ bench: install-test
 	$(PYTHON) bench/verify.py
 	$(PYTHON) bench/face.py
 	$(PYTHON) bench/mrz.py
+	$(PYTHON) bench/ocr.py
 	$(PYTHON) bench/privacy.py
 
 lint:

@@ -76,9 +76,10 @@ class StationSection(StrictModel):
     autofocus: bool = Field(True, description="Continuous autofocus where the camera has it")
     exposure: float | None = Field(None, gt=0, description="Fixed exposure (picamera2: microseconds; V4L2: the "
                                                            "driver's units); automatic when unset")
-    flow: str = Field("checkin", pattern=r"^(checkin|masstest|vaccination)$",
-                      description="What the station does: checkin (clinic desk), masstest (pooled sampling) or "
-                                  "vaccination (vaccination room)")
+    flow: str = Field("checkin", pattern=r"^(checkin|masstest|vaccination|report)$",
+                      description="What the station does: checkin (clinic desk), masstest (pooled sampling), "
+                                  "vaccination (vaccination room) or report (medical reports read by the camera, "
+                                  "the button takes the photo)")
     symbologies: list[str] | None = Field(None, description="Codes to look for (QRCode, Code128, Code39, EAN13); "
                                                             "default: QRCode for checkin, all for masstest")
     pool_capacity: int = Field(10, ge=1, le=100, description="masstest: people per tube (10-in-1, 20-in-1 ...)")
@@ -90,6 +91,10 @@ class StationSection(StrictModel):
     online_lookup: bool = Field(True, description="Ask the central service about health-card tokens")
     document_every: int = Field(10, ge=1, le=1000, description="With [mrz]: every how many frames without a "
                                                                "barcode one is read for a passport's MRZ")
+    report_attach_window: float = Field(300.0, gt=0, le=3600, description="report: seconds after a card is "
+                                        "shown during which the pages read belong to its holder")
+    report_tessdata: str | None = Field(None, description="report: Tesseract data folder holding chi_sim and eng "
+                                                          "(default: the system's)")
     lookup_timeout: float = Field(1.5, gt=0, le=10, description="Seconds to wait for a lookup answer before the "
                                                                "scan is recorded yellow")
 

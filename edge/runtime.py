@@ -155,7 +155,7 @@ def build_lookup(cfg: EdgeConfig, identity: DeviceIdentity) -> Any:
 
     m = cfg.mqtt
     return LookupClient(m.host, m.port, cfg.path(m.ca), cfg.path(cfg.device.cert), cfg.path(cfg.device.key), identity,
-                        load_central_key(cfg), timeout=cfg.station.lookup_timeout).start()
+                        load_central_key(cfg), timeout=cfg.station.lookup_timeout, seal_key=load_seal_key(cfg)).start()
 
 
 def vaccination_flow(cfg: EdgeConfig, ctx: FlowContext, records: Any) -> Any:
@@ -265,9 +265,16 @@ def build_station(cfg: EdgeConfig, outbox: Outbox, *, feedback: Feedback | None 
                                 None if state.value == "ready" else str(getattr(fault, "value", state.value))))
         printer.on_state = printer_state
         printer.start()
-    if lights is not None:
-        lights.on_press(lambda: runner.submit(ButtonPress("close")))
     documents = None
+    if cfg.station.flow == "report":
+        from edge.reports.reader import ReportReader
+        from edge.reports.worker import ReportWorker
+
+        tessdata = cfg.station.report_tessdata
+        documents = ReportWorker(lambda: ReportReader(tessdata), runner.submit).start()
+    if lights is not None:
+        lights.on_press(documents.request if cfg.station.flow == "report" else
+                        lambda: runner.submit(ButtonPress("close")))
     if cfg.mrz is not None and cfg.station.flow == "checkin":
         from edge.documents.mrz_ocr import MrzReader
         from edge.documents.worker import DocumentWorker

@@ -71,6 +71,10 @@ def decode_options(station: StationSection) -> DecodeOptions:
 
 def build_flow(station: StationSection, ctx: FlowContext) -> Flow:
     """The configured flow over ``ctx``."""
+    if station.flow == "report":
+        from edge.flows.reports import ReportFlow
+
+        return ReportFlow(ctx, attach_window=station.report_attach_window)
     if station.flow == "masstest":
         return MassTestFlow(ctx, PoolSettings(capacity=station.pool_capacity, tube_pattern=station.tube_pattern,
                                               rebind_window=station.rebind_window))

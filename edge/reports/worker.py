@@ -1,0 +1,146 @@
+"""Report pages under the camera: read on request, in a thread of its own, never holding up the camera loop.
+
+The operator lays the page under the camera and presses the button: :meth:`ReportWorker.request`. The
+station offers every frame (:meth:`ReportWorker.offer`, the same hook as the passport reader); the first
+frame after a request is copied and read in the worker's thread (capture and correction, Tesseract,
+layout, structuring: about a second on this machine). The outcome goes to ``on_read`` as a
+:class:`ReportRead` event for the flow thread: a structured report, or the reason the frame could not be
+read with the instruction to show the person. One Tesseract instance per worker, made in its thread and
+reused.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from edge.reports.capture import CaptureRejected
+from edge.reports.model import Report
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class ReportRead:
+    """A page was read (``report``), or could not be (``problem``: a short reason, ``instruction``: what the
+    person should do). ``at`` is the ``time.perf_counter()`` of the request, for the flow's timing."""
+
+    report: Report | None = field(repr=False)
+    problem: str | None = None
+    instruction: str | None = None
+    read_ms: float = 0.0
+    at: float = field(default_factory=time.perf_counter)
+
+
+class ReportWorker:
+    """Reads one report page per request from the next offered frame.
+
+    >>> worker = ReportWorker(ReportReader, runner.submit).start()  # doctest: +SKIP
+    >>> worker.request()                                              # the button  # doctest: +SKIP
+    """
+
+    def __init__(self, reader_factory: Callable[[], Any], on_read: Callable[[ReportRead], Any], *,
+                 patient: Mapping[str, Any] | None = None) -> None:
+        self.reader_factory = reader_factory
+        self.on_read = on_read
+        self.patient = dict(patient) if patient else None
+        self.requested = self.read_count = self.rejected = 0
+        self._cond = threading.Condition()
+        self._wanted: float | None = None  # perf_counter of the pending request
+        self._frame: np.ndarray | None = None
+        self._busy = False
+        self._stop = False
+        self._thread = threading.Thread(target=self._run, name="reports", daemon=True)
+
+    def start(self) -> ReportWorker:
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        with self._cond:
+            self._stop = True
+            self._cond.notify_all()
+        self._thread.join(timeout)
+
+    def request(self) -> bool:
+        """Read the next frame; False when a page is already being read (the press is ignored)."""
+        with self._cond:
+            if self._wanted is not None or self._frame is not None or self._busy:
+                return False
+            self._wanted = time.perf_counter()
+            self.requested += 1
+            return True
+
+    def offer(self, frame: np.ndarray, codes_found: bool) -> bool:
+        """Called by the camera loop for each frame; True when the frame was taken for reading."""
+        if self._wanted is None:  # the common case: a plain read, no lock
+            return False
+        with self._cond:
+            if self._wanted is None or self._frame is not None:
+                return False
+            self._frame = frame.copy()
+            self._cond.notify()
+        return True
+
+    def wait_idle(self, timeout: float = 30.0) -> bool:
+        """Wait until no request is pending and no page is being read (tests)."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self._wanted is not None or self._busy:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cond.wait(left)
+        return True
+
+    def _run(self) -> None:
+        reader = None
+        try:
+            while True:
+                with self._cond:
+                    while self._frame is None and not self._stop:
+                        self._cond.wait()
+                    if self._stop:
+                        return
+                    frame, self._frame = self._frame, None
+                    at, self._wanted = self._wanted or time.perf_counter(), None
+                    self._busy = True
+                try:
+                    if reader is None:
+                        reader = self.reader_factory()
+                    event = self._read(reader, frame, at)
+                except Exception:  # an OCR failure must not end the worker; the person is told
+                    logger.exception("report reading failed")
+                    event = ReportRead(None, "read_failed", "请重试或联系工作人员 / Please try again or ask the staff.",
+                                       at=at)
+                finally:
+                    with self._cond:
+                        self._busy = False
+                        self._cond.notify_all()
+                self.on_read(event)
+        finally:
+            close = getattr(reader, "close", None)
+            if close is not None:
+                close()
+
+    def _read(self, reader: Any, frame: np.ndarray, at: float) -> ReportRead:
+        from edge.reports.structure import structure
+
+        self.read_count += 1
+        started = time.perf_counter()
+        try:
+            page = reader.read(frame).text
+        except CaptureRejected as exc:
+            self.rejected += 1
+            logger.info("report page refused: %s", exc.reason)
+            return ReportRead(None, exc.reason, exc.instruction, (time.perf_counter() - started) * 1000, at)
+        report = structure(page, patient=self.patient)
+        ms = (time.perf_counter() - started) * 1000
+        logger.info("report page read: %s, %d items, %.0f ms", report.kind, len(report.items), ms)
+        return ReportRead(report, read_ms=ms, at=at)
