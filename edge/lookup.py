@@ -4,6 +4,10 @@
 ``<device>-lookup``) and asks the central service about a platform token (:mod:`mqtt.lookup`). It never
 blocks longer than ``timeout`` (1.5 s): when the box is offline or the answer is late it returns None,
 and the flow records the scan yellow for the central service to resolve later.
+
+The card index goes sealed to the central service's X25519 key (``seal_key``), bound to the request
+topic and message id; a client without that key asks nothing about cards (it answers None at once) and
+still looks people up by their ID pseudonym.
 """
 
 from __future__ import annotations
@@ -11,9 +15,12 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import uuid
+from collections.abc import Callable
 from typing import Any
 
-from cryptography.hazmat.primitives.asymmetric import ec
+import uuid6
+from cryptography.hazmat.primitives.asymmetric import ec, x25519
 
 from mqtt import envelope, lookup, topics
 from mqtt.client import connect_properties, new_client
@@ -28,8 +35,10 @@ class LookupClient:
     """Asks the central service about cards; one instance per station (thread-safe)."""
 
     def __init__(self, host: str, port: int, ca: Any, cert: Any, key_path: Any, identity: DeviceIdentity,
-                 central: ec.EllipticCurvePublicKey, timeout: float = DEFAULT_TIMEOUT) -> None:
+                 central: ec.EllipticCurvePublicKey, timeout: float = DEFAULT_TIMEOUT,
+                 seal_key: x25519.X25519PublicKey | None = None) -> None:
         self.identity, self.central, self.timeout = identity, central, timeout
+        self.seal_key = seal_key
         self.host, self.port = host, port
         self.request_topic = topics.request(identity.clinic, identity.device, lookup.KIND)
         self.reply_topic = topics.reply(identity.clinic, identity.device, lookup.KIND)
@@ -43,7 +52,8 @@ class LookupClient:
         self.connected = threading.Event()
         self._lock = threading.Lock()
         self._waiting: dict[str, tuple[threading.Event, list[Any]]] = {}
-        self.stats = {"asked": 0, "answered": 0, "timeouts": 0, "offline": 0, "bad_answers": 0}
+        self.stats = {"asked": 0, "answered": 0, "timeouts": 0, "offline": 0, "bad_answers": 0,
+                      "no_seal_key": 0}
 
     def start(self) -> "LookupClient":
         """Connect in the background (and keep reconnecting)."""
@@ -78,28 +88,39 @@ class LookupClient:
             slot[0].set()
 
     def lookup(self, card_index: str, code_type: int) -> lookup.CardAnswer | None:
-        """The platform's answer about a card, or None when it did not come within the timeout."""
-        rid = os.urandom(8).hex()
-        return self._ask(rid, lookup.request_body(rid, card_index.upper(), code_type))
+        """The platform's answer about a card, or None when it did not come within the timeout (or this box
+        has no sealing key, so the index cannot be sent)."""
+        rid, key = os.urandom(8).hex(), self.seal_key
+        if key is None:
+            self.stats["no_seal_key"] += 1
+            return None
+        index = card_index.upper()
+        return self._ask(rid, lambda msg_id: lookup.request_body(rid, index, code_type, key, self.request_topic,
+                                                                 msg_id.bytes))
 
     def lookup_id(self, id_ref: str) -> lookup.CardAnswer | None:
         """The answer about the health card of the person with this ID pseudonym (None: no answer in time)."""
         rid = os.urandom(8).hex()
-        return self._ask(rid, lookup.id_request_body(rid, id_ref))
+        body = lookup.id_request_body(rid, id_ref)
+        return self._ask(rid, lambda msg_id: body)
 
     def record(self, child_ref: str) -> lookup.ChildRecord | None:
         """A child's vaccination record from the central service, or None when it did not come in time."""
         rid = os.urandom(8).hex()
-        return self._ask(rid, lookup.record_request_body(rid, child_ref), lookup.RECORD_KIND)  # type: ignore[return-value]
+        body = lookup.record_request_body(rid, child_ref)
+        return self._ask(rid, lambda msg_id: body, lookup.RECORD_KIND)  # type: ignore[no-any-return]
 
-    def _ask(self, rid: str, body: dict[str, Any], kind: str | None = None) -> Any:
+    def _ask(self, rid: str, body_for: Callable[[uuid.UUID], dict[str, Any]], kind: str | None = None) -> Any:
+        """Sign and send the request whose body ``body_for(message id)`` builds; the answer or None."""
         kind = kind or lookup.KIND
         self.stats["asked"] += 1
         if not self.connected.is_set():
             self.stats["offline"] += 1
             return None
         topic = self.record_request_topic if kind == lookup.RECORD_KIND else self.request_topic
-        data = envelope.sign(envelope.Message(self.identity.device, 0, 0, kind, body), topic, self.identity.key)
+        msg_id = uuid6.uuid7()
+        message = envelope.Message(self.identity.device, 0, 0, kind, body_for(msg_id), msg_id=msg_id)
+        data = envelope.sign(message, topic, self.identity.key)
         done: threading.Event = threading.Event()
         answers: list[Any] = []
         with self._lock:

@@ -1,13 +1,18 @@
 """Online health-card lookup: a box asks the central service about a platform token, signed both ways.
 
 The box publishes on ``ehc/v1/<clinic>/<device>/req/lookup`` a message signed with its device key
-(kind ``lookup``, body ``{"rid": <16 hex>, "card_index": <64 hex>, "code_type": <int>}``, or
-``{"rid", "id_ref": <32 hex>}`` for a person who showed an ID card); the central
-ingest verifies it like any result, asks its card platform (:class:`CardPlatform`) and answers on
-``…/rsp/lookup`` with a message signed by the central key (body ``{"rid", "found", "status", "health"}``).
-``rid`` correlates the answer inside the signatures, so neither the broker nor another box can forge
-or redirect one. The box waits about 1.5 s; without an answer the scan is recorded yellow, with the
-card index, for the central service to resolve later.
+(kind ``lookup``, body ``{"rid": <16 hex>, "code_type": <int>, "personal": <sealed {"card_index": <64 hex>}>}``,
+or ``{"rid", "id_ref": <32 hex>}`` for a person who showed an ID card). The card index is sealed to the
+central service's X25519 key (:mod:`mqtt.sealed`), bound to the request topic and the envelope's message
+id, so the broker sees no card index; a box without that key makes no card lookup. The central ingest
+verifies the request like any result, opens the index, asks its card platform (:class:`CardPlatform`) and
+answers on ``…/rsp/lookup`` with a message signed by the central key (body ``{"rid", "found", "status",
+"health"}``: never the index). ``rid`` correlates the answer inside the signatures, so neither the broker
+nor another box can forge or redirect one. The box waits about 1.5 s; without an answer the scan is
+recorded yellow, with the card index sealed in its personal part, for the central service to resolve later.
+
+The central side still accepts the former request body ``{"rid", "card_index", "code_type"}`` (index in
+clear) from boxes not yet updated; boxes no longer send it.
 
 The central side ships :class:`LocalCardRegistry` (the ``cards`` table of its store, used by the demo
 and the tests); a provincial platform plugs in behind the same :class:`CardPlatform` interface.
@@ -17,11 +22,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any, Protocol
 
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, x25519
 
-from mqtt import envelope, topics
+from mqtt import envelope, sealed, topics
 from mqtt.receipts import CENTRAL_ID, ReceiptInvalid, open_central
 
 KIND = "lookup"
@@ -73,11 +79,18 @@ class LocalCardRegistry:
         return CardAnswer(False) if row is None else CardAnswer(True, row[0], row[1])
 
 
-def request_body(rid: str, card_index: str, code_type: int) -> dict[str, Any]:
-    """A checked request body."""
+def _check_fields(rid: str, card_index: str, code_type: int) -> None:
     if not _RID.match(rid) or not _INDEX.match(card_index) or not 0 <= code_type <= 99:
         raise LookupInvalid("lookup request malformed")
-    return {"rid": rid, "card_index": card_index, "code_type": code_type}
+
+
+def request_body(rid: str, card_index: str, code_type: int, seal_key: x25519.X25519PublicKey, topic: str,
+                 msg_id: bytes) -> dict[str, Any]:
+    """A checked request body with the card index sealed to ``seal_key`` for the message ``msg_id`` on
+    ``topic`` (the request topic)."""
+    _check_fields(rid, card_index, code_type)
+    return {"rid": rid, "code_type": code_type,
+            "personal": sealed.seal({"card_index": card_index}, seal_key, topic, msg_id)}
 
 
 def id_request_body(rid: str, id_ref: str) -> dict[str, Any]:
@@ -92,20 +105,52 @@ def code_type_of(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 99 else 0
 
 
-def check_request(body: dict[str, Any]) -> tuple[str, str, int]:
+Opener = Callable[[Any], dict[str, Any]]
+
+
+def _sealed_index(body: dict[str, Any], open_personal: Opener | None) -> tuple[str, str, int]:
+    rid, code_type = body.get("rid"), body.get("code_type")
+    if not (isinstance(rid, str) and isinstance(code_type, int) and set(body) == {"rid", "code_type", "personal"}):
+        raise LookupInvalid("lookup request malformed")
+    if open_personal is None:
+        raise LookupInvalid("sealed lookup request but no key to open it")
+    fields = open_personal(body["personal"])
+    index = fields.get("card_index")
+    if not (isinstance(index, str) and set(fields) == {"card_index"}):
+        raise LookupInvalid("sealed lookup request malformed")
+    _check_fields(rid, index, code_type)
+    return rid, index, code_type
+
+
+def check_request(body: dict[str, Any], open_personal: Opener | None = None) -> tuple[str, str, int]:
     """``(rid, card_index, code_type)`` of a verified request body, or ``(rid, "id:<id_ref>", 0)`` for a
-    request by ID pseudonym; raises :class:`LookupInvalid`."""
+    request by ID pseudonym; raises :class:`LookupInvalid`.
+
+    ``open_personal`` opens the sealed part of a request (raising :class:`LookupInvalid` when it does not
+    open); a request with the index in clear (the former format) is still accepted.
+    """
     if "id_ref" in body:
         rid, id_ref = body.get("rid"), body.get("id_ref")
         if not (isinstance(rid, str) and isinstance(id_ref, str) and set(body) == {"rid", "id_ref"}):
             raise LookupInvalid("lookup request malformed")
         id_request_body(rid, id_ref)
         return rid, "id:" + id_ref, 0
+    if "personal" in body:
+        return _sealed_index(body, open_personal)
     rid, index, code_type = body.get("rid"), body.get("card_index"), body.get("code_type")
     if not (isinstance(rid, str) and isinstance(index, str) and isinstance(code_type, int)):
         raise LookupInvalid("lookup request malformed")
-    request_body(rid, index, code_type)
+    _check_fields(rid, index, code_type)
     return rid, index, code_type
+
+
+def pending_card_index(body: dict[str, Any], personal: dict[str, Any] | None) -> str | None:
+    """The card index of a ``scan`` still waiting for an online lookup: from its opened personal fields (or,
+    from boxes not yet updated, its clear body); None when it is not such a scan."""
+    if body.get("pending") != "online_lookup":
+        return None
+    index = (personal or {}).get("card_index", body.get("card_index"))
+    return index if isinstance(index, str) else None
 
 
 def sign_answer(clinic: str, device: str, rid: str, answer: CardAnswer, key: ec.EllipticCurvePrivateKey) -> bytes:

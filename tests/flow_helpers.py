@@ -10,8 +10,10 @@ from typing import Any
 from edge.barcodes import Symbology
 from edge.feedback import Signal
 from edge.flows.base import FlowContext, Scan
-from mqtt import envelope
+from mqtt import envelope, sealed, topics
 from mqtt.outbox import DeviceIdentity, Outbox
+
+CENTRAL_SEAL = sealed.generate_key()  # the central service's X25519 key, for flows that seal card indexes
 
 
 class RecordingFeedback:
@@ -54,6 +56,20 @@ def open_box(path: Path, key: Any, max_bytes: int = 256 * 1024 * 1024) -> Outbox
 def make_ctx(box: Outbox, clock: FakeWallClock | None = None) -> FlowContext:
     return FlowContext(box, RecordingFeedback(), RecordingTickets(), clinic="clinic-a",
                        wall_clock=clock or FakeWallClock())
+
+
+def with_seal(box: Outbox) -> Outbox:
+    """The box, now holding the central sealing key (:data:`CENTRAL_SEAL`)."""
+    box.seal_key = CENTRAL_SEAL.public_key()
+    return box
+
+
+def personal(msg: envelope.Message, clinic: str = "clinic-a", device: str = "box-1") -> dict[str, Any]:
+    """The opened sealed part of a stored result ({} when it has none)."""
+    if "personal" not in msg.body:
+        return {}
+    topic = topics.event(clinic, device, msg.kind)
+    return sealed.open_sealed(msg.body["personal"], CENTRAL_SEAL, topic, msg.msg_id.bytes)
 
 
 def stored(box: Outbox, key: Any) -> list[envelope.Message]:

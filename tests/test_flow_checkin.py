@@ -9,7 +9,10 @@ import pytest
 from edge.feedback import Signal
 from edge.flows.checkin import CheckinFlow
 from mqtt.outbox import Outbox
-from tests.flow_helpers import FakeWallClock, make_ctx, open_box, qr, stored
+from edge.verifiers import TrustedVerifier
+from edge.verify import card_index
+from edge.payloads import classify_payload
+from tests.flow_helpers import FakeWallClock, make_ctx, open_box, personal, qr, stored, with_seal
 from tests.hw_sim.camera import health_card_tokens
 
 TOKENS = health_card_tokens(3, seed=5)
@@ -78,3 +81,33 @@ def test_button_presses_mean_nothing_at_check_in(box: Outbox) -> None:
     from edge.flows.base import ButtonPress
 
     assert CheckinFlow(make_ctx(box)).handle(ButtonPress()) is None
+
+
+class _NoAnswer:
+    """A lookup client whose central service never answers."""
+
+    def lookup(self, card_index: str, code_type: int) -> None:
+        return None
+
+
+def _unanswered(box: Outbox):
+    ctx = make_ctx(box)
+    ctx.verifier = TrustedVerifier(trust=None, lookup=_NoAnswer())  # type: ignore[arg-type]
+    return CheckinFlow(ctx)
+
+
+def test_a_scan_left_for_the_central_lookup_carries_its_card_index_only_sealed(box: Outbox, key) -> None:
+    result = _unanswered(with_seal(box)).handle(qr(TOKENS[1]))
+    assert result is not None and (result.signal, result.reason) == (Signal.ATTENTION, "lookup_unavailable")
+    (msg,) = stored(box, key)
+    index = card_index(classify_payload(TOKENS[1]))
+    assert index is not None and index not in str(msg.body) and index.lower() not in str(msg.body)
+    assert msg.body["pending"] == "online_lookup" and msg.body["card_ref"]
+    assert personal(msg) == {"card_index": index}
+
+
+def test_without_the_sealing_key_the_scan_is_recorded_without_its_card_index(box: Outbox, key) -> None:
+    result = _unanswered(box).handle(qr(TOKENS[1]))
+    assert result is not None and (result.signal, result.reason) == (Signal.ATTENTION, "lookup_unavailable")
+    (msg,) = stored(box, key)
+    assert "personal" not in msg.body and "card_index" not in msg.body and msg.body["queue_no"] == 1

@@ -11,14 +11,14 @@ from edge.barcodes import Symbology
 from edge.feedback import Signal
 from edge.flows.base import ButtonPress
 from edge.flows.masstest import MassTestFlow, PoolSettings
-from tests.flow_helpers import FakeWallClock, make_ctx, open_box, qr, stored, tube
+from tests.flow_helpers import FakeWallClock, make_ctx, open_box, personal, qr, stored, tube, with_seal
 from tests.hw_sim.camera import health_card_tokens
 
 PEOPLE = health_card_tokens(8, seed=11)
 
 
 def _flow(box, capacity: int = 3, clock: FakeWallClock | None = None, **kw) -> MassTestFlow:
-    return MassTestFlow(make_ctx(box, clock), PoolSettings(capacity=capacity, **kw))
+    return MassTestFlow(make_ctx(with_seal(box), clock), PoolSettings(capacity=capacity, **kw))
 
 
 def _signals(flow: MassTestFlow, *events) -> list[tuple[Signal, str | None]]:
@@ -37,7 +37,8 @@ def test_tube_people_button_gives_one_signed_binding(box, key) -> None:
     assert msg.kind == "pool"
     body = msg.body
     assert body["tube"] == "TUBE-0001" and body["tube_format"] == "Code128" and body["closed_by"] == "button"
-    assert body["members"] == [PEOPLE[0][:64], PEOPLE[1][:64]] and body["count"] == 2 and body["capacity"] == 3
+    assert personal(msg) == {"members": [PEOPLE[0][:64], PEOPLE[1][:64]]}  # sealed: never in the clear body
+    assert "members" not in body and body["count"] == 2 and body["capacity"] == 3
     assert body["opened_at"].endswith("+00:00") and body["closed_at"].endswith("+00:00")
     (ticket,) = flow.ctx.tickets.tickets  # type: ignore[attr-defined]
     assert ticket == ("pool", {"tube": "TUBE-0001", "count": 2, "capacity": 3, "station": "clinic-a",
@@ -86,7 +87,7 @@ def test_bad_paths_each_have_a_clear_signal_and_lose_nothing(box, key) -> None:
     ]
     (first,) = stored(box, key)
     assert first.body["tube"] == "TUBE-0001" and first.body["closed_by"] == "next_tube"
-    assert first.body["members"] == [PEOPLE[0][:64], PEOPLE[1][:64]]
+    assert personal(first)["members"] == [PEOPLE[0][:64], PEOPLE[1][:64]]
     assert flow.open_tube is not None and flow.open_tube.tube == "TUBE-0002" and flow.open_tube.count == 1
 
 
@@ -109,7 +110,7 @@ def test_restart_resumes_the_open_tube(tmp_path: Path, key) -> None:
     assert _signals(flow, qr(PEOPLE[0]), qr(PEOPLE[1]), ButtonPress()) == [
         (Signal.ATTENTION, "duplicate"), (Signal.ACCEPTED, None), (Signal.ACCEPTED, None)]
     (msg,) = stored(box, key)
-    assert msg.body["members"] == [PEOPLE[0][:64], PEOPLE[1][:64]]
+    assert personal(msg)["members"] == [PEOPLE[0][:64], PEOPLE[1][:64]]
     box.close()
 
 
@@ -124,7 +125,7 @@ def test_a_close_that_cannot_be_stored_keeps_the_tube_open(tmp_path: Path, key) 
     box.max_bytes = 256 * 1024 * 1024
     assert _signals(flow, ButtonPress()) == [(Signal.ACCEPTED, None)]
     (msg,) = stored(box, key)  # published exactly once
-    assert msg.body["members"] == [PEOPLE[3][:64]]
+    assert personal(msg)["members"] == [PEOPLE[3][:64]]
     box.close()
 
 
@@ -148,3 +149,10 @@ def test_settings_are_checked() -> None:
         PoolSettings(capacity=0)
     with pytest.raises(re.error):
         PoolSettings(tube_pattern="(")
+
+
+def test_a_box_without_the_sealing_key_binds_no_health_card(box, key) -> None:
+    flow = MassTestFlow(make_ctx(box), PoolSettings(capacity=3))  # this box has no central sealing key
+    assert _signals(flow, tube("TUBE-0009"), qr(PEOPLE[0]), ButtonPress()) == [
+        (Signal.ACCEPTED, None), (Signal.NOT_RECORDED, "no_seal_key"), (Signal.ATTENTION, "tube_discarded_empty")]
+    assert stored(box, key) == []

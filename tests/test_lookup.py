@@ -9,7 +9,7 @@ import pytest
 from edge import config as edge_config
 from edge.lookup import LookupClient
 from edge.payloads import classify_payload
-from edge.runtime import build_lookup, build_verifier, load_identity
+from edge.runtime import build_lookup, build_verifier, load_identity, load_seal_key
 from edge.verify import Outcome
 from mqtt import lookup, topics
 from mqtt.central.ingest import Ingest
@@ -71,7 +71,7 @@ def test_answers_not_signed_by_the_centre_are_ignored(running, box, site) -> Non
     identity = load_identity(box)
     central = ca.load_private_key(site.root / "pki" / "central-sign.key").public_key()
     client = LookupClient(box.mqtt.host, box.mqtt.port, box.path(box.mqtt.ca), box.path(box.device.cert),
-                          box.path(box.device.key), identity, central, timeout=1.0).start()
+                          box.path(box.device.key), identity, central, timeout=1.0, seal_key=load_seal_key(box)).start()
     try:
         assert client.connected.wait(10)
         forged = lookup.sign_answer("clinic-a", "box-0001", "00" * 8, lookup.CardAnswer(True, "active", "green"),
@@ -102,7 +102,8 @@ def test_scans_recorded_without_an_answer_are_resolved_centrally(running, box, s
     up = build_uplink(box)
     up.outbox.start_boot()
     pending = up.outbox.enqueue("scan", {"flow": "checkin", "outcome": "yellow", "reason": "lookup_unavailable",
-                                         "pending": "online_lookup", "card_index": SUSPENDED[:64], "code_type": 1})
+                                         "pending": "online_lookup", "code_type": 1},
+                                personal={"card_index": SUSPENDED[:64]})
     up.start()
     try:
         wait_until(lambda: store.counts()["results"] == 1, 10, "delivery")
@@ -135,3 +136,37 @@ def test_an_id_card_finds_its_holder_s_health_card(running, box, store) -> None:
         client.stop()
     assert (found.outcome, found.reason, found.verified) == (Outcome.YELLOW, "status_yellow", True)
     assert (missing.outcome, missing.reason) == (Outcome.YELLOW, "no_health_card")
+
+
+def test_a_box_without_the_sealing_key_asks_nothing_about_cards(running, box, site) -> None:
+    identity = load_identity(box)
+    central = ca.load_private_key(site.root / "pki" / "central-sign.key").public_key()
+    client = LookupClient(box.mqtt.host, box.mqtt.port, box.path(box.mqtt.ca), box.path(box.device.cert),
+                          box.path(box.device.key), identity, central, timeout=1.0).start()
+    try:
+        assert client.connected.wait(10)
+        assert client.lookup(ACTIVE[:64], 1) is None
+        assert client.stats["no_seal_key"] == 1 and client.stats["asked"] == 0
+    finally:
+        client.stop()
+    assert running.counters["lookup"] == 0
+
+
+def test_the_ingest_refuses_a_request_sealed_for_another_message(running, box, site) -> None:
+    from mqtt import envelope
+
+    identity = load_identity(box)
+    topic = topics.request("clinic-a", box.device.id, lookup.KIND)
+    seal_key = load_seal_key(box)
+    assert seal_key is not None
+    other = envelope.Message(box.device.id, 0, 0, lookup.KIND, {})
+    body = lookup.request_body("0123456789abcdef", ACTIVE[:64], 1, seal_key, topic, other.msg_id.bytes)
+    data = envelope.sign(envelope.Message(box.device.id, 0, 0, lookup.KIND, body), topic, identity.key)
+    b = site.config.broker
+    raw = RawClient(b.host, b.port, box.path(box.mqtt.ca), box.path(box.device.cert), box.path(box.device.key),
+                    "box-0001-raw").wait_connected()
+    try:
+        assert raw.publish(topic, data) == 0  # the part opens only for the message it was sealed for
+        wait_until(lambda: running.counters["rejected:bad_request"] == 1, 10, "rejection")
+    finally:
+        raw.close()

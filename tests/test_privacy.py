@@ -165,3 +165,97 @@ def test_the_broker_sees_pseudonyms_only_and_the_store_keeps_the_person(central,
 
     found = central_audit.report(store, "box-0001")
     assert found["alerts"] == [] and found["heads"][0]["pos"] >= 3
+
+
+class _NoAnswer:
+    """A lookup client whose central service does not answer in time."""
+
+    def lookup(self, card_index: str, code_type: int) -> None:
+        return None
+
+
+def test_the_broker_sees_no_card_index_and_the_store_still_resolves_lookups_and_pools(central, tmp_path):
+    from edge.flows.base import ButtonPress, Scan
+    from edge.flows.masstest import MassTestFlow, PoolSettings
+    from edge.runtime import build_lookup, build_verifier
+    from edge.verifiers import TrustedVerifier
+    from tests.flow_helpers import qr, tube
+    from tests.hw_sim.camera import health_card_tokens
+
+    site, store = central
+    active, suspended, first, second = health_card_tokens(4, seed=41)
+    indexes = [t[:64].upper() for t in (active, suspended, first, second)]
+    store.register_card(indexes[0])
+    store.register_card(indexes[1], status="suspended")
+    cfg = edge_config.load(add_device(site, store, "box-0001", "clinic-a", tmp_path / "box-0001",
+                                      {"receipt_timeout": 2.0}))
+    b = site.config.broker
+    tap = RawClient(b.host, b.port, site.config.path(site.config.broker.ca), site.config.path(site.config.ingest.cert),
+                    site.config.path(site.config.ingest.key), "ehc-ingest-tap").wait_connected()
+    for pattern in ("ehc/v1/+/+/evt/+", "ehc/v1/+/+/req/+", "ehc/v1/+/+/rsp/+"):
+        tap.client.subscribe(pattern, qos=1)
+    wait_until(lambda: len(tap.suback) == 3, what="tap subscriptions")
+    up = build_uplink(cfg, ["qr"])
+    up.outbox.start_boot()
+    lookups = build_lookup(cfg, load_identity(cfg))
+    try:
+        assert lookups.connected.wait(10)
+        online = FlowContext(up.outbox, clinic="clinic-a", verifier=build_verifier(cfg, lookups))
+        answered = CheckinFlow(online).handle(qr(active))   # asked online: sealed request, green answer
+        offline = FlowContext(up.outbox, clinic="clinic-a",
+                              verifier=TrustedVerifier(trust=None, lookup=_NoAnswer()))  # type: ignore[arg-type]
+        left = CheckinFlow(offline).handle(qr(suspended))  # no answer: left for the central service
+        pool = MassTestFlow(FlowContext(up.outbox, clinic="clinic-a"), PoolSettings(capacity=3))
+        events: list[Scan | ButtonPress] = [tube("TUBE-900001"), qr(first), qr(second), ButtonPress()]
+        pooled = [pool.handle(e) for e in events][-1]
+    finally:
+        lookups.stop()
+    assert answered is not None and (answered.signal.value, answered.reason) == ("accepted", None)
+    assert left is not None and left.reason == "lookup_unavailable"
+    assert pooled is not None and pooled.message_id
+    up.start()
+    try:
+        wait_until(lambda: store.counts()["results"] == 3 and up.drained(), what="delivery")
+        wait_until(lambda: sum(t.split("/")[4] == "evt" for t, _ in tap.messages) >= 3, what="tap")
+    finally:
+        up.stop()
+        tap.close()
+    seen = b"".join(payload for _, payload in tap.messages)
+    assert {t.split("/")[4] for t, _ in tap.messages} >= {"evt", "req", "rsp"}
+    assert [i for i in indexes if i.encode() in seen or i.lower().encode() in seen] == []
+    # the central service still resolves the scan it was left and recalls the pool's people
+    wait_until(lambda: store._exec("SELECT found, status FROM card_lookups WHERE msg_id = ?",
+                                   (left.message_id,)).fetchone() == (1, "suspended"), 10, "resolution")
+    assert store.unresolved_lookups() == []
+    (binding,) = store.pool_members("TUBE-900001")
+    assert binding["msg_id"] == pooled.message_id and binding["members"] == indexes[2:]
+    rows = {r["msg_id"]: r for r in store.iter_results()}
+    assert not any(i in json.dumps(r["body"]) for r in rows.values() for i in indexes)
+
+
+def test_late_lookups_read_the_card_index_from_the_sealed_part(ingest, store, site, tmp_path):
+    sealed_index, clear_index = "AB" * 32, "CD" * 32
+    store.register_card(sealed_index, status="suspended")
+    store.register_card(clear_index)
+
+    class Down:
+        def lookup(self, card_index: str, code_type: int):
+            raise ConnectionError("platform down")
+
+    ingest.platform = Down()
+    box = make_box(site, store, tmp_path)
+    pending = {"flow": "checkin", "outcome": "yellow", "reason": "lookup_unavailable", "pending": "online_lookup",
+               "code_type": 1}
+    sealed_scan = box.enqueue("scan", pending, personal={"card_index": sealed_index})
+    clear_scan = box.enqueue("scan", {**pending, "card_index": clear_index})  # a box not yet updated
+    assert process(ingest, [(r.topic, r.payload) for r in box.pending()]) == {"stored": 2, "presence": 0}
+    assert sorted(store.unresolved_lookups()) == sorted([(str(sealed_scan.msg_id), sealed_index, 1),
+                                                         (str(clear_scan.msg_id), clear_index, 1)])
+    from mqtt import lookup
+    from mqtt.central.ingest import resolve_lookup
+
+    registry = lookup.LocalCardRegistry(store)
+    assert all(resolve_lookup(store, registry, *row) for row in store.unresolved_lookups())
+    assert store.unresolved_lookups() == []
+    assert store._exec("SELECT found, status FROM card_lookups WHERE msg_id = ?",
+                       (str(sealed_scan.msg_id),)).fetchone() == (1, "suspended")

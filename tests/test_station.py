@@ -14,7 +14,7 @@ from edge.flows.masstest import MassTestFlow, PoolSettings
 from edge.flows.runner import FlowRunner
 from edge.station import Station, StationStats
 from mqtt.outbox import Outbox
-from tests.flow_helpers import make_ctx, stored
+from tests.flow_helpers import make_ctx, personal, stored, with_seal
 from tests.hw_sim.camera import FlakySource, SimulatedQrCamera, health_card_tokens
 
 
@@ -51,7 +51,7 @@ def test_masstest_over_the_camera_binds_tubes_and_people(box: Outbox, key) -> No
     shown: list[str | tuple[str, str] | None] = [("Code128", "TUBE-100001"), people[0], people[1], people[1],
                                                  ("Code128", "TUBE-100002"), people[2], people[0], people[3]]
     cam = SimulatedQrCamera(shown, frames_per_code=3, blank_frames=1, angle=(-10, 10), noise=(0, 4), seed=3)
-    ctx = make_ctx(box)
+    ctx = make_ctx(with_seal(box))
     runner = FlowRunner(MassTestFlow(ctx, PoolSettings(capacity=10)), ctx)
     # the same code shown again right after is one scan; a 0.0 s window lets the repeated person through
     station = Station(cam, runner, dedupe_window=0.0)
@@ -61,7 +61,7 @@ def test_masstest_over_the_camera_binds_tubes_and_people(box: Outbox, key) -> No
     assert runner.wait_idle(10)
     runner.stop()
 
-    tubes = [m.body for m in stored(box, key)]
+    tubes = [{**m.body, **personal(m)} for m in stored(box, key)]
     assert [(b["tube"], b["members"], b["closed_by"]) for b in tubes] == [
         ("TUBE-100001", [people[0][:64], people[1][:64]], "next_tube"),
         ("TUBE-100002", [people[2][:64], people[3][:64]], "button")]

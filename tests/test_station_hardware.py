@@ -9,7 +9,7 @@ from pathlib import Path
 from drivers.gpio import Color
 from edge.config import EdgeConfig
 from edge.runtime import build_station
-from tests.flow_helpers import open_box, stored
+from tests.flow_helpers import open_box, personal, stored, with_seal
 from tests.hw_sim.camera import SimulatedQrCamera, health_card_tokens
 from tests.hw_sim.printer import PrinterSimulator
 from tests.mqtt_helpers import wait_until
@@ -47,7 +47,7 @@ def test_checkin_prints_queue_tickets_and_lights_up(tmp_path: Path, key) -> None
 def test_masstest_button_closes_the_tube_and_prints_the_pool_ticket(tmp_path: Path, key) -> None:
     people = health_card_tokens(2, seed=22)
     with PrinterSimulator() as sim:
-        box = open_box(tmp_path / "o.db", key)
+        box = with_seal(open_box(tmp_path / "o.db", key))  # health cards bind only on a box that can seal
         parts = build_station(_config(tmp_path, sim.path, "masstest"), box, source=SimulatedQrCamera(
             [("Code128", "TUBE-300001"), people[0], people[1]], frames_per_code=3))
         parts.runner.start()
@@ -56,8 +56,10 @@ def test_masstest_button_closes_the_tube_and_prints_the_pool_ticket(tmp_path: Pa
         button.drive_low()   # the operator presses the button
         button.drive_high()
         wait_until(lambda: any(m.kind == "pool" for m in stored(box, key)), 10)
-        (pool,) = [m.body for m in stored(box, key) if m.kind == "pool"]
+        (msg,) = [m for m in stored(box, key) if m.kind == "pool"]
+        pool = msg.body
         assert pool["tube"] == "TUBE-300001" and pool["count"] == 2 and pool["closed_by"] == "button"
+        assert personal(msg) == {"members": [p[:64].upper() for p in people]}
         (ticket,) = sim.wait_for_tickets(1)
         assert any("TUBE-300001" in line for line in ticket.texts)
         parts.close()

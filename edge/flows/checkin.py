@@ -36,11 +36,14 @@ code_type       the token's code type (health-card tokens only)
 verified        true only when a verifier checked a signature or the platform answered
 pending         what is still to be done centrally (``"online_lookup"``), or null
 queue_no        the queue number printed on the ticket (green and yellow), or null
-card_index      only when the online lookup could not be made: the token's 64-hex card index, so that
-                the central service can resolve the card later
 decoder         ``"zxing-cpp"`` or ``"zbar"``
 decode_ms       time to decode the frame, in milliseconds
 ==============  ==============================================================================
+
+When the online lookup could not be made, the token's 64-hex card index goes in the sealed ``personal``
+part (``{"card_index": …}``), so that the central service can resolve the card later while the broker sees
+only ``card_ref``. A box without the central sealing key records such a scan without the index (it cannot
+be resolved centrally, but the person is checked in and the index never travels in clear).
 """
 
 from __future__ import annotations
@@ -85,7 +88,18 @@ class CheckinFlow:
             verdict, lambda number: self._body(event, payload.kind.value, verdict, number), f"kind={payload.kind}",
             lambda number: ("queue", {
                 "clinic": self.ctx.clinic, "number": number, "outcome": _TICKET_OUTCOME[verdict.outcome],
-                "time": self._time(), "note": "" if verdict.outcome is Outcome.GREEN else "请到服务台 Please see the desk"}))
+                "time": self._time(), "note": "" if verdict.outcome is Outcome.GREEN else "请到服务台 Please see the desk"}),
+            personal=self._card_personal(verdict))
+
+    def _card_personal(self, verdict: Verdict) -> dict[str, Any] | None:
+        """The card index to seal for a later central lookup, or None (none to send, or no sealing key)."""
+        index = (verdict.claims or {}).get("card_index")
+        if index is None:
+            return None
+        if getattr(self.ctx.outbox, "seal_key", None) is None:
+            logger.warning("scan recorded without its card index: this box has no central sealing key")
+            return None
+        return {"card_index": index}
 
     def _identity(self, identity: PresentedId) -> FlowOutcome:
         online = getattr(self.ctx.verifier, "verify_identity", None)
@@ -138,8 +152,6 @@ class CheckinFlow:
             "verified": verdict.verified,
             "pending": verdict.pending,
             "queue_no": number,
-            **({"card_index": verdict.claims["card_index"]} if verdict.claims and "card_index" in verdict.claims
-               else {}),
             "decoder": event.decoder,
             "decode_ms": round(event.decode_ms, 2),
         }

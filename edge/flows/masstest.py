@@ -27,6 +27,8 @@ button, tube open                     accepted   (closed, published, ticket prin
 button, tube empty                    attention  ``tube_discarded_empty``
 button, no tube                       attention  ``no_open_tube``
 the outbox cannot store               not_recorded  ``outbox_full`` / ``outbox_error``
+health card on a box without the      not_recorded  ``no_seal_key`` (the tube stays open for ID cards)
+central sealing key
 ====================================  =========  ===============================================
 
 The open tube and its members live in the outbox database, so a restart resumes the tube; closing
@@ -38,10 +40,11 @@ People may also show an ID card (an :class:`~edge.flows.base.IdPresented` event)
 keyed pseudonym of their number (refused with ``no_pseudonym_key`` when the box has no key, and with the
 validation code when the number does not validate).
 
-``pool`` body: ``flow`` (``"masstest"``), ``tube``, ``tube_format``, ``members`` (the health cards'
-64-hex card indexes, which the central service needs to recall the people of a positive pool),
+``pool`` body: ``flow`` (``"masstest"``), ``tube``, ``tube_format``,
 ``id_members`` (the ID pseudonyms of people who showed an ID card), ``count``, ``capacity``, ``opened_at``, ``closed_at`` (ISO 8601 UTC), ``closed_by`` (``"button"`` or
-``"next_tube"``).
+``"next_tube"``). The health cards' 64-hex card indexes, which the central service needs to recall the
+people of a positive pool, go in the sealed ``personal`` part as ``{"members": [...]}`` (only when there
+are any), never in clear; a box without the central sealing key therefore binds no health card.
 """
 
 from __future__ import annotations
@@ -178,6 +181,8 @@ class MassTestFlow:
             return FlowOutcome(Signal.REJECTED, reason=reason)
         index = card_index(payload)
         assert index is not None
+        if getattr(self.ctx.outbox, "seal_key", None) is None:  # the index could never leave the box sealed
+            return FlowOutcome(Signal.NOT_RECORDED, reason="no_seal_key")
         return self._bind(card_ref(index), index, None)
 
     def _person_by_id(self, identity: PresentedId) -> FlowOutcome:
@@ -244,7 +249,7 @@ class MassTestFlow:
         members = [r[0] for r in rows if r[0] is not None]
         id_members = [r[1] for r in rows if r[0] is None]
         body: dict[str, Any] = {
-            "flow": "masstest", "tube": tube.tube, "tube_format": tube.format, "members": members,
+            "flow": "masstest", "tube": tube.tube, "tube_format": tube.format,
             "id_members": id_members, "count": len(rows), "capacity": tube.capacity, "opened_at": _iso(tube.opened),
             "closed_at": _iso(now), "closed_by": closed_by,
         }
@@ -255,7 +260,8 @@ class MassTestFlow:
             conn.execute("DELETE FROM pool_members WHERE added < ? AND tube IN "
                          "(SELECT tube FROM pool_tubes WHERE state != 'open')", (prune_before,))
 
-        msg, error = self.ctx.publish(POOL_KIND, body, also=mark_closed)
+        msg, error = self.ctx.publish(POOL_KIND, body, also=mark_closed,
+                                      personal={"members": members} if members else None)
         if msg is None:
             return FlowOutcome(Signal.NOT_RECORDED, reason=error, detail=self._detail(tube))
         self.ctx.outbox.state(lambda conn: conn.execute(

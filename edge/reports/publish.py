@@ -52,11 +52,13 @@ def report_body(report: Report, *, fhir: bool = True, bundle_id: str | None = No
 
 
 def publish_report(ctx: FlowContext, report: Report, *, fhir: bool = True, send_personal: bool = True,
-                   extra: dict[str, Any] | None = None) -> tuple[envelope.Message | None, str | None]:
+                   extra: dict[str, Any] | None = None, extra_personal: dict[str, Any] | None = None,
+                   ) -> tuple[envelope.Message | None, str | None]:
     """Sign and store the report as a ``report`` result; ``(message, None)`` or ``(None, reason)``.
 
     ``extra`` adds fields such as the pseudonymous ``id_ref`` from ``ctx.identity_ref(...)``. The patient part
-    is sealed when ``send_personal`` and the box can seal; otherwise it stays on the box.
+    (with ``extra_personal``, e.g. the holder's card index) is sealed when ``send_personal`` and the box can
+    seal; otherwise it stays on the box.
     """
     body = report_body(report, fhir=fhir)
     if extra:
@@ -64,7 +66,7 @@ def publish_report(ctx: FlowContext, report: Report, *, fhir: bool = True, send_
         if clash:
             raise ValueError(f"extra fields would overwrite report fields: {', '.join(sorted(clash))}")
         body.update(extra)
-    personal = report.patient.to_json() if send_personal else {}
+    personal = {**report.patient.to_json(), **(extra_personal or {})} if send_personal else {}
     if personal and getattr(ctx.outbox, "seal_key", None) is None:
         logger.warning("report recorded without its patient part: this box has no central sealing key")
         personal = {}

@@ -281,8 +281,9 @@ class Ingest:
                     logger.warning("device %s: vaccination result %s stored without a record update: body incomplete",
                                    res.message.device, res.message.msg_id,
                                    extra={"EHC_REASON": "unrecordable_vaccination", "EHC_DEVICE": res.message.device})
-            if outcome == STORED and body.get("pending") == "online_lookup" and isinstance(body.get("card_index"), str):
-                resolve_lookup(self.store, self.platform, str(res.message.msg_id), body["card_index"],
+            index = lookup.pending_card_index(body, res.personal) if outcome == STORED else None
+            if index is not None:
+                resolve_lookup(self.store, self.platform, str(res.message.msg_id), index,
                                lookup.code_type_of(body.get("code_type")))
         if lookups:
             counts["lookup"] += len(lookups)
@@ -326,10 +327,21 @@ class Ingest:
                 if t.name == lookup.RECORD_KIND:
                     rid, ref = lookup.check_record_request(msg.body)
                     return "lookup", (t, (rid, "record:" + ref, 0))
-                return "lookup", (t, lookup.check_request(msg.body))
+                return "lookup", (t, lookup.check_request(msg.body, self._request_opener(t, item.topic, msg)))
             except lookup.LookupInvalid:
                 raise RejectedMessage("bad_request", t.device) from None
         return "presence", (t.device, t.channel, msg.body)
+
+    def _request_opener(self, t: topics.Topic, topic: str, msg: envelope.Message) -> lookup.Opener:
+        """Opens the sealed part of a lookup request: bound to its topic and message id."""
+        def open_part(part: Any) -> dict[str, Any]:
+            if self.seal_key is None:
+                raise RejectedMessage("no_seal_key", t.device)
+            try:
+                return sealed.open_sealed(part, self.seal_key, topic, msg.msg_id.bytes)
+            except sealed.SealedInvalid:
+                raise lookup.LookupInvalid("sealed part of the request does not open") from None
+        return open_part
 
     def _result(self, t: topics.Topic, item: Inbound, msg: envelope.Message) -> VerifiedResult:
         """A verified result with its personal part opened (or marked for quarantine) and its audit link checked."""

@@ -18,7 +18,7 @@ from typing import Any, Iterator
 from mqtt.auditchain import Segment
 from mqtt.central import audit as central_audit
 from mqtt.envelope import Message
-from mqtt.lookup import code_type_of
+from mqtt.lookup import code_type_of, pending_card_index
 
 logger = logging.getLogger(__name__)
 
@@ -237,16 +237,36 @@ class SqlStore:
             raise
 
     def unresolved_lookups(self, limit: int = 1000) -> list[tuple[str, str, int]]:
-        """``(msg_id, card_index, code_type)`` of stored scans still waiting for a card lookup."""
-        rows = self._exec("SELECT r.msg_id, r.body_json FROM results r LEFT JOIN card_lookups l ON l.msg_id = r.msg_id "
-                          "WHERE l.msg_id IS NULL AND r.kind = 'scan' AND r.body_json LIKE ? ORDER BY r.received_at",
-                          ('%"card_index":%',)).fetchmany(limit)
+        """``(msg_id, card_index, code_type)`` of stored scans still waiting for a card lookup (the index from
+        the scan's opened personal fields, or from the clear body of a box not yet updated)."""
+        rows = self._exec("SELECT r.msg_id, r.body_json, p.fields_json FROM results r "
+                          "LEFT JOIN card_lookups l ON l.msg_id = r.msg_id LEFT JOIN personal p ON p.msg_id = r.msg_id "
+                          "WHERE l.msg_id IS NULL AND r.kind = 'scan' AND (p.fields_json LIKE ? OR r.body_json LIKE ?) "
+                          "ORDER BY r.received_at", ('%"card_index":%', '%"card_index":%')).fetchmany(limit)
         self._end_read()
         out = []
-        for msg_id, body_json in rows:
+        for msg_id, body_json, fields_json in rows:
             body = json.loads(body_json)
-            if body.get("pending") == "online_lookup" and isinstance(body.get("card_index"), str):
-                out.append((msg_id, body["card_index"], code_type_of(body.get("code_type"))))
+            index = pending_card_index(body, json.loads(fields_json) if fields_json else None)
+            if index is not None:
+                out.append((msg_id, index, code_type_of(body.get("code_type"))))
+        return out
+
+    def pool_members(self, tube: str) -> list[dict[str, Any]]:
+        """The stored ``pool`` bindings of a tube, oldest first: ``{"msg_id", "device", "members",
+        "id_members"}`` with the card indexes from the opened personal fields (to recall a positive pool)."""
+        rows = self._exec("SELECT r.msg_id, r.device_id, r.body_json, p.fields_json FROM results r "
+                          "LEFT JOIN personal p ON p.msg_id = r.msg_id WHERE r.kind = 'pool' ORDER BY r.received_at"
+                          ).fetchall()
+        self._end_read()
+        out = []
+        for msg_id, device, body_json, fields_json in rows:
+            body = json.loads(body_json)
+            if body.get("tube") != tube:
+                continue
+            personal = json.loads(fields_json) if fields_json else {}
+            out.append({"msg_id": msg_id, "device": device, "members": personal.get("members", body.get("members", [])),
+                        "id_members": body.get("id_members", [])})
         return out
 
     # -- enrollment tokens ---------------------------------------------------------------------------
