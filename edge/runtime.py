@@ -137,14 +137,26 @@ def build_uplink(cfg: EdgeConfig, capabilities: list[str] | None = None, config_
 
 def build_verifier(cfg: EdgeConfig, lookup: Any = None) -> Verifier:
     """The trust-list verifier on a provisioned box (with the online card lookup when given); judging by
-    form only on a box without a central key."""
+    form only on a box without a central key. Card references are keyed with the pseudonym key when the
+    box has one."""
+    ref_key = load_pseudonym_key(cfg)
     if not cfg.provisioning.central_key:
         logger.warning("no provisioning.central_key: credentials are judged by their form only")
-        return FormVerifier()
+        return FormVerifier(ref_key)
     from edge.verifiers import TrustedVerifier
 
     return TrustedVerifier(TrustListFile(cfg.trust_path, load_central_key(cfg)), max_age=cfg.trust.max_age,
-                           skew=cfg.trust.clock_skew, lookup=lookup)
+                           skew=cfg.trust.clock_skew, lookup=lookup, ref_key=ref_key)
+
+
+def load_pseudonym_key(cfg: EdgeConfig) -> bytes | None:
+    """The deployment's pseudonym key (``[identity] pseudonym_key``), or None when the box has none."""
+    if not cfg.identity.pseudonym_key:
+        return None
+    key = cfg.path(cfg.identity.pseudonym_key).read_bytes()
+    if len(key) < 16:
+        raise ConfigError("identity.pseudonym_key: the key file holds fewer than 16 bytes")
+    return key
 
 
 def build_lookup(cfg: EdgeConfig, identity: DeviceIdentity) -> Any:
@@ -243,11 +255,7 @@ def build_station(cfg: EdgeConfig, outbox: Outbox, *, feedback: Feedback | None 
         from drivers.gpio import GpioFeedback
 
         lights = feedback = GpioFeedback(cfg.gpio)
-    key = None
-    if cfg.identity.pseudonym_key:
-        key = cfg.path(cfg.identity.pseudonym_key).read_bytes()
-        if len(key) < 16:
-            raise ConfigError("identity.pseudonym_key: the key file holds fewer than 16 bytes")
+    key = load_pseudonym_key(cfg)
     online = build_lookup(cfg, outbox.identity) if outbox.identity is not None else None
     ctx = FlowContext(outbox, feedback or NoFeedback(), tickets or NoPrinter(), verifier=build_verifier(cfg, online),
                       clinic=cfg.device.clinic, pseudonym_key=key, send_id_number=cfg.identity.send_id_number)

@@ -43,13 +43,14 @@ class TrustedVerifier:
     """Verifies offline credentials with the box's trust list (see the module docstring)."""
 
     def __init__(self, trust: TrustListFile, *, max_age: float = 7 * 86400.0, skew: float = 30.0,
-                 clock: Callable[[], float] = time.time, lookup: Any = None) -> None:
+                 clock: Callable[[], float] = time.time, lookup: Any = None, ref_key: bytes | None = None) -> None:
         self.trust = trust
+        self.ref_key = ref_key
         self.lookup = lookup
         self.max_age = max_age
         self.skew = skew
         self.clock = clock
-        self._form = FormVerifier()
+        self._form = FormVerifier(ref_key)
         self._stores: tuple[int, object] | None = None
 
     def verify(self, payload: Payload) -> Verdict:
@@ -73,7 +74,7 @@ class TrustedVerifier:
     def _online(self, payload: Payload) -> Verdict:
         index = card_index(payload)
         assert index is not None and payload.code_type is not None
-        ref = card_ref(payload.text)
+        ref = card_ref(payload.text, self.ref_key)
         answer = self.lookup.lookup(index, payload.code_type)
         if answer is None:
             return Verdict(Outcome.YELLOW, reason="lookup_unavailable", pending="online_lookup", card_ref=ref,
@@ -112,7 +113,7 @@ class TrustedVerifier:
         claims = result.claims
         outcome = _STATUS[claims["status"]]
         return Verdict(outcome, reason=None if outcome is Outcome.GREEN else f"status_{claims['status']}",
-                       verified=True, card_ref=card_ref(claims["card_id"]),
+                       verified=True, card_ref=card_ref(claims["card_id"], self.ref_key),
                        claims={"guardian": claims["guardian"] is not None, "issuer": claims["issuer"],
                                "birth_date": claims["birth_date"], "name": claims["name"]})
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import hmac
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -50,8 +51,12 @@ class Verifier(Protocol):
         ...
 
 
-def card_ref(text: str) -> str:
-    """Pseudonymous reference of a payload: the first 16 hex digits of SHA-256 over its UTF-8 text."""
+def card_ref(text: str, key: bytes | None = None) -> str:
+    """Pseudonymous reference of a card: the first 16 hex digits of HMAC-SHA-256 under the deployment's
+    pseudonym key over ``"card:" + text``, so that someone who has seen a card's code cannot compute its
+    reference; on a box without the key, of plain SHA-256 over the text."""
+    if key:
+        return hmac.new(key, b"card:" + text.encode("utf-8"), hashlib.sha256).hexdigest()[:16]
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
@@ -74,12 +79,17 @@ class FormVerifier:
     unknown                 red      ``unknown_format``
     malformed               red      the :class:`~edge.payloads.Malformed` name
     ======================  =======  ==============================================================
+
+    ``ref_key``: the deployment's pseudonym key, which keys :func:`card_ref`.
     """
+
+    def __init__(self, ref_key: bytes | None = None) -> None:
+        self.ref_key = ref_key
 
     def verify(self, payload: Payload) -> Verdict:
         kind = payload.kind
         if kind is PayloadKind.EHC_TOKEN:
-            return Verdict(Outcome.GREEN, pending="online_lookup", card_ref=card_ref(payload.text),
+            return Verdict(Outcome.GREEN, pending="online_lookup", card_ref=card_ref(payload.text, self.ref_key),
                            code_type=payload.code_type)
         if kind in (PayloadKind.HC1, PayloadKind.SHC, PayloadKind.EHC1):
             return Verdict(Outcome.YELLOW, reason="not_verifiable_here")

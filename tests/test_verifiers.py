@@ -83,3 +83,19 @@ def test_checkin_records_a_verified_ehc1(verifier: TrustedVerifier, tmp_path: Pa
     assert msg.body["kind"] == "ehc1" and msg.body["verified"] is True and msg.body["outcome"] == "green"
     assert msg.body["card_ref"] and "李四" not in str(msg.body)
     box.close()
+
+
+def test_card_ref_is_keyed_with_the_deployment_pseudonym_key() -> None:
+    import hashlib
+    import hmac
+
+    from edge.payloads import classify_payload
+    from edge.verify import FormVerifier, card_ref
+
+    token = "E1D10AAC" * 8 + ":1"
+    key = b"k" * 32
+    keyed = FormVerifier(key).verify(classify_payload(token)).card_ref
+    assert keyed == hmac.new(key, b"card:" + token.encode(), hashlib.sha256).hexdigest()[:16]
+    assert keyed == card_ref(token, key) != card_ref(token, b"x" * 32)  # another deployment cannot link it
+    assert keyed != hashlib.sha256(token.encode()).hexdigest()[:16]  # who has seen the code cannot compute it
+    assert FormVerifier().verify(classify_payload(token)).card_ref == card_ref(token)  # no key: plain hash
