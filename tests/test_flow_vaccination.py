@@ -141,7 +141,7 @@ def test_through_the_broker_record_in_and_doses_out_once_even_after_offline(site
     child = issue(Card(card_id="0d" * 16, name="李小红", birth_date=BIRTH.isoformat(), sex="F"), issuer, "EHC-SITE",
                   ttl=300, now=now)
     from edge.verify import card_ref
-    ref = card_ref("0d" * 16)
+    ref = card_ref("0d" * 16, (site.root / "pki" / "pseudonym.key").read_bytes())  # keyed, as the boxes do
     store.register_child(ref, BIRTH.isoformat())
     (tmp_path / "products.toml").write_text(tomli_w.dumps({"product": [
         {"prefix": "8600001", "vaccine": "HepB", "product": "HepB-10ug", "lot": "L1", "expiry": "2099-01-01"},

@@ -31,7 +31,7 @@ flow            ``"checkin"``
 outcome         ``"green"``, ``"yellow"`` or ``"red"``
 reason          why not green (a stable name), or null
 kind            :class:`~edge.payloads.PayloadKind` value
-card_ref        first 16 hex digits of SHA-256 over the token text (health-card tokens only)
+card_ref        keyed pseudonym of the card (:func:`edge.verify.card_ref`; health-card tokens only)
 code_type       the token's code type (health-card tokens only)
 verified        true only when a verifier checked a signature or the platform answered
 pending         what is still to be done centrally (``"online_lookup"``), or null
