@@ -9,8 +9,13 @@ LOINC codes with the catalogue's exact name match, then:
 
 * item precision and recall: reported codes that are on the page / codes on the page that were reported;
 * exact values: of the items found, the share whose printed value was read character for character;
-* flags: of the items read exactly that print a reference range, the share whose flag (H / L / N) is
-  the truth's;
+* flags (``flag_acc``): of the *correctly read* items that print a reference range, the share whose flag
+  (H / L / N) is the truth's. An item is read correctly when everything its flag is computed from was read
+  right: the value character for character, the reference range (its numbers, as printed) and the unit
+  (the structured value in the item's canonical unit is the truth's; a misspelt unit the structuring still
+  understood is no error). A flag computed from a misread range is a reading error, not a flag error;
+* flags over all exact values (``flag_acc_all``, column ``flags*``): the same share over every item whose
+  value was read exactly, misread range or unit included;
 * seconds per page: CPU time of this single thread (``time.process_time``; OpenCV limited to one thread,
   Tesseract's wheel has no OpenMP) for reading and structuring; wall time is shown beside it, since the
   machine may be shared.
@@ -18,7 +23,7 @@ LOINC codes with the catalogue's exact name match, then:
 The peer measured in the same run (``--baseline``, every 4th page by default): plain tesserocr on the
 uncorrected photo, ``PSM.AUTO`` (3), chi_sim+eng, its text lines given to the same structuring stage.
 
-Last line: ``ocr: item_f1=X value_acc=Y flag_acc=Z s_per_page=S``.
+Last line: ``ocr: item_f1=X value_acc=Y flag_acc=Z flag_acc_all=W s_per_page=S``.
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ from edge.reports.ocr import LANGUAGES, report_tessdata  # noqa: E402
 from edge.reports.page import Box, Line, PageText  # noqa: E402
 from edge.reports.reader import ReportReader  # noqa: E402
 from edge.reports.structure import structure  # noqa: E402
+from edge.reports.values import UnitError, norm_unit, to_canonical  # noqa: E402
 from tests.hw_sim.reports import DEGRADATIONS, LAYOUTS, FRAME_SIZE, ReportPage, sample_reports  # noqa: E402
 
 NUMBER = re.compile(r"[<>≤≥]?\d+(?:\.\d+)?")
@@ -60,6 +66,9 @@ class Tally:
     exact: int = 0
     flag_n: int = 0
     flag_ok: int = 0
+    flag_n_all: int = 0
+    flag_ok_all: int = 0
+    misread_ref: int = 0
     rejected: int = 0
     pages: int = 0
     cpu: list[float] = field(default_factory=list)
@@ -67,7 +76,8 @@ class Tally:
     misses: Counter = field(default_factory=Counter)
 
     def add(self, other: "Tally") -> None:
-        for name in ("truth", "reported", "hits", "exact", "flag_n", "flag_ok", "rejected", "pages"):
+        for name in ("truth", "reported", "hits", "exact", "flag_n", "flag_ok", "flag_n_all", "flag_ok_all",
+                     "misread_ref", "rejected", "pages"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.cpu += other.cpu
         self.wall += other.wall
@@ -94,6 +104,10 @@ class Tally:
     def flag_acc(self) -> float:
         return self.flag_ok / self.flag_n if self.flag_n else 0.0
 
+    @property
+    def flag_acc_all(self) -> float:
+        return self.flag_ok_all / self.flag_n_all if self.flag_n_all else 0.0
+
 
 def truth_codes(page: ReportPage, cat) -> tuple[dict[str, object], int]:  # noqa: ANN001
     """The page's printed items by LOINC code (catalogue exact match on the printed name), and how many
@@ -107,6 +121,22 @@ def truth_codes(page: ReportPage, cat) -> tuple[dict[str, object], int]:  # noqa
             continue
         out[m.item.code] = item
     return out, unknown
+
+
+def read_correctly(item: dict, want, cat) -> bool:  # noqa: ANN001 - a TruthItem, the catalogue
+    """Whether everything the flag is computed from was read right: the value (checked by the caller), the
+    reference range (its numbers, as printed) and the unit (the item's value in its canonical unit is the
+    truth's: a misspelt unit that the structuring still understood does not count against it)."""
+    got_ref = NUMBER.findall(((item.get("ref") or {}).get("text")) or "")
+    if [n.lstrip("<>≤≥") for n in got_ref] != [n.lstrip("<>≤≥") for n in NUMBER.findall(want.ref)]:
+        return False
+    m = cat.match(want.name) or cat.match(want.abbr)
+    try:
+        number, unit, _ = to_canonical(float(want.value.lstrip("<>≤≥")), norm_unit(want.unit), m.item)
+    except (UnitError, ValueError, AttributeError):
+        return False
+    return item["unit"] == unit and isinstance(item["value"], (int, float)) \
+        and abs(item["value"] - number) <= 1e-6 * max(1.0, abs(number))
 
 
 def score(page: ReportPage, report_json: dict | None, cat, cpu: float, wall: float) -> Tally:  # noqa: ANN001
@@ -133,11 +163,18 @@ def score(page: ReportPage, report_json: dict | None, cat, cpu: float, wall: flo
         if printed and printed.group(0) == want.value:
             t.exact += 1
             if want.ref:
-                t.flag_n += 1
-                if (item["flag"] or "N") == (want.flag or "N"):
-                    t.flag_ok += 1
+                flag_ok = (item["flag"] or "N") == (want.flag or "N")
+                t.flag_n_all += 1
+                t.flag_ok_all += flag_ok
+                if read_correctly(item, want, cat):
+                    t.flag_n += 1
+                    t.flag_ok += flag_ok
+                    if not flag_ok:
+                        t.misses[f"{page.layout}/{page.degradation}:flag"] += 1
                 else:
-                    t.misses[f"{page.layout}/{page.degradation}:flag"] += 1
+                    t.misread_ref += 1
+                    if not flag_ok:
+                        t.misses[f"{page.layout}/{page.degradation}:flag_after_misread_range_or_unit"] += 1
         else:
             t.misses[f"{page.layout}/{page.degradation}:value"] += 1
     t.misses.update(f"{page.layout}/{page.degradation}:missed" for code in truth if code not in seen)
@@ -213,17 +250,22 @@ def main() -> int:
     print(f"\n{ours.pages} pages, {ours.truth} printed items with a catalogue code ({unknown} not in the catalogue), "
           f"{ours.rejected} pages rejected by capture")
     print(f"  {'layout/degradation':22} {'items':>5} {'prec':>6} {'recall':>6} {'values':>7} {'flags':>7} "
-          f"{'cpu s':>6} {'wall s':>6}")
+          f"{'flags*':>7} {'cpu s':>6} {'wall s':>6}")
     for lay in LAYOUTS:
         for deg in DEGRADATIONS:
             t = by.get((lay, deg))
             if t is None:
                 continue
             flags = f"{t.flag_acc:7.3f}" if t.flag_n else f"{'-':>7}"  # ultrasound: no printed range
+            flags_all = f"{t.flag_acc_all:7.3f}" if t.flag_n_all else f"{'-':>7}"
             print(f"  {lay + '/' + deg:22} {t.truth:5} {t.precision:6.3f} {t.recall:6.3f} {t.value_acc:7.3f} "
-                  f"{flags} {statistics.mean(t.cpu):6.2f} {statistics.mean(t.wall):6.2f}")
+                  f"{flags} {flags_all} {statistics.mean(t.cpu):6.2f} {statistics.mean(t.wall):6.2f}")
     print(f"  {'all':22} {ours.truth:5} {ours.precision:6.3f} {ours.recall:6.3f} {ours.value_acc:7.3f} "
-          f"{ours.flag_acc:7.3f} {statistics.mean(ours.cpu):6.2f} {statistics.mean(ours.wall):6.2f}")
+          f"{ours.flag_acc:7.3f} {ours.flag_acc_all:7.3f} {statistics.mean(ours.cpu):6.2f} "
+          f"{statistics.mean(ours.wall):6.2f}")
+    print(f"  flags: over the {ours.flag_n} correctly read items with a printed range (value, range and unit "
+          f"read right); flags*: over all {ours.flag_n_all} items whose value was read exactly "
+          f"({ours.misread_ref} of them with a misread range or unit)")
     print(f"  cpu s/page: median {statistics.median(ours.cpu):.2f}, p95 "
           f"{sorted(ours.cpu)[int(0.95 * (len(ours.cpu) - 1))]:.2f}, max {max(ours.cpu):.2f}")
     if peer is not None and theirs.pages:
@@ -238,7 +280,7 @@ def main() -> int:
     if args.verbose:
         print("\nlosses:", dict(ours.misses.most_common()))
     print(f"ocr: item_f1={ours.f1:.3f} value_acc={ours.value_acc:.3f} flag_acc={ours.flag_acc:.3f} "
-          f"s_per_page={statistics.mean(ours.cpu):.2f}")
+          f"flag_acc_all={ours.flag_acc_all:.3f} s_per_page={statistics.mean(ours.cpu):.2f}")
     return 0
 
 

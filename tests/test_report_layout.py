@@ -87,6 +87,19 @@ def test_two_column_page_gives_two_tables() -> None:
     assert page.tables[1].rows[0].cells[2].text == "↓"
 
 
+def test_two_column_page_split_when_the_first_name_title_is_misread() -> None:
+    garbled = ("Kem", *HEADER[1:])
+    left = table_words(40, 100, [garbled, *ROWS[:2]], (0, 170, 250, 320, 440))
+    right = table_words(640, 100, [HEADER, *ROWS[2:]], (0, 170, 250, 320, 440))
+    page = build_page(left + right, 1240, 1754)
+    assert len(page.tables) == 2
+    assert [r.cells[0].text for r in page.tables[1].rows] == ["血小板计数", "红细胞压积"]
+    # a name title in a later column of a single table (no result title after it) does not split it
+    single = table_words(40, 100, [("项目名称", "英文名称", "结果", "单位"), ("白细胞计数", "WBC", "6.1", "g/L"),
+                                   ("血红蛋白", "HGB", "128", "g/L")], (0, 200, 320, 420))
+    assert len(build_page(single, 1240, 1754).tables) == 1
+
+
 def test_word_read_across_a_gutter_is_cut() -> None:
     columns = [(0, 100), (200, 260)]
     joined = Word("检验项目结果", 80, Box(0, 0, 260, H))
@@ -145,6 +158,23 @@ def test_arrow_shapes(font: str) -> None:
         assert arrow_direction(_glyph(char, font, 26)) is None, char
 
 
+@pytest.mark.parametrize("font", available_fonts())
+def test_blurred_arrow_shapes(font: str) -> None:
+    """Blur fills an arrow's head and pales its stem: still an arrow where a flag is expected, and the
+    characters that stand there otherwise are not."""
+    import cv2
+
+    def soft(char: str) -> np.ndarray:
+        g = np.pad(_glyph(char, font, 22), 4, constant_values=255)
+        return cv2.GaussianBlur(g, (0, 0), 0.8)
+
+    if font != "noto_serif":  # its thin arrow blurs into a shape too weak to tell (left unread, not misread)
+        assert arrow_direction(soft("↑"), blurred=True) == "↑"
+        assert arrow_direction(soft("↓"), blurred=True) == "↓"
+    for char in "1T7lJHL":
+        assert arrow_direction(soft(char), blurred=True) is None, char
+
+
 @pytest.mark.skipif(not available_fonts(), reason="no CJK fonts installed")
 def test_fix_arrows_by_shape() -> None:
     font = available_fonts()[0]
@@ -161,3 +191,21 @@ def test_fix_arrows_by_shape() -> None:
     word = Word("个", 90.0, Box(100, 20, up.shape[1], up.shape[0]))
     neighbour = Word("一", 90.0, Box(100 + up.shape[1] + 2, 20, 20, 20))
     assert [x.text for x in fix_arrows([(word, []), (neighbour, [])], page)] == ["个", "一"]
+
+
+def test_lost_point_and_latin_names() -> None:
+    from edge.reports.page import Cell, Row
+    from edge.reports.reader import _latin_share, _point_missing
+
+    def row(*texts: str) -> Row:
+        cells = tuple(Cell(t, 90.0, Box(100 * i, 0, 60, 20), i) for i, t in enumerate(texts))
+        return Row(cells, Box(0, 0, 400, 20))
+
+    assert _point_missing("429", row("中性粒细胞绝对值", "429", "10^9/L", "1.80-6.30"))
+    assert _point_missing("365 ↑", row("MCHC", "365 ↑", "g/L", "316.0-354.0"))
+    assert not _point_missing("365", row("MCHC", "365", "g/L", "316-354"))   # a whole-number range
+    assert not _point_missing("4.29", row("中性粒细胞绝对值", "4.29", "10^9/L", "1.80-6.30"))
+    assert not _point_missing("42", row("x", "42", "%", "1.5-8.0"))           # two digits: too short to tell
+    assert _latin_share("Wp PRE RF SP") == 1.0
+    assert _latin_share("嗜酸性粒细胞百分比") == 0.0
+    assert _latin_share("") == 0.0

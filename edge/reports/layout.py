@@ -194,9 +194,18 @@ def _split_points(header: Sequence[Word], columns: Sequence[tuple[int, int]], he
     first = titles.get(0, "")
     key = next((k for k in NAME_HEADERS if k in first), first)
     for c in sorted(titles):
-        if c > starts[-1] + 1 and key and key in titles[c]:
+        if c <= starts[-1] + 1:
+            continue
+        if key and key in titles[c]:
             starts.append(c)
+        elif any(k in titles[c] for k in NAME_HEADERS) and _has_result(titles, starts[-1], c) \
+                and _has_result(titles, c + 1, max(titles) + 1):
+            starts.append(c)  # the first block's name title misread: a name title between two result titles
     return starts
+
+
+def _has_result(titles: dict[int, str], lo: int, hi: int) -> bool:
+    return any(any(k in t for k in RESULT_HEADERS) for c, t in titles.items() if lo <= c < hi)
 
 
 def _table_end(lines: Sequence[Sequence[Word]], start: int, height: float) -> int:

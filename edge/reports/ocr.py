@@ -38,7 +38,9 @@ SYSTEM_TESSDATA = ("/usr/share/tesseract-ocr/5/tessdata", "/usr/share/tesseract-
                    "/usr/share/tessdata", "/usr/local/share/tessdata")
 NUMERIC_WHITELIST = "0123456789.-~<>≤≥%/^×xXLlHhUuμmgdfpLnmolkg*()+"
 """Characters a value, unit or reference cell may hold, for :meth:`ReportOcr.reread`."""
-ARROW_LOOKALIKES = frozenset("个小↑↓lJ1I|丨Tti!4二七十大下卜")
+LATIN_LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+"""Blacklisted when a Chinese item name that came out in Latin letters is read again."""
+ARROW_LOOKALIKES = frozenset("个小↑↓lJ1I|丨Tti!4二七十大下卜了")
 """What Tesseract's models read for a printed ``↑`` or ``↓``."""
 
 
@@ -173,9 +175,10 @@ class ReportOcr:
         return fix_arrows(self._collect_symbols(), page)
 
     def reread(self, page: np.ndarray, boxes: list[Box], scale: float = 2.0,
-               whitelist: str = NUMERIC_WHITELIST) -> list[RereadResult]:
-        """Read each region of ``page`` again, enlarged ``scale`` times, with a character whitelist, all in
-        one Tesseract call (the crops stacked one per line). One result per box, in order."""
+               whitelist: str = NUMERIC_WHITELIST, blacklist: str = "") -> list[RereadResult]:
+        """Read each region of ``page`` again, enlarged ``scale`` times, with a character whitelist (or,
+        with ``whitelist=""``, a blacklist), all in one Tesseract call (the crops stacked one per line).
+        One result per box, in order."""
         if not boxes:
             return []
         crops = []
@@ -200,10 +203,12 @@ class ReportOcr:
         api = self._api
         api.SetPageSegMode(self._tess.PSM.SINGLE_BLOCK)
         api.SetVariable("tessedit_char_whitelist", whitelist)
+        api.SetVariable("tessedit_char_blacklist", blacklist)
         api.SetImage(strip)
         api.Recognize()
         words = self._collect(self._tess.RIL.WORD)
         api.SetVariable("tessedit_char_whitelist", "")
+        api.SetVariable("tessedit_char_blacklist", "")
         found: list[list[Word]] = [[] for _ in boxes]
         for w in words:
             cy = w.box.y + w.box.h / 2
@@ -218,15 +223,75 @@ class ReportOcr:
             out.append(RereadResult(text, float(np.mean([w.conf for w in ws])) if ws else 0.0))
         return out
 
+    def read_line(self, page: np.ndarray, box: Box, scale: float = 2.0, blacklist: str = "",
+                  whitelist: str = "") -> RereadResult:
+        """Read one line of text in ``box`` of ``page`` again on its own (``PSM.SINGLE_LINE``), enlarged
+        ``scale`` times, with the characters of ``blacklist`` forbidden (or only those of ``whitelist``). The crop keeps only the band of
+        rows holding most ink, so that the edge of a neighbouring line or a rule does not disturb it."""
+        pad = max(2, box.h // 4)
+        y0, y1 = max(0, box.y - pad), min(page.shape[0], box.y + box.h + pad)
+        x0, x1 = max(0, box.x - pad), min(page.shape[1], box.x + box.w + pad)
+        crop = page[y0:y1, x0:x1]
+        if crop.size == 0:
+            return RereadResult("", 0.0)
+        inked = (crop < 140).sum(axis=1) > 0
+        bands, start = [], None
+        for i, v in enumerate([*inked, False]):
+            if v and start is None:
+                start = i
+            elif not v and start is not None:
+                bands.append((start, i))
+                start = None
+        if bands:
+            a, b = max(bands, key=lambda ab: int((crop[ab[0]:ab[1]] < 140).sum()))
+            m = max(2, (b - a) // 5)
+            crop = crop[max(0, a - m):b + m]
+        image = Image.fromarray(crop)
+        image = image.resize((max(1, int(image.width * scale)), max(1, int(image.height * scale))),
+                             Image.Resampling.BICUBIC)
+        canvas = Image.new("L", (image.width + 20, image.height + 20), 255)
+        canvas.paste(image, (10, 10))
+        api = self._api
+        api.SetPageSegMode(self._tess.PSM.SINGLE_LINE)
+        api.SetVariable("tessedit_char_whitelist", whitelist)
+        api.SetVariable("tessedit_char_blacklist", blacklist)
+        api.SetImage(canvas)
+        try:
+            text = (api.GetUTF8Text() or "").strip()
+            conf = float(api.MeanTextConf())
+        finally:
+            api.SetVariable("tessedit_char_whitelist", "")
+            api.SetVariable("tessedit_char_blacklist", "")
+        return RereadResult(text, conf if text else 0.0)
 
-def arrow_direction(glyph: np.ndarray) -> str | None:
+
+def arrow_direction(glyph: np.ndarray, blurred: bool = False) -> str | None:
     """``"↑"`` or ``"↓"`` when the dark pixels of ``glyph`` (grey crop of one character) form a vertical
-    arrow: a thin stem with a head clearly wider at one end; None otherwise."""
+    arrow: a thin stem with a head clearly wider at one end; None otherwise.
+
+    ``blurred``: also accept a head that blur has filled into a blob (wide near one end, narrowing again
+    at the tip, the other end no wider than the stem); for a glyph already known to stand where a flag
+    is printed (alone after a number), not for any character of the page; the glyph is then also judged
+    with its ink taken at half way between paper and the darkest stroke, as blur leaves a thin stem pale."""
+    if blurred:
+        found = arrow_direction(glyph)
+        if found or glyph.size == 0:
+            return found
+        dark, paper = float(np.percentile(glyph, 1)), float(np.percentile(glyph, 95))
+        return _arrow_shape(glyph, max(140.0, (dark + paper) / 2), True)
+    return _arrow_shape(glyph, 140.0, False)
+
+
+def _arrow_shape(glyph: np.ndarray, level: float, blob: bool) -> str | None:
     if 0 < glyph.shape[0] < 48:  # thin strokes of small print: judge the shape at a larger size
         f = 48 / glyph.shape[0]
         glyph = np.asarray(Image.fromarray(glyph).resize((max(1, int(glyph.shape[1] * f)), 48),
                                                          Image.Resampling.BICUBIC))
-    ink = glyph < 140
+    ink = glyph < level
+    if blob:  # join the pieces of a stem that blur has broken
+        import cv2
+
+        ink = cv2.morphologyEx(ink.astype(np.uint8), cv2.MORPH_CLOSE, np.ones((9, 1), np.uint8)) > 0
     rows = np.nonzero(ink.any(axis=1))[0]
     cols = np.nonzero(ink.any(axis=0))[0]
     if len(rows) < 8 or len(cols) < 3:
@@ -266,6 +331,35 @@ def arrow_direction(glyph: np.ndarray) -> str | None:
         return "↑"
     if down and not up and widths[-third:].max() > 1.6 * widths[:third].max():
         return "↓"
+    if blob:
+        return _blob_head(lefts, rights, stem_l, stem_r)
+    return None
+
+
+def _blob_head(lefts: np.ndarray, rights: np.ndarray, stem_l: float, stem_r: float) -> str | None:
+    """The direction of an arrow whose head blur has filled: the widest row within the outer 40 % at one
+    end but not at the very end (the tip narrows again, where a foot or a top bar, as in 1, T or L, is
+    widest), clearly wider than the stem, with arms of about equal length on both sides of it (not a hook
+    or a bar to one side, as in J, 4, 7 or L); the other end is the stem alone."""
+    widths = np.where(lefts >= 0, rights - lefts + 1, 0)
+    stem = stem_r - stem_l + 1
+    h = len(widths)
+    part = max(2, int(0.4 * h))
+    tip = max(1, int(0.15 * h))
+
+    def head(rows: np.ndarray, other: np.ndarray, end: np.ndarray) -> bool:
+        k = int(np.argmax(widths[rows]))
+        row = int(rows[k])
+        left, right = stem_l - lefts[row], rights[row] - stem_r
+        return bool(widths[row] >= 1.8 * stem and widths[other].max() <= 1.4 * stem
+                    and widths[end].mean() < 0.6 * widths[row] and min(left, right) >= 0.5 * stem
+                    and max(left, right) <= 2 * min(left, right))
+
+    top, bottom = np.arange(0, part), np.arange(h - part, h)
+    if head(np.arange(h - part, h - tip), top, np.arange(h - tip // 2 - 1, h)):
+        return "↓"
+    if head(np.arange(tip, part), bottom, np.arange(0, tip // 2 + 1)):
+        return "↑"
     return None
 
 

@@ -11,7 +11,10 @@ reader is not thread-safe: one per worker thread). :meth:`ReportReader.read`:
    them to the number or drops them), then reads the numeric cells of the tables (values and ranges), and
    the result column of rows where nothing was read there, a second time, enlarged, in one Tesseract
    call, and settles each cell between the two readings (:func:`settle`): a decimal point is far more
-   often lost than invented, and a reading that has the shape of a number beats one that has not.
+   often lost than invented, and a reading that has the shape of a number beats one that has not;
+5. reads on its own, once more, a value still without a decimal point in a row whose range has decimals
+   (only a reading with the same digits is taken), and an item name that came out in Latin letters (with
+   Latin letters forbidden).
 
 Nothing here logs what a report says (values and names are personal health data); only counts and times.
 """
@@ -28,8 +31,8 @@ import cv2
 import numpy as np
 
 from edge.reports.capture import CapturedPage, correct_page
-from edge.reports.layout import RESULT_HEADERS, build_page
-from edge.reports.ocr import ARROW_LOOKALIKES, ReportOcr, arrow_direction
+from edge.reports.layout import NAME_HEADERS, RESULT_HEADERS, build_page
+from edge.reports.ocr import ARROW_LOOKALIKES, LATIN_LETTERS, ReportOcr, arrow_direction
 from edge.reports.page import Box, Cell, PageText, Row, Table
 
 logger = logging.getLogger(__name__)
@@ -158,6 +161,7 @@ class ReportReader:
                 blank = _blank_result(table, row)
                 if blank is not None:
                     where.append((t, r, -1, blank))  # no result read: look again where it belongs
+        names = self._reread_names([t for t, _ in tables], image)
         if not where:
             return dataclasses.replace(page, tables=tuple(t for t, _ in tables)), 0
         results = self.ocr.reread(image, [b for *_, b in where])
@@ -172,19 +176,77 @@ class ReportReader:
                 continue
             cell = tables[t][0].rows[r].cells[c]
             text = settle(cell.text, res.text)
+            if _point_missing(text, tables[t][0].rows[r]):
+                text = self._look_for_point(image, box, text)
             if text != cell.text:
                 new[(t, r, c)] = dataclasses.replace(cell, text=text, conf=max(cell.conf, res.conf))
         out = []
         for t, (table, _) in enumerate(tables):
             rows = []
             for r, row in enumerate(table.rows):
-                cells = [new.get((t, r, c), cell) for c, cell in enumerate(row.cells)]
+                cells = [new.get((t, r, c), names.get((t, r, c), cell)) for c, cell in enumerate(row.cells)]
                 if (t, r) in added:
                     cells.append(added[(t, r)])
                     cells.sort(key=lambda c: c.col)
                 rows.append(Row(tuple(cells), row.box))
             out.append(Table(table.header, tuple(rows), table.box))
-        return dataclasses.replace(page, tables=tuple(out)), len(where)
+        return dataclasses.replace(page, tables=tuple(out)), len(where) + len(names)
+
+    def _look_for_point(self, image: np.ndarray, box: Box, text: str) -> str:
+        """``text`` (a whole number in a row whose range has decimals) read once more on its own, larger,
+        digits and point only: the reading with the same digits and one decimal point wins; digits are
+        never changed."""
+        m = FLAG_TAIL.match(text.strip())
+        body, flag = (m.group("body"), m.group("flag")) if m else (text, "")
+        for scale in (3.0, 4.0):
+            res = self.ocr.read_line(image, box, scale=scale, whitelist="0123456789.")
+            got = clean_number(res.text)
+            if got.count(".") == 1 and NUMBER.match(got) and _digits(got) == _digits(body):
+                return f"{got} {flag}" if flag else got
+        return text
+
+    def _reread_names(self, tables: list[Table], image: np.ndarray) -> dict[tuple[int, int, int], Cell]:
+        """Item names that the first reading made mostly Latin letters of (a blurred Chinese name often comes
+        out as ``Wp PRE RF``), read again enlarged with Latin letters forbidden; the new reading replaces
+        the old one when it is mostly Chinese and read with more confidence."""
+        where: list[tuple[int, int, int, Box]] = []
+        for t, table in enumerate(tables):
+            col = _column(table.header, NAME_HEADERS)
+            if col is None:
+                continue
+            for r, row in enumerate(table.rows):
+                for c, cell in enumerate(row.cells):
+                    if cell.col == col and _latin_share(cell.text) >= 0.5 and cell.box.w > cell.box.h:
+                        where.append((t, r, c, cell.box))
+        out = {}
+        for t, r, c, box in where:
+            res = self.ocr.read_line(image, box, blacklist=LATIN_LETTERS)
+            text = "".join(res.text.split())
+            cell = tables[t].rows[r].cells[c]
+            # a name really printed in Latin letters (HbA1c) reads with more confidence than as Chinese
+            if text and sum(_is_cjk(ch) for ch in text) >= 0.7 * len(text) and res.conf > cell.conf:
+                out[(t, r, c)] = dataclasses.replace(cell, text=text, conf=res.conf)
+        return out
+
+
+def _point_missing(text: str, row: Row) -> bool:
+    """Whether ``text`` is a whole number of three digits or more in a row whose reference range is
+    printed with decimals: the decimal point may have been lost."""
+    m = FLAG_TAIL.match(text.strip())
+    body = clean_number(m.group("body") if m else text)
+    if not re.fullmatch(r"\d{3,}", body):
+        return False
+    return any(RANGE.match(clean_number(c.text)) and "." in c.text for c in row.cells)
+
+
+def _is_cjk(ch: str) -> bool:
+    return "\u4e00" <= ch <= "\u9fff"
+
+
+def _latin_share(text: str) -> float:
+    """The share of ASCII letters among the characters of ``text`` that are not spaces."""
+    t = "".join(text.split())
+    return sum(ch.isascii() and ch.isalpha() for ch in t) / len(t) if t else 0.0
 
 
 def _blank_result(table: Table, row: Row) -> Box | None:
@@ -226,9 +288,10 @@ def _column(header: Row | None, words: tuple[str, ...]) -> int | None:
     return None
 
 
-def _glyphs(image: np.ndarray, region: Box) -> list[Box]:
+def _glyphs(image: np.ndarray, region: Box, max_h: float | None = None) -> list[Box]:
     """Character-sized ink blobs in ``region`` of the page (page coordinates), left to right; blobs that
-    overlap horizontally (the dot of an i, broken strokes) are one."""
+    overlap horizontally (the dot of an i, broken strokes) are one. Blobs taller than ``max_h`` (a piece of
+    a rule crossing the region) are left out before that."""
     x0, y0 = max(0, region.x), max(0, region.y)
     crop = image[y0:region.y + region.h, x0:region.x + region.w]
     if crop.size == 0:
@@ -239,7 +302,7 @@ def _glyphs(image: np.ndarray, region: Box) -> list[Box]:
     ch, cw = crop.shape
     for i in range(1, n):
         x, y, w, h, area = stats[i]
-        if area < 3 or y == 0 or y + h >= ch or w > 0.6 * ch or h > 0.8 * ch:
+        if area < 3 or y == 0 or y + h >= ch or w > 0.6 * ch or h > 0.8 * ch or (max_h and h > max_h):
             continue  # specks, table rules, and what runs out of the region
         spans.append([x, y, x + w, y + h])
     spans.sort()
@@ -275,23 +338,22 @@ def _with_arrows(table: Table, image: np.ndarray) -> tuple[Table, dict[tuple[int
         after = [c.box.x for c in cells if c.col > last]
         right = min(after) - 2 if after else value.box.x + value.box.w + 3 * h
         region = Box(value.box.x - 2, value.box.y - h, max(4, right - value.box.x + 2), 3 * h)
-        glyphs = _glyphs(image, region)
+        glyphs = _glyphs(image, region, max_h=1.6 * h)
         # the number: glyphs from the left closer than 0.42 text heights (a space and more separates an
-        # arrow); then the first glyph after it, which must be taller than the digits, as arrows are
-        n = 1
-        while n < len(glyphs) and glyphs[n].x - (glyphs[n - 1].x + glyphs[n - 1].w) < 0.42 * h:
-            n += 1
-        if n >= len(glyphs):
-            rows.append(row)
-            continue
-        g = glyphs[n]
-        digit_h = float(np.median([b.h for b in glyphs[:n] if b.h > 0.5 * h] or [h]))
-        if g.h < 1.08 * digit_h or g.w > 0.9 * g.h:
-            rows.append(row)
-            continue
-        pad = max(1, g.h // 6)
-        arrow = arrow_direction(image[max(0, g.y - pad):g.y + g.h + pad, max(0, g.x - pad):g.x + g.w + pad])
-        if arrow is None:
+        # arrow); then the first glyph after it, which must be taller than the digits, as arrows are, or
+        # as tall and much narrower, and have an arrow's shape. A decimal point that blur has erased also
+        # leaves a gap: then the glyph after it is a digit, and the next gap is tried.
+        n, arrow, g, digits = 1, None, None, []
+        while arrow is None:
+            while n < len(glyphs) and glyphs[n].x - (glyphs[n - 1].x + glyphs[n - 1].w) < 0.42 * h:
+                n += 1
+            if n >= len(glyphs):
+                break
+            g = glyphs[n]
+            digits = [b for b in glyphs[:n] if b.h > 0.5 * h]
+            arrow = _arrow_after(image, g, digits, h)
+            n += 0 if arrow else 1
+        if arrow is None or g is None:
             rows.append(row)
             continue
         number = glyphs[0]
@@ -301,7 +363,8 @@ def _with_arrows(table: Table, image: np.ndarray) -> tuple[Table, dict[tuple[int
         m = FLAG_TAIL.match(first)
         if m:
             first = m.group("body").strip()
-        elif first[-1:] in ARROW_LOOKALIKES and len(clean_number(first)) == n + 1:
+        elif first[-1:] in ARROW_LOOKALIKES and (first[-2:-1].isspace() or len(clean_number(first)) == n + 1
+                                                 or len(_digits(first)) == len(digits) + 1):
             first = first[:-1].strip()  # the first reading took the arrow for one more character
         # cells right of the result up to the unit column held what the first reading made of the arrow
         keep = [c for c in cells if not (value_col < c.col <= last)]
@@ -314,3 +377,16 @@ def _with_arrows(table: Table, image: np.ndarray) -> tuple[Table, dict[tuple[int
         boxes[(r, vi)] = number
         rows.append(Row(tuple(keep), row.box))
     return Table(table.header, tuple(rows), table.box), boxes
+
+
+def _arrow_after(image: np.ndarray, g: Box, digits: list[Box], h: int) -> str | None:
+    """The direction of the arrow that glyph ``g``, printed after the number whose digits are
+    ``digits``, is; None when it is not one."""
+    digit_h = float(np.median([b.h for b in digits] or [h]))
+    digit_w = float(np.median([b.w for b in digits] or [h / 2]))
+    # taller than the digits, or (in fonts whose arrow is hardly taller) about as tall and much narrower
+    if (g.h < 1.08 * digit_h and not (g.h >= 0.85 * digit_h and g.w <= 0.6 * digit_w)) or g.w > 0.9 * g.h:
+        return None
+    pad = max(1, g.h // 6)
+    return arrow_direction(image[max(0, g.y - pad):g.y + g.h + pad, max(0, g.x - pad):g.x + g.w + pad],
+                           blurred=True)
