@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from mqtt.client import connect_properties, new_client
 
@@ -56,3 +58,41 @@ class RawClient:
     def close(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
+
+
+class TopicRecordingClient:
+    """Stands in for the ingest's paho client: acknowledges nothing, remembers the topics published to."""
+
+    def __init__(self) -> None:
+        self.published: list[str] = []
+
+    def ack(self, mid: int, qos: int) -> None:
+        pass
+
+    def publish(self, topic: str, payload: bytes, qos: int = 0, **kwargs: Any) -> None:
+        self.published.append(topic)
+
+
+@contextlib.contextmanager
+def running_central(root: Path, db_url: str = "sqlite:central.db", **site_args: Any) -> Iterator[tuple[Any, Any, Any]]:
+    """A site under ``root`` with a real Mosquitto (TLS, ACL) and a connected ingest: ``(site, store, ingest)``."""
+    from mqtt.central.broker import BrokerProcess, free_port, write_config
+    from mqtt.central.ingest import Ingest
+    from mqtt.central.store import open_store
+    from provisioning.site import init_central
+
+    site = init_central(root / "central", free_port(), db_url=db_url, **site_args)
+    store = open_store(site.config.database_url)
+    log = root / "mosquitto.log"
+    broker = BrokerProcess(write_config(site.config, log), site.config.broker.host, site.config.broker.port, log)
+    broker.start()
+    ingest = None
+    try:
+        ingest = Ingest(site.config, open_store(site.config.database_url)).start()
+        assert ingest.connected.wait(10)
+        yield site, store, ingest
+    finally:
+        if ingest is not None:
+            ingest.stop()
+        broker.kill()
+        store.close()

@@ -20,6 +20,7 @@ from mqtt.central.store import open_store
 from mqtt.outbox import DeviceIdentity, Outbox
 from provisioning import ca
 from provisioning.site import add_device, init_central
+from tests.mqtt_helpers import TopicRecordingClient
 
 
 @pytest.fixture
@@ -27,17 +28,6 @@ def ident() -> DeviceIdentity:
     return DeviceIdentity("box-0001", "clinic-a", ca.generate_key())
 
 
-class Client:
-    """Stands in for paho: records what the ingest acknowledges and publishes."""
-
-    def __init__(self) -> None:
-        self.published: list[str] = []
-
-    def ack(self, mid: int, qos: int) -> None:
-        pass
-
-    def publish(self, topic: str, payload: bytes, qos: int = 0, **kwargs) -> None:
-        self.published.append(topic)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -47,7 +37,7 @@ def central(request, tmp_path):
     site = init_central(tmp_path / "central", free_port(), db_url=db)
     store = open_store(site.config.database_url)
     ing = Ingest(site.config, store)
-    ing.client = Client()
+    ing.client = TopicRecordingClient()
     yield site, store, ing
     store.close()
 

@@ -12,29 +12,17 @@ import pytest
 from edge import config as edge_config
 from edge.runtime import build_uplink, load_identity
 from mqtt import envelope, topics
-from mqtt.central.broker import BrokerProcess, free_port, write_config
-from mqtt.central.ingest import Ingest
-from mqtt.central.store import open_store
 from provisioning import ca
-from provisioning.site import add_device, init_central
-from tests.mqtt_helpers import RawClient, wait_until
+from provisioning.site import add_device
+from tests.mqtt_helpers import RawClient, running_central, wait_until
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def central(request, tmp_path):
     """A site with a running broker and ingest, on SQLite or PostgreSQL."""
     db = "sqlite:central.db" if request.param == "sqlite" else request.getfixturevalue("pg_url")
-    site = init_central(tmp_path / "central", free_port(), db_url=db)
-    store = open_store(site.config.database_url)
-    log = tmp_path / "mosquitto.log"
-    broker = BrokerProcess(write_config(site.config, log), site.config.broker.host, site.config.broker.port, log)
-    broker.start()
-    ingest = Ingest(site.config, open_store(site.config.database_url)).start()
-    assert ingest.connected.wait(10)
-    yield site, store, ingest
-    ingest.stop()
-    broker.kill()
-    store.close()
+    with running_central(tmp_path, db) as running:
+        yield running
 
 
 def make_box(site, store, tmp_path, device_id="box-0001", clinic="clinic-a", register=True):

@@ -13,13 +13,11 @@ from edge.flows.checkin import CheckinFlow
 from edge.identity import from_id_card
 from edge.runtime import build_uplink, load_identity, open_outbox
 from mqtt import envelope, sealed, topics
-from mqtt.central.broker import BrokerProcess, free_port, write_config
 from mqtt.central.ingest import Inbound, Ingest
-from mqtt.central.store import open_store
 from mqtt.outbox import NoSealKey, Outbox
-from provisioning.site import add_device, init_central
+from provisioning.site import add_device
 from tests.hw_sim.idcard_reader import sample_cards
-from tests.mqtt_helpers import RawClient, wait_until
+from tests.mqtt_helpers import RawClient, running_central, TopicRecordingClient, wait_until
 
 PERSON = {"name": "王芳", "id_number": "11010519491231002X", "birth_date": "1949-12-31"}
 
@@ -28,21 +26,12 @@ def _leaks(data: bytes) -> list[str]:
     return [v for v in PERSON.values() if v.encode() in data] + (["1949"] if b"1949" in data else [])
 
 
-class Client:
-    def __init__(self) -> None:
-        self.published: list[str] = []
-
-    def ack(self, mid: int, qos: int) -> None:
-        pass
-
-    def publish(self, topic: str, payload: bytes, qos: int = 0, **kwargs) -> None:
-        self.published.append(topic)
 
 
 @pytest.fixture
 def ingest(site, store) -> Ingest:
     ing = Ingest(site.config, store)
-    ing.client = Client()
+    ing.client = TopicRecordingClient()
     return ing
 
 
@@ -94,7 +83,7 @@ def test_a_site_without_its_sealing_key_refuses_and_the_box_keeps_the_result(sit
     box.enqueue("scan", {"outcome": "green"}, personal=PERSON)
     (site.root / "pki" / "central-seal.key").unlink()
     ing = Ingest(site.config, store)
-    ing.client = Client()
+    ing.client = TopicRecordingClient()
     assert process(ing, [(r.topic, r.payload) for r in box.pending()]) == {"rejected:no_seal_key": 1, "presence": 0}
     assert ing.client.published == []  # no receipt: it is resent once the key is back
 
@@ -115,17 +104,8 @@ def test_a_box_without_the_sealing_key_refuses_personal_fields(tmp_path):
 @pytest.fixture(params=["sqlite", "postgresql"])
 def central(request, tmp_path):
     db = "sqlite:central.db" if request.param == "sqlite" else request.getfixturevalue("pg_url")
-    site = init_central(tmp_path / "central", free_port(), db_url=db)
-    store = open_store(site.config.database_url)
-    log = tmp_path / "mosquitto.log"
-    broker = BrokerProcess(write_config(site.config, log), site.config.broker.host, site.config.broker.port, log)
-    broker.start()
-    ingest = Ingest(site.config, open_store(site.config.database_url)).start()
-    assert ingest.connected.wait(10)
-    yield site, store
-    ingest.stop()
-    broker.kill()
-    store.close()
+    with running_central(tmp_path, db) as (site, store, _):
+        yield site, store
 
 
 def test_the_broker_sees_pseudonyms_only_and_the_store_keeps_the_person(central, tmp_path):

@@ -17,11 +17,8 @@ import pytest
 from edge import config as edge_config
 from edge.runtime import build_uplink, load_identity
 from mqtt import envelope, topics
-from mqtt.central.broker import BrokerProcess, free_port, write_config
-from mqtt.central.ingest import Ingest
-from mqtt.central.store import open_store
-from provisioning.site import add_device, init_central
-from tests.mqtt_helpers import RawClient, wait_until
+from provisioning.site import add_device
+from tests.mqtt_helpers import RawClient, running_central, wait_until
 
 NOT_AUTHORISED = 135
 CLINIC = "clinic-a"
@@ -30,17 +27,8 @@ CLINIC = "clinic-a"
 @pytest.fixture
 def central(tmp_path):
     """A site with a running broker and ingest (SQLite)."""
-    site = init_central(tmp_path / "central", free_port())
-    store = open_store(site.config.database_url)
-    log = tmp_path / "mosquitto.log"
-    broker = BrokerProcess(write_config(site.config, log), site.config.broker.host, site.config.broker.port, log)
-    broker.start()
-    ingest = Ingest(site.config, open_store(site.config.database_url)).start()
-    assert ingest.connected.wait(10)
-    yield site, store, ingest
-    ingest.stop()
-    broker.kill()
-    store.close()
+    with running_central(tmp_path) as running:
+        yield running
 
 
 def make_box(site, store, tmp_path, device_id: str):  # type: ignore[no-untyped-def]
