@@ -6,7 +6,7 @@ import pytest
 
 from edge.reports.catalogue import load_catalogue
 from edge.reports.values import (RefRange, UnitError, catalogue_range, compute_flag, convert_range, is_abnormal,
-                                 norm_unit, parse_range, parse_value, to_canonical)
+                                 norm_unit, parse_range, parse_value, to_canonical, to_canonical_read)
 
 
 @pytest.fixture(scope="module")
@@ -121,3 +121,19 @@ def test_catalogue_range_when_none_is_printed(cat) -> None:
     ogtt = catalogue_range(cat.item("14995-5"))
     assert ogtt.high == 8.5 and not ogtt.high_inclusive
     assert catalogue_range(cat.item("5196-1")).qualitative == "NEG"
+
+
+@pytest.mark.parametrize("printed, code, canonical", [
+    ("ymol/L", "14682-9", "μmol/L"),   # creatinine: μ read as y
+    ("pmol/L", "14682-9", "μmol/L"),
+    ("g/t", "718-7", "g/L"),           # haemoglobin: L read as t
+    ("g/I", "718-7", "g/L"),
+    ("PS", "785-6", "pg"),             # MCH: pg read as PS
+])
+def test_misread_units_are_tried_only_as_readings_of_the_items_unit(cat, printed: str, code: str,
+                                                                     canonical: str) -> None:
+    item = cat.item(code)
+    value, unit, _, corrected = to_canonical_read(10.0, printed, item)
+    assert (value, unit, corrected) == (10.0, item.unit, canonical) and item.unit == canonical
+    with pytest.raises(UnitError):  # a misread that fits no reading of the item's unit stays an error
+        to_canonical_read(10.0, "ymol/L", cat.item("718-7"))

@@ -133,14 +133,17 @@ _OCR_POWER = re.compile(r"^[x×*]?\s*10\s*\D?\d?(9|12)\s*/\s*[lL1I]$")
 
 def unit_candidates(unit: str) -> list[str]:
     """Readings of an OCR'd unit worth trying when it does not fit the item as printed:
-    ``*1049/L`` (×10⁹ with a lost caret) → ``10^9/L``; ``pmol/L`` → ``μmol/L``; ``ps`` → ``pg``; ``mmo1/L`` → ``mmol/L``."""
+    ``*1049/L`` (×10⁹ with a lost caret) → ``10^9/L``; ``pmol/L``, ``ymol/L`` → ``μmol/L``; ``g/t`` → ``g/L``;
+    ``ps``, ``PS`` → ``pg``; ``mmo1/L`` → ``mmol/L``."""
     out: list[str] = []
     t = unicodedata.normalize("NFKC", unit).replace(" ", "")
     m = _OCR_POWER.match(t)
     if m:
         out.append(f"10^{m.group(1)}/L")
     fixed = re.sub(r"(?<=[a-zA-Z])[1I](?=/|$)|(?<=/)[1I]$", "l", t)
-    for cand in (fixed, re.sub(r"^[pn](?=mol/|g/)", "μ", fixed), re.sub(r"^p[s5]$", "pg", fixed)):
+    micro = re.sub(r"^[pny](?=mol/|g/)", "μ", fixed)  # μ is read as p, n or y
+    litre = re.sub(r"(?<=/)[tI1|]$", "L", fixed)       # L is read as t, I, 1 or |
+    for cand in (fixed, micro, re.sub(r"(?<=/)[tI1|]$", "L", micro), litre, re.sub(r"(?i)^p[s5]$", "pg", fixed)):
         n = norm_unit(cand)
         if n and n != unit and n not in out:
             out.append(n)
