@@ -95,7 +95,7 @@ class Enrollment:
         try:
             csr = x509.load_pem_x509_csr(csr_pem.encode("ascii"))
             cert = ca.sign_csr(self._ca_key, self.ca_cert, csr, serial, self.cfg.enrollment.cert_days)
-        except (ValueError, UnicodeEncodeError, UnsupportedAlgorithm) as exc:
+        except (ValueError, UnicodeEncodeError, UnsupportedAlgorithm, x509.InvalidVersion) as exc:
             raise self._refuse("bad_csr", f"certificate request refused: {exc}", serial, 400) from None
         cert_pem = cert.public_bytes(serialization.Encoding.PEM).decode()
         if not self.store.burn_token_and_register(token_hash(token), serial, serial, record["clinic"], cert_pem, now):
@@ -183,7 +183,7 @@ class Enrollment:
             if csr.public_key() != current.public_key():
                 raise ValueError("renewal keeps the device key; this CSR holds another key")
             cert = ca.sign_csr(self._ca_key, self.ca_cert, csr, rec.device_id, self.cfg.enrollment.cert_days)
-        except (ValueError, UnicodeEncodeError, UnsupportedAlgorithm) as exc:
+        except (ValueError, UnicodeEncodeError, UnsupportedAlgorithm, x509.InvalidVersion) as exc:
             raise self._refuse("bad_csr", f"certificate request refused: {exc}", rec.device_id, 400) from None
         cert_pem = cert.public_bytes(serialization.Encoding.PEM).decode()
         self.store.register_device(rec.device_id, rec.clinic, cert_pem)
