@@ -13,48 +13,32 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
+from edge.core.framethread import FrameThread
 from edge.repeats import RepeatFilter
 
 logger = logging.getLogger(__name__)
 
 
-class DocumentWorker:
+class DocumentWorker(FrameThread):
     """Reads MRZs from offered frames in a thread of its own."""
 
     def __init__(self, reader: Any, on_document: Callable[[Any], None], *, every: int = 10,
                  dedupe_window: float = 10.0) -> None:
         if every < 1:
             raise ValueError("every must be >= 1")
+        super().__init__("documents")
         self.reader = reader
         self.on_document = on_document
         self.every = every
         self.repeats = RepeatFilter(dedupe_window)
         self.read_count = self.found = 0
-        self._cond = threading.Condition()
-        self._frame: np.ndarray | None = None
         self._frames_without_code = 0
-        self._stop = False
-        self._thread = threading.Thread(target=self._run, name="documents", daemon=True)
-
-    def start(self) -> "DocumentWorker":
-        self._thread.start()
-        return self
-
-    def stop(self, timeout: float = 5.0) -> None:
-        with self._cond:
-            self._stop = True
-            self._cond.notify_all()
-        self._thread.join(timeout)
-        close = getattr(self.reader, "close", None)
-        if close is not None:
-            close()
+        self._last: str | None = None
 
     def offer(self, frame: np.ndarray, codes_found: bool) -> bool:
         """Called by the camera loop for each frame; True when the frame was taken for reading."""
@@ -65,41 +49,13 @@ class DocumentWorker:
         if self._frames_without_code % self.every:
             return False
         with self._cond:
-            self._frame = frame.copy()
-            self._cond.notify()
+            self._put(frame)
         return True
 
-    def wait_idle(self, timeout: float = 10.0) -> bool:
-        """Wait until no frame is waiting (tests)."""
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while self._frame is not None or self._busy:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self._cond.wait(left)
-        return True
-
-    _busy = False
-    _last: str | None = None
-
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                while self._frame is None and not self._stop:
-                    self._cond.wait()
-                if self._stop:
-                    return
-                frame, self._frame = self._frame, None
-                self._busy = True
-            try:
-                self._read(frame)
-            except Exception:  # a bad frame or an OCR failure must not end the worker
-                logger.exception("document reading failed")
-            finally:
-                with self._cond:
-                    self._busy = False
-                    self._cond.notify_all()
+    def _close(self) -> None:
+        close = getattr(self.reader, "close", None)
+        if close is not None:
+            close()
 
     def _read(self, frame: np.ndarray) -> None:
         self.read_count += 1

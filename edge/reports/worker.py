@@ -12,7 +12,6 @@ reused.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from edge.core.framethread import FrameThread
 from edge.reports.capture import CaptureRejected
 from edge.reports.model import Report
 
@@ -38,7 +38,7 @@ class ReportRead:
     at: float = field(default_factory=time.perf_counter)
 
 
-class ReportWorker:
+class ReportWorker(FrameThread):
     """Reads one report page per request from the next offered frame.
 
     >>> worker = ReportWorker(ReportReader, runner.submit).start()  # doctest: +SKIP
@@ -47,26 +47,14 @@ class ReportWorker:
 
     def __init__(self, reader_factory: Callable[[], Any], on_read: Callable[[ReportRead], Any], *,
                  patient: Mapping[str, Any] | None = None) -> None:
+        super().__init__("reports")
         self.reader_factory = reader_factory
         self.on_read = on_read
         self.patient = dict(patient) if patient else None
         self.requested = self.read_count = self.rejected = 0
-        self._cond = threading.Condition()
+        self._reader: Any = None
         self._wanted: float | None = None  # perf_counter of the pending request
-        self._frame: np.ndarray | None = None
-        self._busy = False
-        self._stop = False
-        self._thread = threading.Thread(target=self._run, name="reports", daemon=True)
-
-    def start(self) -> ReportWorker:
-        self._thread.start()
-        return self
-
-    def stop(self, timeout: float = 10.0) -> None:
-        with self._cond:
-            self._stop = True
-            self._cond.notify_all()
-        self._thread.join(timeout)
+        self._at = 0.0  # ... of the request whose frame is being read
 
     def request(self) -> bool:
         """Read the next frame; False when a page is already being read (the press is ignored)."""
@@ -84,52 +72,32 @@ class ReportWorker:
         with self._cond:
             if self._wanted is None or self._frame is not None:
                 return False
-            self._frame = frame.copy()
-            self._cond.notify()
+            self._put(frame)
         return True
 
-    def wait_idle(self, timeout: float = 30.0) -> bool:
-        """Wait until no request is pending and no page is being read (tests)."""
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while self._wanted is not None or self._busy:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self._cond.wait(left)
-        return True
+    def _pending(self) -> bool:
+        return self._wanted is not None
 
-    def _run(self) -> None:
-        reader = None
+    def _taken(self) -> None:
+        self._at, self._wanted = self._wanted or time.perf_counter(), None
+
+    def _read(self, frame: np.ndarray) -> None:
         try:
-            while True:
-                with self._cond:
-                    while self._frame is None and not self._stop:
-                        self._cond.wait()
-                    if self._stop:
-                        return
-                    frame, self._frame = self._frame, None
-                    at, self._wanted = self._wanted or time.perf_counter(), None
-                    self._busy = True
-                try:
-                    if reader is None:
-                        reader = self.reader_factory()
-                    event = self._read(reader, frame, at)
-                except Exception:  # an OCR failure must not end the worker; the person is told
-                    logger.exception("report reading failed")
-                    event = ReportRead(None, "read_failed", "请重试或联系工作人员 / Please try again or ask the staff.",
-                                       at=at)
-                finally:
-                    with self._cond:
-                        self._busy = False
-                        self._cond.notify_all()
-                self.on_read(event)
-        finally:
-            close = getattr(reader, "close", None)
-            if close is not None:
-                close()
+            if self._reader is None:  # made in this thread, reused for every page
+                self._reader = self.reader_factory()
+            event = self._page(self._reader, frame, self._at)
+        except Exception:  # an OCR failure must not end the worker; the person is told
+            logger.exception("report reading failed")
+            event = ReportRead(None, "read_failed", "请重试或联系工作人员 / Please try again or ask the staff.",
+                               at=self._at)
+        self.on_read(event)
 
-    def _read(self, reader: Any, frame: np.ndarray, at: float) -> ReportRead:
+    def _close(self) -> None:
+        close = getattr(self._reader, "close", None)
+        if close is not None:
+            close()
+
+    def _page(self, reader: Any, frame: np.ndarray, at: float) -> ReportRead:
         from edge.reports.structure import structure
 
         self.read_count += 1
