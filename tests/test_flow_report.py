@@ -2,79 +2,28 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-import pytest
-import segno
 
-from drivers.camera import FileFrameSource
+from drivers.sim_camera import Scene, render_qr_frame
 from edge.config import EdgeConfig
 from edge.feedback import Signal
 from edge.flows.reports import ReportFlow
 from edge.reports.catalogue import load_catalogue
-from edge.reports.ocr import OcrModelError, report_tessdata
 from edge.reports.worker import ReportRead, ReportWorker
 from edge.runtime import build_station
 from tests.flow_helpers import RecordingFeedback, RecordingTickets, make_ctx, qr, stored
-from tests.hw_sim.camera import health_card_tokens
-from tests.hw_sim.reports import available_fonts, darkened, make_report, photograph
+from tests.hw_sim.camera import MemoryCamera, health_card_tokens
+from tests.hw_sim.reports import darkened, make_report, photograph, reading_skip
 from tests.mqtt_helpers import wait_until
 
-try:
-    report_tessdata()
-    MODELS = True
-except OcrModelError:
-    MODELS = False
-needs_ocr = [pytest.mark.skipif(not MODELS, reason="Tesseract chi_sim/eng models not installed"),
-             pytest.mark.skipif(not available_fonts(), reason="no CJK fonts installed")]
-
 TOKEN = health_card_tokens(1, seed=11)[0]
+reading = reading_skip()  # the tests that read a generated page need the OCR models and the fonts
 
 
-def qr_frame(text: str, size: tuple[int, int] = (1280, 960)) -> np.ndarray:
-    """A grey camera frame with the code in the middle."""
-    code = np.array(segno.make(text, error="m").matrix, dtype=np.uint8)
-    module = 8
-    img = np.kron(1 - code, np.ones((module, module), dtype=np.uint8)) * 255
-    img = np.pad(img, 4 * module, constant_values=255)
-    frame = np.full((size[1], size[0]), 180, dtype=np.uint8)
-    y, x = (size[1] - img.shape[0]) // 2, (size[0] - img.shape[1]) // 2
-    frame[y:y + img.shape[0], x:x + img.shape[1]] = img
-    return np.dstack([frame] * 3)
-
-
-class ScriptedCamera(FileFrameSource):
-    """Frames held in memory; ``before`` runs just before the frame at its index is delivered."""
-
-    def __init__(self, frames: list[np.ndarray], before: dict[int, Callable[[], object]]) -> None:
-        super().__init__(Path("."))
-        self.frames = list(frames)
-        self.before = before
-        self.index = 0
-
-    def _open(self) -> None:
-        pass
-
-    @property
-    def finished(self) -> bool:
-        return self.is_open and self.index >= len(self.frames)
-
-    def _read(self) -> np.ndarray | None:
-        if self.index >= len(self.frames):
-            return None
-        hook = self.before.get(self.index)
-        if hook is not None:
-            hook()
-        self.index += 1
-        return self.frames[self.index - 1]
-
-
+@reading
 def test_card_then_page_gives_one_signed_report_and_a_summary(tmp_path: Path, key, box) -> None:
-    for mark in needs_ocr:
-        if mark.args[0]:
-            pytest.skip(mark.kwargs["reason"])
     page = photograph(make_report(21, "ruled"), "photo")
     cfg = EdgeConfig.model_validate({
         "device": {"id": "box-1", "clinic": "clinic-a", "key": "k.pem", "cert": "c.pem", "state_dir": str(tmp_path)},
@@ -86,9 +35,9 @@ def test_card_then_page_gives_one_signed_report_and_a_summary(tmp_path: Path, ke
     def press_button() -> None:
         assert parts is not None and parts.documents.request()
 
-    frames = [qr_frame(TOKEN)] * 3 + [page.frame] * 3
+    frames = [render_qr_frame(TOKEN, Scene(size=480), width=1280, height=960)] * 3 + [page.frame] * 3
     parts = build_station(cfg, box, tickets=tickets, feedback=lights,
-                          source=ScriptedCamera(frames, {3: press_button}))
+                          source=MemoryCamera(frames, {3: press_button}))
     parts.runner.start()
     try:
         parts.station.run()
@@ -112,10 +61,8 @@ def test_card_then_page_gives_one_signed_report_and_a_summary(tmp_path: Path, ke
     assert parts.documents.read_count == 1
 
 
+@reading
 def test_unreadable_page_stores_nothing_and_says_why(box, key) -> None:
-    for mark in needs_ocr:
-        if mark.args[0]:
-            pytest.skip(mark.kwargs["reason"])
     events: list[ReportRead] = []
     from edge.reports.reader import ReportReader
 

@@ -7,34 +7,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from drivers.camera import FileFrameSource
 from edge.config import EdgeConfig
 from edge.identity import pseudonym
 from edge.runtime import build_station
 from tests.conftest import shared_dir
 from tests.flow_helpers import stored
+from tests.hw_sim.camera import MemoryCamera
 from tests.hw_sim.documents import sample_documents
 from tests.mqtt_helpers import wait_until
 
 TESSDATA = shared_dir() / "models" / "tessdata"
-
-
-class FramesSource(FileFrameSource):
-    """Frames held in memory, as a camera would deliver them."""
-
-    def __init__(self, frames: list[np.ndarray]) -> None:
-        super().__init__(Path("."))
-        self.frames = list(frames)
-
-    def _open(self) -> None:
-        pass
-
-    @property
-    def finished(self) -> bool:
-        return self.is_open and not self.frames
-
-    def _read(self) -> np.ndarray | None:
-        return self.frames.pop(0) if self.frames else None
 
 
 def test_a_passport_is_checked_in_once(tmp_path: Path, key, box) -> None:
@@ -49,7 +31,7 @@ def test_a_passport_is_checked_in_once(tmp_path: Path, key, box) -> None:
         "mrz": {"tessdata": str(TESSDATA), "cache_dir": str(tmp_path / "cache")},
     })
     (doc,) = list(sample_documents(1, seed=5))
-    parts = build_station(cfg, box, source=FramesSource([doc.frame] * 8))
+    parts = build_station(cfg, box, source=MemoryCamera([doc.frame] * 8))
     parts.runner.start()
     try:
         parts.station.run()

@@ -12,18 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from edge.reports.ocr import OcrModelError, report_tessdata
 from edge.reports.reader import ReportReader
-from tests.hw_sim.reports import (DEGRADATIONS, LAYOUTS, ReportPage, available_fonts, blurred, check_rows,
-                                  jpeg_bytes, make_report, photograph)
+from tests.hw_sim.reports import (DEGRADATIONS, LAYOUTS, ReportPage, blurred, check_rows,
+                                  jpeg_bytes, make_report, photograph, reading_skip)
 
-try:
-    report_tessdata()
-    MODELS = True
-except OcrModelError:
-    MODELS = False
-pytestmark = [pytest.mark.skipif(not MODELS, reason="Tesseract chi_sim/eng models not installed"),
-              pytest.mark.skipif(not available_fonts(), reason="no CJK fonts installed")]
+pytestmark = reading_skip()
 
 SEED = 1000
 CASES = [(layout, degradation) for degradation in DEGRADATIONS for layout in LAYOUTS]

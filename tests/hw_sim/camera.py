@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
 
 import numpy as np
 
-from drivers.camera import CameraError, FrameSource
+from drivers.camera import CameraError, FileFrameSource, FrameSource
 from drivers.sim_camera import Scene, SimulatedQrCamera, generate_health_card_token, qr_image, render_qr_frame
 
 __all__ = ["SCENES", "FlakySource", "Scene", "SimulatedQrCamera", "generate_health_card_token",
@@ -66,3 +67,29 @@ class FlakySource(FrameSource):
 
     def _close(self) -> None:
         self.inner.close()
+
+
+class MemoryCamera(FileFrameSource):
+    """Frames held in memory, delivered once each as a camera would; ``before[i]`` runs just before frame i."""
+
+    def __init__(self, frames: Iterable[np.ndarray], before: Mapping[int, Callable[[], object]] | None = None) -> None:
+        super().__init__(Path("."))
+        self.frames = list(frames)
+        self.before = dict(before or {})
+        self.index = 0
+
+    def _open(self) -> None:
+        pass
+
+    @property
+    def finished(self) -> bool:
+        return self.is_open and self.index >= len(self.frames)
+
+    def _read(self) -> np.ndarray | None:
+        if self.index >= len(self.frames):
+            return None
+        hook = self.before.get(self.index)
+        if hook is not None:
+            hook()
+        self.index += 1
+        return self.frames[self.index - 1]

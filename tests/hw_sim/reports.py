@@ -33,6 +33,7 @@ import re
 
 import cv2
 import numpy as np
+import pytest
 from PIL import Image, ImageDraw, ImageFont
 
 FONTS = {
@@ -207,6 +208,20 @@ def _font(name: str, size: int) -> ImageFont.FreeTypeFont:
 def available_fonts() -> list[str]:
     """The fonts of :data:`FONTS` installed on this machine."""
     return [name for name, (path, _) in FONTS.items() if path.is_file()]
+
+
+def reading_skip() -> pytest.MarkDecorator:
+    """The skip mark for tests that read generated pages: they need Tesseract's chi_sim and eng models
+    (Debian tesseract-ocr-chi-sim, tesseract-ocr-eng) and the CJK fonts the generator draws with."""
+    from edge.reports.ocr import OcrModelError, report_tessdata
+
+    try:
+        report_tessdata()
+    except OcrModelError:
+        return pytest.mark.skip(reason="Tesseract chi_sim/eng models not installed")
+    if not available_fonts():
+        return pytest.mark.skip(reason="no CJK fonts installed")
+    return pytest.mark.skipif(False, reason="the OCR models and fonts are installed")
 
 
 # -- drawing ------------------------------------------------------------------------------------------------
