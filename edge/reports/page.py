@@ -11,6 +11,9 @@ Coordinates are pixels of the corrected (de-skewed, flattened) page, origin top 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,31 @@ class Word:
     text: str
     conf: float
     box: Box
+
+
+@dataclass(frozen=True)
+class TextLine:
+    """One line of text as a text detector found it and a recogniser read it.
+
+    ``conf`` is the recogniser's confidence (0–1); ``box`` the line's axis-aligned box on the corrected page;
+    ``quad`` its four corners (clockwise from top left) when the detector gave a rotated box; ``char_x`` the
+    horizontal centre of each character of ``text`` on the page (from the recogniser's time steps), so that
+    a line that runs across several table columns can be cut at its gaps.
+    """
+
+    text: str
+    conf: float
+    box: Box
+    quad: tuple[tuple[float, float], ...] = ()
+    char_x: tuple[float, ...] = ()
+
+
+class LineRecognizer(Protocol):
+    """Reads the text lines of a corrected page (BGR or grey ``uint8`` image), in no particular order."""
+
+    def read_lines(self, page: np.ndarray) -> list[TextLine]:
+        """Every text line found on the page."""
+        ...
 
 
 @dataclass(frozen=True)
