@@ -49,6 +49,7 @@ setup(
                                     "mqtt", "mqtt.*", "provisioning", "provisioning.*"]),
     include_package_data=True,
     package_data={"drivers": ["tickets/*.toml"], "edge.vaccination": ["*.toml"],
+                  "edge.credentials": ["valuesets/*.json", "valuesets/LICENSE", "valuesets/README.md"],
                   "models_tflite": ["*.tflite", "manifest.toml", "LICENSE*"],
                   "edge.reports": ["*.toml"],
                   "mqtt.central.dashboard": ["templates/*.html", "static/*.css", "static/*.js"]},

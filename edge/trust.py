@@ -2,7 +2,8 @@
 
 The uplink offers every trust list it receives (retained topic ``ehc/v1/central/trust``) and enrollment
 offers the one in its answer; :meth:`TrustListFile.offer` keeps it only if it verifies with the central
-key and its version is newer than the one on disk (a rollback to an older list is refused). The station
+key and its version is newer than the one on disk (a rollback to an older list is refused), and it does not
+roll back a DCC value set: each one the held list carries must be there with the same or a later date. The station
 reads the file when it changes. The list's age goes into the ``health`` report; a list older than
 ``max_age`` makes outcomes yellow rather than green (:mod:`edge.verifiers`).
 """
@@ -61,6 +62,13 @@ class TrustListFile:
                 logger.warning("trust list version %d refused: older than version %d held", trust.version,
                                held.version)
             return False
+        if held is not None:
+            offered = trust.valueset_dates()
+            for set_id, date in held.valueset_dates().items():
+                if offered.get(set_id, "") < date:
+                    logger.warning("trust list version %d refused: value set %s of %s rolls back the one of %s held",
+                                   trust.version, set_id, offered.get(set_id, "(absent)"), date)
+                    return False
         write_atomic(self.path, payload, 0o644)
         logger.info("trust list version %d kept (%d EHC1, %d DCC, %d SHC issuers, %d revoked cards)", trust.version,
                     len(trust.ehc1), len(trust.dcc), len(trust.shc), len(trust.revoked_cards))

@@ -17,7 +17,12 @@ Body (JSON types only):
 ``shc``            ``[{"iss": <URL>, "jwks": {"keys": [...]}}]``: SMART Health Card issuers
 ``revoked_cards``  ``[<32 hex>]``: SHA-256 (first 16 bytes) of revoked health-card ids (EHC1 ``cid``)
 ``shc_crl``        ``{<iss>: {<kid>: [<rid>, ...]}}``: SMART Health Card revocations
+``dcc_valuesets``  ``[{"id": <valueSetId>, "date": "YYYY-MM-DD", "codes": [<code>, ...]}]``: EU DCC
+                   value sets newer than the ones the product ships (at most 32, 20,000 codes each)
 =================  =================================================================================
+
+A box also refuses a list that carries a value set older than the one of the same id in the list it holds
+(:mod:`edge.trust`), as it refuses an older list.
 """
 
 from __future__ import annotations
@@ -40,6 +45,10 @@ from mqtt.receipts import CENTRAL_ID, ReceiptInvalid, open_central
 KIND = "trust"
 _HEX16 = re.compile(r"^[0-9a-f]{16}\Z")
 _HEX32 = re.compile(r"^[0-9a-f]{32}\Z")
+_VALUESET_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
+_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}\Z")
+MAX_VALUE_SETS = 32
+MAX_VALUESET_CODES = 20_000
 
 
 class TrustListInvalid(ValueError):
@@ -68,12 +77,18 @@ class TrustList:
     shc: tuple[dict[str, Any], ...] = ()
     revoked_cards: frozenset[str] = frozenset()
     shc_crl: dict[str, dict[str, list[str]]] = field(default_factory=dict)
+    dcc_valuesets: tuple[dict[str, Any], ...] = ()
 
     def body(self) -> dict[str, Any]:
         """The signed body."""
         return {"version": self.version, "issued": self.issued, "ehc1": [dict(e) for e in self.ehc1],
                 "dcc": [dict(e) for e in self.dcc], "shc": [dict(e) for e in self.shc],
-                "revoked_cards": sorted(self.revoked_cards), "shc_crl": self.shc_crl}
+                "revoked_cards": sorted(self.revoked_cards), "shc_crl": self.shc_crl,
+                "dcc_valuesets": [dict(v) for v in self.dcc_valuesets]}
+
+    def valueset_dates(self) -> dict[str, str]:
+        """``{value set id: date}`` of the DCC value sets the list carries."""
+        return {v["id"]: v["date"] for v in self.dcc_valuesets}
 
     @classmethod
     def from_body(cls, body: dict[str, Any]) -> "TrustList":
@@ -104,11 +119,13 @@ class TrustList:
                     isinstance(rids, list) and all(isinstance(r, str) for r in rids) for rids in by_kid.values())
                     for by_kid in crl.values())):
                 raise TrustListInvalid("shc_crl malformed: {issuer: {kid: [rid, ...]}}")
+            valuesets = tuple(body.get("dcc_valuesets", []))
+            _check_valuesets(valuesets)
         except TrustListInvalid:
             raise
         except (KeyError, TypeError, AttributeError, ValueError, binascii.Error, UnsupportedAlgorithm) as exc:
             raise TrustListInvalid(f"malformed trust list: {type(exc).__name__}") from None
-        return cls(version, float(issued), ehc1, dcc, shc, frozenset(revoked), crl)
+        return cls(version, float(issued), ehc1, dcc, shc, frozenset(revoked), crl, valuesets)
 
     def ehc1_keys(self) -> dict[str, tuple[str, ec.EllipticCurvePublicKey]]:
         """EHC1 issuers by kid: ``{kid: (iss, public key)}``."""
@@ -118,6 +135,25 @@ class TrustList:
             if isinstance(key, ec.EllipticCurvePublicKey):
                 out[e["kid"]] = (e["iss"], key)
         return out
+
+
+def _check_valuesets(valuesets: tuple[Any, ...]) -> None:
+    """The ``dcc_valuesets`` entries: at most 32, each ``{"id", "date", "codes"}`` with a unique id, a
+    ``YYYY-MM-DD`` date and at most 20,000 distinct text codes of 1-128 characters."""
+    if len(valuesets) > MAX_VALUE_SETS:
+        raise TrustListInvalid(f"more than {MAX_VALUE_SETS} value sets")
+    ids = set()
+    for v in valuesets:
+        if not (isinstance(v, dict) and isinstance(v.get("id"), str) and _VALUESET_ID.match(v["id"])
+                and isinstance(v.get("date"), str) and _ISO_DATE.match(v["date"]) and isinstance(v.get("codes"), list)):
+            raise TrustListInvalid("dcc_valuesets entry malformed: {id, date: YYYY-MM-DD, codes: [...]}")
+        time.strptime(v["date"], "%Y-%m-%d")  # ValueError for a date that does not exist
+        codes = v["codes"]
+        if len(codes) > MAX_VALUESET_CODES or not all(isinstance(c, str) and 0 < len(c) <= 128 for c in codes):
+            raise TrustListInvalid(f"value set {v['id']}: codes must be at most {MAX_VALUESET_CODES} texts")
+        if len(set(codes)) != len(codes) or v["id"] in ids:
+            raise TrustListInvalid(f"value set {v['id']}: repeated code or id")
+        ids.add(v["id"])
 
 
 def sign(trust: TrustList, key: ec.EllipticCurvePrivateKey) -> bytes:

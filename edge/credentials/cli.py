@@ -1,11 +1,13 @@
 """``ehc-edge verify``: verify one credential text and print the verdict as one JSON object.
 
     ehc-edge verify [--trust FILE --central-key PEM | --config edge.toml] [--trust-cert CERT]...
-                    [--trust-jwks ISS=FILE]... [--ehc1-issuer ISS=PEM]... [--schemas DIR] [--at ISO8601] TEXT
+                    [--trust-jwks ISS=FILE]... [--ehc1-issuer ISS=PEM]... [--schemas DIR] [--valueset FILE]...
+                    [--at ISO8601] TEXT
 
 The JSON holds ``valid``, ``format``, ``reason``, ``checks`` (``signature``, ``expiry``, ``key_usage``,
-``schema``, ``revocation`` where they apply) and ``kid``; never the holder's claims. Exit status 0 when
-valid, 1 when not, 2 for a usage error.
+``schema``, ``value_set``, ``revocation`` where they apply) and ``kid``, plus ``detail`` (what a failed check
+found) and ``unknown_codes`` (the DCC fields a value set refused, with the value set's id, date and source) when
+there are any; never the holder's claims. Exit status 0 when valid, 1 when not, 2 for a usage error.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--trust-jwks", action="append", default=[], metavar="ISS=FILE", help="a SMART issuer key set")
     p.add_argument("--ehc1-issuer", action="append", default=[], metavar="ISS=PEM", help="an EHC1 issuer public key")
     p.add_argument("--schemas", help="folder of the EU DCC JSON schemas (schema check skipped without)")
+    p.add_argument("--valueset", action="append", default=[], metavar="FILE",
+                   help="a newer EU DCC value set (JSON as the DCC gateway publishes it) than the shipped one")
     p.add_argument("--at", help="verification time, ISO 8601 (default: now)")
     return p
 
@@ -52,12 +56,17 @@ def verify_main(argv: list[str]) -> int:
                            "checks": result.checks, "kid": result.kid}
     if result.missing_chunks:
         out["missing_chunks"] = list(result.missing_chunks)
+    if result.detail:
+        out["detail"] = result.detail
+    if result.unknown_codes:
+        out["unknown_codes"] = [u.as_dict() for u in result.unknown_codes]
     print(json.dumps(out))
     return 0 if result.valid else 1
 
 
 def _verify(text: str, args: argparse.Namespace, at: dt.datetime) -> CredentialCheck:
     from edge.credentials.schemas import DccSchemas
+    from edge.credentials.valuesets import ValueSet
     from mqtt.trustlist import public_key_kid
     from provisioning import ca
 
@@ -75,6 +84,8 @@ def _verify(text: str, args: argparse.Namespace, at: dt.datetime) -> CredentialC
         store.add_dcc_certificate_file(Path(cert))
     for iss, path in parse_pairs(args.trust_jwks, "--trust-jwks").items():
         store.add_shc_jwks(iss, path.read_bytes())
+    for path in args.valueset:
+        store.dcc_value_sets.offer(ValueSet.from_upstream(json.loads(Path(path).read_text(encoding="utf-8")), path))
     return verify_credential(text, store, at)
 
 

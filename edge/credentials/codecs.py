@@ -1,9 +1,11 @@
 """Bounded decoders shared by the credential verifiers: Base45, Base64url, zlib / raw DEFLATE, CBOR and JSON.
 
 Every function here is pure and refuses input that would cost more than the credential is worth: decompressed
-output is capped (:data:`MAX_INFLATED`), CBOR and JSON nesting is capped, CBOR's shared-reference tags (which can
-build cyclic structures) are refused, and duplicate CBOR map keys are refused. Failures raise
-:class:`~edge.credentials.result.CredentialError` with the caller's reason, never the input text.
+output is capped (:data:`MAX_INFLATED`), CBOR and JSON nesting is capped, and duplicate CBOR map keys are refused.
+CBOR tags are refused unless the caller names them: the shared-reference tags 28/29 (which can build cyclic
+structures) and every other tag a credential format does not define never decode. Tags 0 and 1 (date-times) become
+:class:`TaggedDateTime`, which :func:`to_json_value` turns into text only where the caller expects a date-time.
+Failures raise :class:`~edge.credentials.result.CredentialError` with the caller's reason, never the input text.
 """
 
 from __future__ import annotations
@@ -15,7 +17,9 @@ import json
 import math
 import re
 import zlib
-from collections.abc import Mapping
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import base45
@@ -32,6 +36,13 @@ MAX_NESTING = 16
 _BASE45_RE = re.compile(r"[0-9A-Z $%*+\-./:]*")
 _B64URL_RE = re.compile(r"[A-Za-z0-9_-]*")
 _SHARED_REF_TAGS = (28, 29)  # "shareable" / "sharedref": may build cycles
+_CBOR2_SEMANTIC_TAGS = (0, 1, 2, 3, 4, 5, 25, 28, 29, 30, 35, 36, 37, 52, 54, 100, 256, 258, 260, 261, 1004, 55799)
+"""Every tag cbor2 would otherwise turn into a Python object (bignums, decimals, sets, regexes, ...): each is refused
+unless named by the caller (tests check this list against the installed cbor2)."""
+DATE_TIME_TAGS = frozenset({0, 1})
+"""RFC 8949 date-times: tag 0 (RFC 3339 text) and tag 1 (seconds since the epoch)."""
+MAX_EPOCH = 253402300799  # 9999-12-31T23:59:59Z
+_RFC3339_RE = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})")
 
 
 def b45decode(text: str) -> bytes:
@@ -78,19 +89,69 @@ def inflate(data: bytes, *, raw: bool = False, limit: int = MAX_INFLATED) -> byt
     return out
 
 
-def _refuse_shared(*_: Any) -> Any:
-    raise ValueError("shared-reference tags are not accepted")
+@dataclass(frozen=True, slots=True)
+class TaggedDateTime:
+    """A CBOR date-time (tag 0 or 1) as RFC 3339 text: tag 0's own text, tag 1's epoch seconds (floored) in UTC."""
+
+    text: str
+    tag: int
 
 
-_SEMANTIC = {tag: _refuse_shared for tag in _SHARED_REF_TAGS}
+def _refuse_tag(*_: Any) -> Any:
+    raise ValueError("CBOR tag not accepted here")
 
 
-def cbor_loads(data: bytes, reason: Reason, max_depth: int = MAX_NESTING) -> Any:
-    """Decode one complete CBOR item with bounded nesting; ``reason`` names the failure (``too_deep`` for nesting)."""
+def _tag0(value: Any, *_: Any) -> TaggedDateTime:
+    """Tag 0: an RFC 3339 date-time string, checked (fractions cut to microseconds for the calendar check)."""
+    m = _RFC3339_RE.fullmatch(value) if isinstance(value, str) else None
+    if not m:
+        raise ValueError("tag 0 must hold an RFC 3339 date-time")
+    text = value.upper().replace("Z", "+00:00")
+    if m.group(1) and len(m.group(1)) > 7:
+        text = text.replace(m.group(1), m.group(1)[:7], 1)
+    datetime.fromisoformat(text)  # month, day, hour ... in range
+    return TaggedDateTime(value, 0)
+
+
+def _tag1(value: Any, *_: Any) -> TaggedDateTime:
+    """Tag 1: seconds since the epoch (integer or float), floored to whole seconds."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= MAX_EPOCH:
+        raise ValueError("tag 1 must hold a number of seconds since the epoch")
+    stamp = datetime.fromtimestamp(math.floor(value), UTC)
+    return TaggedDateTime(stamp.strftime("%Y-%m-%dT%H:%M:%SZ"), 1)
+
+
+_REFUSE_ALL: dict[int, Callable[..., Any]] = dict.fromkeys(_CBOR2_SEMANTIC_TAGS, _refuse_tag)
+_DATE_TIME_DECODERS: dict[int, Callable[..., Any]] = {0: _tag0, 1: _tag1}
+
+
+def _tag_hook(allowed: Collection[int]) -> Callable[[cbor2.CBORTag, bool], Any]:
+    """cbor2's hook for tags it has no decoder for (called with the tag and an "immutable" flag)."""
+    def hook(tag: cbor2.CBORTag, _immutable: bool = False) -> Any:
+        if tag.tag not in allowed:
+            raise ValueError("CBOR tag not accepted here")
+        return tag
+    return hook
+
+
+_NO_TAGS = _tag_hook(())
+
+
+def cbor_loads(data: bytes, reason: Reason, max_depth: int = MAX_NESTING, *,
+               tags: Collection[int] = frozenset()) -> Any:
+    """Decode one complete CBOR item with bounded nesting; ``reason`` names the failure (``too_deep`` for nesting).
+
+    Every CBOR tag is refused except those in ``tags``: 0 and 1 become :class:`TaggedDateTime`, any other allowed
+    tag stays a ``cbor2.CBORTag`` for the caller to unwrap. The shared-reference tags 28/29 are always refused.
+    """
+    semantic = _REFUSE_ALL
+    if tags:
+        semantic = {**_REFUSE_ALL, **{t: _DATE_TIME_DECODERS[t] for t in DATE_TIME_TAGS & set(tags)}}
+    hook = _tag_hook(frozenset(tags) - set(_CBOR2_SEMANTIC_TAGS)) if tags else _NO_TAGS
     fp = io.BytesIO(data)
     try:
         obj = cbor2.CBORDecoder(fp, max_depth=max_depth, allow_duplicate_keys=False,
-                                semantic_decoders=_SEMANTIC).decode()
+                                semantic_decoders=semantic, tag_hook=hook).decode()
     except RecursionError:
         raise CredentialError(Reason.TOO_DEEP, "CBOR nested too deeply") from None
     except Exception as exc:  # cbor2 raises several types on garbage
@@ -102,12 +163,22 @@ def cbor_loads(data: bytes, reason: Reason, max_depth: int = MAX_NESTING) -> Any
     return obj
 
 
-def to_json_value(value: Any, reason: Reason, depth: int = 0, max_depth: int = MAX_NESTING) -> Any:
-    """A copy of a decoded CBOR value made of JSON types only (text keys, finite numbers), or ``reason``."""
+def to_json_value(value: Any, reason: Reason, depth: int = 0, max_depth: int = MAX_NESTING, *,
+                  date_times: Collection[tuple[str, ...]] = frozenset(), path: tuple[str, ...] = ()) -> Any:
+    """A copy of a decoded CBOR value made of JSON types only (text keys, finite numbers), or ``reason``.
+
+    ``date_times`` names the places where a tagged date-time (:class:`TaggedDateTime`) is expected, as key paths
+    with ``"*"`` for any list item (e.g. ``("t", "*", "sc")``); there it becomes its RFC 3339 text, anywhere else
+    it is refused.
+    """
     if depth > max_depth:
         raise CredentialError(Reason.TOO_DEEP, "nested too deeply")
     if value is None or isinstance(value, (bool, str)):
         return value
+    if isinstance(value, TaggedDateTime):
+        if path in date_times:
+            return value.text
+        raise CredentialError(reason, f"tag {value.tag} date-time where the format expects none")
     if isinstance(value, int):
         if abs(value) >= 2**63:
             raise CredentialError(reason, "integer out of range")
@@ -117,13 +188,15 @@ def to_json_value(value: Any, reason: Reason, depth: int = 0, max_depth: int = M
             raise CredentialError(reason, "non-finite number")
         return value
     if isinstance(value, (list, tuple)):
-        return [to_json_value(v, reason, depth + 1, max_depth) for v in value]
+        item = path + ("*",) if date_times else ()
+        return [to_json_value(v, reason, depth + 1, max_depth, date_times=date_times, path=item) for v in value]
     if isinstance(value, Mapping):
         out = {}
         for k, v in value.items():
             if not isinstance(k, str):
                 raise CredentialError(reason, "map key is not text")
-            out[k] = to_json_value(v, reason, depth + 1, max_depth)
+            out[k] = to_json_value(v, reason, depth + 1, max_depth, date_times=date_times,
+                                   path=path + (k,) if date_times else ())
         return out
     raise CredentialError(reason, f"{type(value).__name__} is not a JSON type")
 

@@ -4,7 +4,11 @@ Transport, each step with its failure reason::
 
     "HC1:" prefix (bad_prefix) -> Base45 (bad_base45) -> zlib, at most 64 KiB out (bad_zlib, too_large)
     -> COSE_Sign1: tag 18, untagged, or inside CWT tag 61 (bad_cose, too_deep)
-    -> CWT claims {1: iss, 4: exp, 6: iat, -260: hcert} (bad_cbor, bad_cwt)
+    -> CWT claims {1: iss, 4: exp, 5: nbf, 6: iat, -260: hcert} (bad_cbor, bad_cwt)
+
+No other CBOR tag is accepted, except date-times (tag 0 RFC 3339 text, tag 1 epoch seconds) where the DCC schema
+expects a date-time string (``t[].sc``, ``t[].dr``): they become that string before the schema check. NumericDates
+(iat, exp, nbf) may be non-integer (RFC 8392) and are floored to whole seconds.
 
 ``alg`` and ``kid`` are read from the protected header, falling back to the unprotected one only when the protected
 header lacks them. ``hcert[1]`` holding a map with ``ver`` is an EU DCC (format ``hc1``); any other map in ``hcert``
@@ -12,14 +16,16 @@ is a WHO DDCC payload (format ``ddcc``, no EU schema check).
 
 Checks, in the order their failures are reported: signature (unknown_kid, unsupported_alg, alg_mismatch,
 bad_signature), signing certificate validity (cert_not_yet_valid, cert_expired), extended key usage for the
-certificate type (wrong_key_usage), CWT iat / exp (not_yet_valid, expired), JSON schema by ``ver`` (schema_error,
-unknown_schema_version; None when the trust store has no schemas). See ``docs/credentials.md``.
+certificate type (wrong_key_usage), CWT iat / nbf / exp (not_yet_valid, expired), JSON schema by ``ver`` (schema_error,
+unknown_schema_version; None when the trust store has no schemas), value sets of the coded fields (unknown_code,
+naming the field, the code and the value set with its date). See ``docs/credentials.md``.
 """
 
 from __future__ import annotations
 
 import base64
 import logging
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -31,10 +37,11 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
-from edge.credentials.codecs import b45decode, cbor_loads, inflate, to_json_value
+from edge.credentials.codecs import DATE_TIME_TAGS, b45decode, cbor_loads, inflate, to_json_value
 from edge.credentials.result import CredentialCheck, CredentialError, Format, Reason, iso_utc
-from edge.credentials.schemas import CERT_TYPES
+from edge.credentials.schemas import CERT_TYPES, DCC_DATE_TIME_FIELDS
 from edge.credentials.trust import DccSigner, TrustStore
+from edge.credentials.valuesets import UnknownCode
 
 logger = logging.getLogger(__name__)
 
@@ -46,12 +53,13 @@ COSE_SIGN1_TAG = 18
 CWT_TAG = 61
 HDR_ALG, HDR_KID = 1, 4
 ALG_ES256, ALG_PS256 = -7, -37
-CWT_ISS, CWT_EXP, CWT_IAT, CWT_HCERT = 1, 4, 6, -260
+CWT_ISS, CWT_EXP, CWT_NBF, CWT_IAT, CWT_HCERT = 1, 4, 5, 6, -260
+COSE_TAGS = frozenset({COSE_SIGN1_TAG, CWT_TAG})
 PS256_SALT_LENGTH = 32
 MAX_KID_BYTES = 64
 MAX_NUMERIC_DATE = 253402300799  # 9999-12-31T23:59:59Z
 
-CHECK_ORDER = ("decode", "signature", "certificate", "key_usage", "expiry", "schema")
+CHECK_ORDER = ("decode", "signature", "certificate", "key_usage", "expiry", "schema", "value_set")
 _ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())
 _PSS = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=PS256_SALT_LENGTH)
 
@@ -73,13 +81,15 @@ class CoseSign1:
 
 @dataclass(frozen=True, slots=True)
 class HealthCertificate:
-    """The CWT claims: issuer, expiry and issue times (seconds since the epoch) and the certificate payload."""
+    """The CWT claims: issuer, expiry, issue and not-before times (whole seconds since the epoch) and the
+    certificate payload (JSON types only)."""
 
     format: Format
     issuer: str | None
-    expires: float
-    issued: float | None
+    expires: int
+    issued: int | None
     payload: dict[str, Any] = field(repr=False)
+    not_before: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +117,7 @@ def _header(raw: Any, reason: Reason) -> Mapping[Any, Any]:
 
 def parse_cose(data: bytes) -> CoseSign1:
     """Split COSE_Sign1 bytes (tag 18, untagged, or wrapped in CWT tag 61) into their parts."""
-    obj = cbor_loads(data, Reason.BAD_COSE)
+    obj = cbor_loads(data, Reason.BAD_COSE, tags=COSE_TAGS)
     if isinstance(obj, cbor2.CBORTag) and obj.tag == CWT_TAG:
         obj = obj.value
     if isinstance(obj, cbor2.CBORTag) and obj.tag == COSE_SIGN1_TAG:
@@ -130,18 +140,28 @@ def parse_cose(data: bytes) -> CoseSign1:
     return CoseSign1(protected, alg, kid, payload, signature)
 
 
-def _numeric_date(claims: Mapping[Any, Any], key: int, required: bool) -> float | None:
+def _numeric_date(claims: Mapping[Any, Any], key: int, required: bool) -> int | None:
+    """A NumericDate claim (RFC 8392: an untagged number, possibly non-integer), floored to whole seconds."""
     value = claims.get(key)
     if value is None and not required:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not (0 <= value <= MAX_NUMERIC_DATE):
         raise CredentialError(Reason.BAD_CWT, f"claim {key} must be a NumericDate")
-    return float(value)
+    return math.floor(value)
+
+
+def eu_payload(value: Any) -> dict[str, Any]:
+    """An EU DCC payload as decoded CBOR, made of JSON types: tagged date-times become text where the schema
+    expects a date-time string, and are refused anywhere else (``bad_cbor``)."""
+    out = to_json_value(value, Reason.BAD_CBOR, date_times=DCC_DATE_TIME_FIELDS)
+    if not isinstance(out, dict):
+        raise CredentialError(Reason.BAD_CWT, "the EU DCC payload is not a map")
+    return out
 
 
 def parse_cwt(payload: bytes) -> HealthCertificate:
     """The CWT claims of a health certificate: EU DCC under ``hcert[1]`` (with ``ver``), else a WHO DDCC payload."""
-    claims = cbor_loads(payload, Reason.BAD_CBOR)
+    claims = cbor_loads(payload, Reason.BAD_CBOR, tags=DATE_TIME_TAGS)
     if not isinstance(claims, Mapping):
         raise CredentialError(Reason.BAD_CWT, "CWT claims are not a map")
     issuer = claims.get(CWT_ISS)
@@ -149,16 +169,18 @@ def parse_cwt(payload: bytes) -> HealthCertificate:
         raise CredentialError(Reason.BAD_CWT, "iss must be text")
     expires = _numeric_date(claims, CWT_EXP, required=True)
     issued = _numeric_date(claims, CWT_IAT, required=False)
+    not_before = _numeric_date(claims, CWT_NBF, required=False)
     hcert = claims.get(CWT_HCERT)
     if not isinstance(hcert, Mapping):
         raise CredentialError(Reason.BAD_CWT, "no hcert claim (-260)")
     eu = hcert.get(1)
     if isinstance(eu, Mapping) and "ver" in eu:
-        return HealthCertificate("hc1", issuer, expires, issued, to_json_value(eu, Reason.BAD_CBOR))  # type: ignore[arg-type]
+        return HealthCertificate("hc1", issuer, expires, issued, eu_payload(eu), not_before)
     maps = [hcert[k] for k in sorted(hcert, key=lambda k: (k != 1, repr(k))) if isinstance(hcert[k], Mapping)]
     if not maps:
         raise CredentialError(Reason.BAD_CWT, "hcert holds no certificate map")
-    return HealthCertificate("ddcc", issuer, expires, issued, to_json_value(maps[0], Reason.BAD_CBOR))  # type: ignore[arg-type]
+    return HealthCertificate("ddcc", issuer, expires, issued, to_json_value(maps[0], Reason.BAD_CBOR),  # type: ignore[arg-type]
+                             not_before)
 
 
 def decode(text: str) -> DecodedHC1:
@@ -233,9 +255,9 @@ def _claims(cert: HealthCertificate, kid: str | None) -> dict[str, Any]:
     return out
 
 
-def _refused(fmt: Format, reason: Reason, checks: dict[str, bool | None]) -> CredentialCheck:
-    logger.debug("hc1 refused: %s", reason)
-    return CredentialCheck.refused(fmt, reason, checks)
+def _refused(fmt: Format, exc: CredentialError, checks: dict[str, bool | None]) -> CredentialCheck:
+    logger.debug("hc1 refused: %s", exc.reason)
+    return CredentialCheck.refused(fmt, exc.reason, checks, detail=exc.detail)
 
 
 def verify_hc1(text: str, trust: TrustStore, at: datetime) -> CredentialCheck:
@@ -249,7 +271,7 @@ def verify_hc1(text: str, trust: TrustStore, at: datetime) -> CredentialCheck:
         decoded = decode(text)
     except CredentialError as exc:
         checks["decode"] = False
-        return _refused("hc1", exc.reason, checks)
+        return _refused("hc1", exc, checks)
     checks["decode"] = True
     cose, cert = decoded.cose, decoded.cert
     at = at if at.tzinfo else at.replace(tzinfo=UTC)
@@ -286,7 +308,8 @@ def verify_hc1(text: str, trust: TrustStore, at: datetime) -> CredentialCheck:
                 failures["key_usage"] = Reason.WRONG_KEY_USAGE
 
     # CWT validity period
-    if cert.issued is not None and now < cert.issued:
+    starts = max((t for t in (cert.issued, cert.not_before) if t is not None), default=None)
+    if starts is not None and now < starts:
         failures["expiry"] = Reason.NOT_YET_VALID
     elif now > cert.expires:
         failures["expiry"] = Reason.EXPIRED
@@ -299,9 +322,21 @@ def verify_hc1(text: str, trust: TrustStore, at: datetime) -> CredentialCheck:
         if outcome.reason is not None:
             failures["schema"] = outcome.reason
 
-    reason = next((failures[name] for name in CHECK_ORDER if name in failures), None)
+    # value sets of the coded fields (EU DCC only)
+    unknown: tuple[UnknownCode, ...] = ()
+    if cert.format == "hc1":
+        misses = trust.dcc_value_sets.check(cert.payload)
+        if misses is not None:
+            unknown = misses
+            checks["value_set"] = not misses
+            if misses:
+                failures["value_set"] = Reason.UNKNOWN_CODE
+
+    reason = next((name for name in CHECK_ORDER if name in failures), None)
     claims = _claims(cert, kid) if checks["signature"] else {}
     if reason is not None:
-        logger.debug("%s refused: %s", cert.format, reason)
-        return CredentialCheck(False, cert.format, str(reason), checks, claims, kid)
+        detail = "; ".join(u.describe() for u in unknown) if reason == "value_set" else None
+        logger.debug("%s refused: %s %s", cert.format, failures[reason], detail or "")
+        return CredentialCheck(False, cert.format, str(failures[reason]), checks, claims, kid, detail=detail,
+                               unknown_codes=unknown)
     return CredentialCheck(True, cert.format, None, checks, claims, kid)

@@ -9,7 +9,10 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from edge.credentials.valuesets import UnknownCode
 
 Format = Literal["hc1", "ddcc", "shc", "ehc1", "unknown"]
 
@@ -54,6 +57,7 @@ class Reason(enum.StrEnum):
     REVOKED = "revoked"
     UNKNOWN_SCHEMA_VERSION = "unknown_schema_version"
     SCHEMA_ERROR = "schema_error"
+    UNKNOWN_CODE = "unknown_code"
 
 
 DECODE_REASONS = frozenset({
@@ -70,6 +74,7 @@ class CredentialError(ValueError):
     def __init__(self, reason: Reason, detail: str = "") -> None:
         super().__init__(f"{reason}: {detail}" if detail else str(reason))
         self.reason = reason
+        self.detail = detail or None
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +84,9 @@ class CredentialCheck:
     ``checks`` maps each check to True (passed), False (failed) or None (not applicable, or not reached because
     decoding failed). ``reason`` is the first failed check in the verifier's order (None when valid). ``claims``
     are filled only when the signature verified. ``kid`` is the signer's key id (base64 for HC1, the JWK thumbprint
-    for SHC). ``missing_chunks`` lists the absent chunk numbers of a chunked SMART Health Card.
+    for SHC). ``missing_chunks`` lists the absent chunk numbers of a chunked SMART Health Card. ``detail`` says in
+    one line what a failed check found (never personal data), and ``unknown_codes`` lists the coded fields of an
+    EU DCC that the value sets refused, each with the value set, its date and where the box got it.
     """
 
     valid: bool
@@ -89,6 +96,8 @@ class CredentialCheck:
     claims: dict[str, Any] = field(default_factory=dict, repr=False)
     kid: str | None = None
     missing_chunks: tuple[int, ...] = ()
+    detail: str | None = None
+    unknown_codes: tuple[UnknownCode, ...] = ()
 
     @classmethod
     def refused(cls, fmt: Format, reason: Reason, checks: dict[str, bool | None] | None = None,

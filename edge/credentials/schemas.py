@@ -2,7 +2,7 @@
 
 The schemas are not part of the product: a box receives them with its trust list, and without them the schema
 check is skipped (None). ``format`` keywords (``date``, ``date-time``) are not enforced, since real certificates
-carry partial dates; value-set membership is not part of this check.
+carry partial dates; value-set membership is a check of its own (:mod:`edge.credentials.valuesets`).
 """
 
 from __future__ import annotations
@@ -22,6 +22,9 @@ logger = logging.getLogger(__name__)
 
 _VERSION_RE = re.compile(r"(\d{1,3})\.(\d{1,3})\.(\d{1,3})")
 CERT_TYPES = ("v", "t", "r")
+DCC_DATE_TIME_FIELDS = frozenset({("t", "*", "sc"), ("t", "*", "dr")})
+"""Where the DCC schema expects a ``date-time`` string (test sample collection and result times, every version):
+the only places a CBOR tag 0 / tag 1 date-time is accepted, converted to its text before the schema check."""
 
 
 @dataclass(frozen=True, slots=True)

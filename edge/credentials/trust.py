@@ -1,5 +1,6 @@
 """What a box trusts offline: DCC document signers by kid, SMART Health Card issuer keys by ``iss``, SHC revocation
-lists, and (travelling with the trust list) the DCC JSON schemas.
+lists, the DCC value sets (shipped, and newer ones from the trust list) and (travelling with the trust list) the DCC
+JSON schemas.
 
 * **DCC signers** come from X.509 certificates (DER or PEM). The kid is the first 8 bytes of SHA-256 over the
   certificate DER. The certificate's validity period and its extended key usage (which certificate types it may
@@ -8,6 +9,8 @@ lists, and (travelling with the trust list) the DCC JSON schemas.
   RFC 7638 thumbprint are taken; others are skipped with a warning.
 * **SHC revocation lists** come from ``/.well-known/crl/<kid>.json`` (``{"kid", "method": "rid", "ctr", "rids"}``);
   a ``rid`` may carry a ``.timestamp`` suffix: then only cards issued (``nbf``) before it are revoked.
+* **DCC value sets** start as the ones shipped in the package; the trust list's replace them when newer (by
+  ``valueSetDate``), and an older one is refused (:mod:`edge.credentials.valuesets`).
 
 A store is filled once (constructors and ``add_*`` methods) and then only read by the verifiers.
 """
@@ -31,6 +34,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from edge.credentials.codecs import b64url_decode, b64url_encode
 from edge.credentials.schemas import DccSchemas
+from edge.credentials.valuesets import DccValueSets, ValueSet
 
 logger = logging.getLogger(__name__)
 
@@ -193,11 +197,15 @@ class TrustStore:
     ...                               dcc_schemas=Path("schemas"))  # doctest: +SKIP
     """
 
-    def __init__(self, dcc_schemas: DccSchemas | None = None) -> None:
+    def __init__(self, dcc_schemas: DccSchemas | None = None, dcc_value_sets: DccValueSets | None = None) -> None:
+        """``dcc_value_sets`` defaults to the value sets shipped with the product; pass an empty
+        ``DccValueSets()`` to skip the value-set check."""
         self._dcc: dict[bytes, list[DccSigner]] = {}
         self._shc_keys: dict[str, dict[str, ShcKey]] = {}
+        self._shc_issuers_by_kid: dict[str, set[str]] = {}
         self._shc_crls: dict[tuple[str, str], ShcRevocations] = {}
         self.dcc_schemas = dcc_schemas
+        self.dcc_value_sets = DccValueSets.packaged() if dcc_value_sets is None else dcc_value_sets
 
     # -- DCC -------------------------------------------------------------------------------------------------------
 
@@ -247,6 +255,7 @@ class TrustStore:
             self._shc_keys.setdefault(iss, {})[kid] = ShcKey(
                 iss, kid, public_key, alg=jwk.get("alg"), use=jwk.get("use"),
                 crl_version=crl_version if isinstance(crl_version, int) else None)
+            self._shc_issuers_by_kid.setdefault(kid, set()).add(iss)
             taken += 1
         return taken
 
@@ -296,6 +305,10 @@ class TrustStore:
         """Issuer ``iss``'s key ``kid``, if trusted."""
         return self._shc_keys.get(iss, {}).get(kid)
 
+    def shc_issuers_of(self, kid: str) -> frozenset[str]:
+        """The trusted issuers that hold key ``kid`` (a card naming another issuer than its key's is refused)."""
+        return frozenset(self._shc_issuers_by_kid.get(kid, ()))
+
     def shc_revocations(self, iss: str, kid: str) -> ShcRevocations | None:
         """The revocation list of issuer ``iss``'s key ``kid``, if one was loaded."""
         return self._shc_crls.get((iss, kid))
@@ -305,11 +318,17 @@ class TrustStore:
     @classmethod
     def from_trust_list(cls, trust: Any, dcc_schemas: DccSchemas | None = None) -> TrustStore:
         """A store from the box's signed trust list (:class:`mqtt.trustlist.TrustList`): its DCC signing
-        certificates, SMART Health Card issuer key sets and revocation lists. Bad entries are skipped with a
-        warning (the rest of the list stays usable)."""
+        certificates, SMART Health Card issuer key sets and revocation lists, and its DCC value sets where newer
+        than the shipped ones. Bad entries are skipped with a warning (the rest of the list stays usable)."""
         import base64
 
         store = cls(dcc_schemas)
+        source = f"trust list {trust.version}"
+        for doc in trust.dcc_valuesets:
+            try:
+                store.dcc_value_sets.offer(ValueSet.from_compact(doc, source))
+            except (ValueError, TypeError) as exc:
+                logger.warning("trust list: DCC value set skipped (%s)", exc)
         for entry in trust.dcc:
             try:
                 store.add_dcc_certificate(base64.b64decode(entry["cert"]))

@@ -282,12 +282,13 @@ def cmd_trust_update(args: argparse.Namespace) -> int:
         return 2
     try:
         new = trust.update(cfg, trust.Changes(dcc_certs=[Path(p) for p in args.add_dcc_cert], shc_jwks=shc,
-                                              ehc1_issuers=ehc1, revoke_cards=args.revoke_card))
+                                              ehc1_issuers=ehc1, revoke_cards=args.revoke_card,
+                                              value_sets=[Path(p) for p in args.add_valueset]))
     except (OSError, ValueError) as exc:
         print(f"ehc-central: trust list not changed: {exc}", file=sys.stderr)
         return 1
     print(f"trust list version {new.version}: {len(new.ehc1)} EHC1, {len(new.dcc)} DCC, {len(new.shc)} SHC issuers, "
-          f"{len(new.revoked_cards)} revoked cards; {trust.signed_path(cfg)}")
+          f"{len(new.revoked_cards)} revoked cards, {len(new.dcc_valuesets)} DCC value sets; {trust.signed_path(cfg)}")
     if not args.no_publish:
         from mqtt.central.commands import publish_retained
 
@@ -338,6 +339,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--add-shc-jwks", action="append", default=[], metavar="ISS=FILE", help="SMART issuer key set")
     s.add_argument("--add-ehc1-issuer", action="append", default=[], metavar="ISS=PEM", help="another EHC1 issuer")
     s.add_argument("--revoke-card", action="append", default=[], metavar="CARD_ID", help="an EHC1 card id to revoke")
+    s.add_argument("--add-valueset", action="append", default=[], metavar="FILE",
+                   help="an EU DCC value set (JSON as the DCC gateway publishes it); newest per id wins")
     s.add_argument("--no-publish", action="store_true", help="only sign and store the new version")
     s.set_defaults(func=cmd_trust_update)
 
