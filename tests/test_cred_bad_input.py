@@ -431,21 +431,25 @@ def test_smart_health_card_garbage() -> None:
 
     t = TrustStore()
     jws = lambda h, p, s="AAAA": f"{codecs.b64url_encode(h)}.{codecs.b64url_encode(p)}.{s}"  # noqa: E731
-    header = json.dumps({"alg": "ES256", "kid": "k", "zip": "DEF"}).encode()
-    deflate = zlib.compressobj(9, zlib.DEFLATED, -15)
-    bomb = deflate.compress(b" " * (1 << 20)) + deflate.flush()
-    assert verify_shc(jws(header, bomb), t, NOW).reason == "too_large"
-    deflate = zlib.compressobj(9, zlib.DEFLATED, -15)
-    deep = deflate.compress(b"[" * 5000 + b"]" * 5000) + deflate.flush()
-    assert verify_shc(jws(header, deep), t, NOW).reason == "too_deep"
+
+    def deflated(data: bytes) -> bytes:
+        deflate = zlib.compressobj(9, zlib.DEFLATED, -15)
+        return deflate.compress(data) + deflate.flush()
+
+    kid = "A" * 43  # the form of a SHA-256 thumbprint
+    header = json.dumps({"alg": "ES256", "kid": kid, "zip": "DEF"}).encode()
+    assert verify_shc(jws(header, deflated(b" " * (1 << 20))), t, NOW).reason == "too_large"
+    assert verify_shc(jws(header, deflated(b"[" * 5000 + b"]" * 5000)), t, NOW).reason == "too_deep"
     assert verify_shc(jws(header, b"not deflate"), t, NOW).reason == "bad_zlib"
-    plain = json.dumps({"alg": "ES256", "kid": "k"}).encode()
-    assert verify_shc(jws(plain, b"[1]"), t, NOW).reason == "bad_jws"
-    assert verify_shc(jws(plain, b'{"iss": "x"}'), t, NOW).reason == "unknown_issuer"
-    assert verify_shc(jws(plain, b"{nope"), t, NOW).reason == "bad_json"
-    assert verify_shc(jws(plain, b'{"iss": NaN}'), t, NOW).reason == "bad_json"
-    assert verify_shc(jws(json.dumps({"alg": "ES256"}).encode(), b"{}"), t, NOW).reason == "bad_jws"
-    assert verify_shc(jws(json.dumps({"kid": "k", "zip": "GZ"}).encode(), b"{}"), t, NOW).reason == "bad_jws"
+    assert verify_shc(jws(header, deflated(b"[1]")), t, NOW).reason == "bad_jws"
+    assert verify_shc(jws(header, deflated(b'{"iss": "x"}')), t, NOW).reason == "unknown_issuer"
+    assert verify_shc(jws(header, deflated(b"{nope")), t, NOW).reason == "bad_json"
+    assert verify_shc(jws(header, deflated(b'{"iss": NaN}')), t, NOW).reason == "bad_json"
+    plain = json.dumps({"alg": "ES256", "kid": kid}).encode()  # no zip: an uncompressed payload is refused
+    assert verify_shc(jws(plain, b'{"iss": "x"}'), t, NOW).reason == "bad_jws"
+    assert verify_shc(jws(json.dumps({"alg": "ES256", "zip": "DEF"}).encode(), deflated(b"{}")), t, NOW).reason == \
+        "bad_jws"  # no kid
+    assert verify_shc(jws(json.dumps({"kid": kid, "zip": "GZ"}).encode(), b"{}"), t, NOW).reason == "bad_jws"
     assert verify_shc("a.b", t, NOW).reason == "bad_jws"
     assert verify_shc("a.b=.c", t, NOW).reason == "bad_jws"
     assert verify_shc("{", t, NOW).reason == "bad_json"

@@ -109,7 +109,8 @@ def test_chunks_in_any_order_and_missing_ones_reported(trust: TrustStore) -> Non
     only_second = verify_credential(chunks[1], trust, AT)
     assert (only_second.valid, only_second.reason, only_second.missing_chunks) == (False, "missing_chunks", (1, 3))
     assert verify_credential(f"{chunks[0]}\n{chunks[2]}", trust, AT).missing_chunks == (2,)
-    assert verify_credential("\n".join(chunks + [chunks[0]]), trust, AT).valid  # a chunk scanned twice
+    twice = verify_credential("\n".join(chunks + [chunks[0]]), trust, AT)  # as the SDK: a chunk given twice
+    assert (twice.reason, twice.detail) == ("bad_chunks", "chunk 1 given twice")
     other = chunks[2].replace("shc:/3/3/", "shc:/3/4/")
     assert verify_credential("\n".join(chunks[:2] + [other]), trust, AT).reason == "bad_chunks"
     whole = qr_texts("00")[0]
@@ -227,8 +228,11 @@ def test_jwk_whose_kid_is_not_its_thumbprint_is_skipped(caplog: pytest.LogCaptur
     key = ec.generate_private_key(ec.SECP256R1())
     t = TrustStore()
     assert t.add_shc_jwks("https://issuer.example", {"keys": [_jwk(key, kid="my-own-name")]}) == 0
-    assert verify_shc(_card(key, _payload(), "my-own-name"), t, AT).reason == "unknown_issuer"
     assert "thumbprint" in caplog.text
+    assert verify_shc(_card(key, _payload(), "my-own-name"), t, AT).reason == "bad_jws"  # not thumbprint-shaped
+    other = str(_jwk(ec.generate_private_key(ec.SECP256R1()))["kid"])
+    assert t.add_shc_jwks("https://issuer.example", {"keys": [_jwk(key, kid=other)]}) == 0
+    assert verify_shc(_card(key, _payload(), other), t, AT).reason == "unknown_issuer"
 
 
 def test_nbf_and_exp(trust_without_crl: TrustStore) -> None:

@@ -1,16 +1,19 @@
 """SMART Health Cards (``shc:/``): decode and verify offline.
 
 Accepted forms: the numeric QR text ``shc:/<digits>`` (each pair of digits is a character code minus 45), the
-deprecated chunked form ``shc:/C/N/<digits>`` (all N chunks, in any order, separated by whitespace; missing ones
-are reported), the bare compact JWS, and a ``.smart-health-card`` file (``{"verifiableCredential": [jws]}``).
+deprecated chunked form ``shc:/C/N/<digits>`` (all N chunks, each once, in any order, separated by whitespace;
+missing ones are reported), the bare compact JWS, and a ``.smart-health-card`` file
+(``{"verifiableCredential": [jws]}``).
 
-The JWS header must name ``alg: ES256`` and a ``kid``; with ``zip: DEF`` the payload is raw DEFLATE (at most
-64 KiB out). The key is the issuer's (``iss``) JWK whose RFC 7638 thumbprint is the ``kid``.
+As the specification and its validation SDK require, the JWS header must say ``zip: "DEF"`` and the payload must be
+raw DEFLATE (at most 64 KiB out); ``kid`` must have the form of an RFC 7638 SHA-256 thumbprint, and the key is the
+issuer's (``iss``) JWK whose thumbprint it is.
 
-Checks, in the order their failures are reported: signature (unknown_issuer, unknown_kid, unsupported_alg,
-alg_mismatch, bad_signature), key usage (the JWK's ``use`` is ``sig``: wrong_key_usage), ``nbf`` / ``exp``
-(not_yet_valid, expired), revocation by ``vc.rid`` against the key's revocation list (revoked; None without a
-list or a rid), the health-card structure (schema_error). See ``docs/credentials.md``.
+Checks, in the order their failures are reported: signature (unsupported_alg unless ``alg`` is ES256,
+unknown_issuer, unknown_kid, issuer_mismatch when the key belongs to another trusted issuer, alg_mismatch,
+bad_signature), key usage (the JWK's ``use`` is ``sig``: wrong_key_usage), ``nbf`` / ``exp`` (not_yet_valid,
+expired), revocation by ``vc.rid`` against the key's revocation list (revoked; None without a list or a rid), the
+health-card structure (schema_error, with ``detail`` naming the rule). See ``docs/credentials.md``.
 """
 
 from __future__ import annotations
@@ -43,7 +46,12 @@ CHECK_ORDER = ("decode", "signature", "key_usage", "expiry", "revocation", "sche
 MAX_IMMUNIZATIONS = 20
 
 _QR_RE = re.compile(r"shc:/(?:([0-9]{1,3})/([0-9]{1,3})/)?([0-9]+)")
+_CHUNK_NUMBER_RE = re.compile(r"[1-9][0-9]{0,2}")
 _RID_RE = re.compile(r"[A-Za-z0-9_-]{1,24}")
+_KID_RE = re.compile(r"[A-Za-z0-9_-]{43}")  # base64url of a SHA-256 thumbprint
+_FULL_URL_RE = re.compile(r"resource:(0|[1-9][0-9]*)")
+_FHIR_VERSION_RE = re.compile(r"[0-9]+\.[0-9]+\.[0-9]+")
+IMMUNIZATION_TYPE = "https://smarthealth.cards#immunization"
 _ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())
 
 
@@ -86,7 +94,11 @@ def numeric_to_jws(digits: str) -> str:
 def assemble(text: str) -> str:
     """The JWS of one ``shc:/`` text, or of all chunks ``shc:/C/N/…`` separated by whitespace.
 
-    Raises :class:`MissingChunks` when chunks are absent, ``bad_chunks`` when they do not fit together.
+    Raises :class:`MissingChunks` when chunks are absent; ``bad_chunks`` when they do not fit together (numbers
+    without the form ``[1-9][0-9]*``, C outside 1..N, N above :data:`MAX_CHUNKS`, chunks that disagree on N, a
+    chunk given twice, chunks mixed with a whole card); ``multiple_credentials`` for several whole cards. Chunks of
+    two cards with the same N and distinct numbers cannot be told apart here: the joined JWS then fails to decode
+    or to verify.
     """
     parts = []
     for token in text.split():
@@ -96,21 +108,28 @@ def assemble(text: str) -> str:
         parts.append(m.groups())
     if not parts:
         raise CredentialError(Reason.BAD_NUMERIC, "empty")
-    if len(parts) == 1 and parts[0][0] is None:
+    whole = [p for p in parts if p[0] is None]
+    if len(whole) == len(parts):
+        if len(parts) > 1:
+            raise CredentialError(Reason.MULTIPLE_CREDENTIALS, "several whole cards")
         return numeric_to_jws(parts[0][2])
-    if any(c is None for c, _, _ in parts):
-        raise CredentialError(Reason.BAD_CHUNKS, "chunked and whole cards mixed")
-    totals = {int(n) for _, n, _ in parts}
+    if whole:
+        raise CredentialError(Reason.BAD_CHUNKS, "chunks mixed with a whole card")
+    if not all(_CHUNK_NUMBER_RE.fullmatch(c) and _CHUNK_NUMBER_RE.fullmatch(n) for c, n, _ in parts):  # type: ignore[arg-type]
+        raise CredentialError(Reason.BAD_CHUNKS, "chunk numbers must be positive, without leading zeros")
+    totals = {int(n) for _, n, _ in parts}  # type: ignore[arg-type]
     if len(totals) != 1:
         raise CredentialError(Reason.BAD_CHUNKS, "chunks disagree on the number of chunks")
     total = totals.pop()
-    if not 1 <= total <= MAX_CHUNKS:
-        raise CredentialError(Reason.BAD_CHUNKS, "number of chunks out of range")
+    if total > MAX_CHUNKS:
+        raise CredentialError(Reason.BAD_CHUNKS, f"more than {MAX_CHUNKS} chunks")
     chunks: dict[int, str] = {}
     for c, _, digits in parts:
         index = int(c)  # type: ignore[arg-type]
-        if not 1 <= index <= total or chunks.get(index, digits) != digits:
-            raise CredentialError(Reason.BAD_CHUNKS, "chunk number out of range or repeated with other data")
+        if index > total:
+            raise CredentialError(Reason.BAD_CHUNKS, f"chunk {index} of {total}")
+        if index in chunks:
+            raise CredentialError(Reason.BAD_CHUNKS, f"chunk {index} given twice")
         chunks[index] = digits
     missing = tuple(i for i in range(1, total + 1) if i not in chunks)
     if missing:
@@ -141,20 +160,21 @@ def jws_from_text(text: str) -> str:
 
 
 def parse_jws(jws: str) -> Jws:
-    """Split and decode a compact JWS (``zip: DEF`` payloads inflated, bounded)."""
+    """Split and decode a compact JWS: the header must say ``zip: "DEF"`` and hold a thumbprint-shaped ``kid``; the
+    payload is raw DEFLATE, inflated to at most 64 KiB."""
     if len(jws) > MAX_JWS_CHARS:
         raise CredentialError(Reason.TOO_LARGE, "JWS too long")
     parts = jws.split(".")
     if len(parts) != 3:
         raise CredentialError(Reason.BAD_JWS, "a compact JWS has three parts")
     header = json_loads(b64url_decode(parts[0]), Reason.BAD_JWS, max_depth=2)
-    if not isinstance(header, dict) or not isinstance(header.get("kid"), str) or "crit" in header:
-        raise CredentialError(Reason.BAD_JWS, "header must be an object with a kid and no crit")
-    raw = b64url_decode(parts[1])
-    if header.get("zip") == "DEF":
-        raw = inflate(raw, raw=True)
-    elif "zip" in header:
-        raise CredentialError(Reason.BAD_JWS, "unsupported zip")
+    if not isinstance(header, dict) or "crit" in header:
+        raise CredentialError(Reason.BAD_JWS, "header must be an object without crit")
+    if header.get("zip") != "DEF":
+        raise CredentialError(Reason.BAD_JWS, "header lacks zip: DEF (the payload must be DEFLATE-compressed)")
+    if not (isinstance(header.get("kid"), str) and _KID_RE.fullmatch(header["kid"])):
+        raise CredentialError(Reason.BAD_JWS, "header kid is not an RFC 7638 SHA-256 thumbprint")
+    raw = inflate(b64url_decode(parts[1]), raw=True)
     payload = json_loads(raw, Reason.BAD_JSON, max_depth=MAX_NESTING)
     if not isinstance(payload, dict) or not isinstance(payload.get("iss"), str):
         raise CredentialError(Reason.BAD_JWS, "payload must be an object with iss")
@@ -192,25 +212,56 @@ def _entries(payload: dict[str, Any]) -> list[dict[str, Any]]:
     return [e["resource"] for e in entry if isinstance(e, dict) and isinstance(e.get("resource"), dict)]
 
 
-def structure_ok(payload: dict[str, Any]) -> bool:
-    """The health-card shape: ``iss``, numeric ``nbf``, ``vc.type`` with the health-card type, a FHIR Bundle whose
-    entries each hold a resource with a ``resourceType``, and a well-formed ``rid`` if present."""
-    vc = payload.get("vc")
-    if not (isinstance(payload.get("iss"), str) and _number(payload.get("nbf")) is not None and isinstance(vc, dict)):
-        return False
+def structure_problem(payload: dict[str, Any]) -> str | None:
+    """What breaks the health-card shape, or None: ``iss`` an https URL without a trailing slash, numeric ``nbf``
+    (and ``exp`` if present), ``vc.type`` with the health-card type, ``credentialSubject.fhirVersion``
+    (``x.y.z``), a FHIR Bundle of type ``collection`` whose entries each have a ``fullUrl`` ``resource:N`` (distinct)
+    and a resource with a ``resourceType``, at most one Patient (exactly one on an immunization card), and a
+    well-formed ``rid`` if present."""
+    iss = payload.get("iss")
+    if not (isinstance(iss, str) and iss.startswith("https://") and not iss.endswith("/")):
+        return "iss is not an https URL without a trailing slash"
+    if _number(payload.get("nbf")) is None:
+        return "nbf missing or not a number"
     if "exp" in payload and _number(payload["exp"]) is None:
-        return False
+        return "exp not a number"
+    vc = payload.get("vc")
+    if not isinstance(vc, dict):
+        return "vc missing"
     types, subject = vc.get("type"), vc.get("credentialSubject")
-    if not (isinstance(types, list) and HEALTH_CARD_TYPE in types and isinstance(subject, dict)):
-        return False
+    if not (isinstance(types, list) and HEALTH_CARD_TYPE in types):
+        return f"vc.type lacks {HEALTH_CARD_TYPE}"
     if "rid" in vc and not (isinstance(vc["rid"], str) and _RID_RE.fullmatch(vc["rid"])):
-        return False
+        return "vc.rid is not 1-24 base64url characters"
+    if not isinstance(subject, dict):
+        return "vc.credentialSubject missing"
+    if not (isinstance(subject.get("fhirVersion"), str) and _FHIR_VERSION_RE.fullmatch(subject["fhirVersion"])):
+        return "vc.credentialSubject.fhirVersion missing or not x.y.z"
     bundle = subject.get("fhirBundle")
-    if not (isinstance(bundle, dict) and bundle.get("resourceType") == "Bundle" and isinstance(bundle.get("entry"),
-                                                                                               list)):
-        return False
-    resources = _entries(payload)
-    return len(resources) == len(bundle["entry"]) and all(isinstance(r.get("resourceType"), str) for r in resources)
+    if not (isinstance(bundle, dict) and bundle.get("resourceType") == "Bundle"):
+        return "vc.credentialSubject.fhirBundle is not a FHIR Bundle"
+    if bundle.get("type") != "collection":
+        return "fhirBundle.type is not collection"
+    entries = bundle.get("entry")
+    if not (isinstance(entries, list) and entries):
+        return "fhirBundle.entry empty or missing"
+    urls: set[str] = set()
+    kinds: list[str] = []
+    for i, entry in enumerate(entries):
+        resource = entry.get("resource") if isinstance(entry, dict) else None
+        if not (isinstance(resource, dict) and isinstance(resource.get("resourceType"), str)):
+            return f"fhirBundle.entry[{i}] has no resource with a resourceType"
+        url = entry.get("fullUrl")
+        if not (isinstance(url, str) and _FULL_URL_RE.fullmatch(url)) or url in urls:
+            return f"fhirBundle.entry[{i}].fullUrl is not a distinct resource:N"
+        urls.add(url)
+        kinds.append(resource["resourceType"])
+    patients = kinds.count("Patient")
+    if patients > 1:
+        return "more than one Patient"
+    if patients == 0 and ("Immunization" in kinds or IMMUNIZATION_TYPE in types):
+        return "an immunization card without its Patient"
+    return None
 
 
 def _name(patient: dict[str, Any]) -> str | None:
@@ -264,7 +315,12 @@ def _verify_jws(jws: Jws, trust: TrustStore, at: datetime) -> CredentialCheck:
     if jws.header.get("alg") != "ES256":
         failures["signature"] = Reason.UNSUPPORTED_ALG
     elif key is None:
-        failures["signature"] = Reason.UNKNOWN_KID if trust.shc_issuer_known(jws.iss) else Reason.UNKNOWN_ISSUER
+        if trust.shc_issuers_of(jws.kid) - {jws.iss}:
+            failures["signature"] = Reason.ISSUER_MISMATCH  # the key is another issuer's
+        elif trust.shc_issuer_known(jws.iss):
+            failures["signature"] = Reason.UNKNOWN_KID
+        else:
+            failures["signature"] = Reason.UNKNOWN_ISSUER
     else:
         why = _check_signature(key, jws)
         if why is not None:
@@ -276,11 +332,12 @@ def _verify_jws(jws: Jws, trust: TrustStore, at: datetime) -> CredentialCheck:
             failures["key_usage"] = Reason.WRONG_KEY_USAGE
 
     nbf, exp = _number(jws.payload.get("nbf")), _number(jws.payload.get("exp"))
-    if nbf is not None and now < nbf:
-        failures["expiry"] = Reason.NOT_YET_VALID
-    elif exp is not None and now > exp:
-        failures["expiry"] = Reason.EXPIRED
-    checks["expiry"] = "expiry" not in failures
+    if nbf is not None:  # without nbf the card is malformed (schema), the period is not checked
+        if now < nbf:
+            failures["expiry"] = Reason.NOT_YET_VALID
+        elif exp is not None and now > exp:
+            failures["expiry"] = Reason.EXPIRED
+        checks["expiry"] = "expiry" not in failures
 
     crl = trust.shc_revocations(jws.iss, jws.kid) if key is not None else None
     vc = jws.payload.get("vc")
@@ -290,22 +347,25 @@ def _verify_jws(jws: Jws, trust: TrustStore, at: datetime) -> CredentialCheck:
         if not checks["revocation"]:
             failures["revocation"] = Reason.REVOKED
 
-    checks["schema"] = structure_ok(jws.payload)
-    if not checks["schema"]:
+    problem = structure_problem(jws.payload)
+    checks["schema"] = problem is None
+    if problem is not None:
         failures["schema"] = Reason.SCHEMA_ERROR
 
-    reason = next((failures[name] for name in CHECK_ORDER if name in failures), None)
+    first = next((name for name in CHECK_ORDER if name in failures), None)
     claims = _claims(jws) if checks["signature"] else {}
-    if reason is not None:
-        logger.debug("shc refused: %s", reason)
-    return CredentialCheck(reason is None, "shc", None if reason is None else str(reason), checks, claims, jws.kid)
+    if first is None:
+        return CredentialCheck(True, "shc", None, checks, claims, jws.kid)
+    logger.debug("shc refused: %s", failures[first])
+    return CredentialCheck(False, "shc", str(failures[first]), checks, claims, jws.kid,
+                           detail=problem if first == "schema" else None)
 
 
 def _refused(exc: CredentialError) -> CredentialCheck:
     logger.debug("shc refused: %s", exc.reason)
     checks: dict[str, bool | None] = dict.fromkeys(CHECK_ORDER)
     checks["decode"] = False
-    return CredentialCheck.refused("shc", exc.reason, checks,
+    return CredentialCheck.refused("shc", exc.reason, checks, detail=exc.detail,
                                    missing_chunks=exc.missing if isinstance(exc, MissingChunks) else ())
 
 
