@@ -3,7 +3,7 @@
 The product ships the EU eHealth Network's value sets as package data (``valuesets/*.json``, Apache-2.0, each with
 its ``valueSetDate``); the signed trust list may carry newer ones. Per value-set id the newest by date is kept, and
 an older one than held is refused, as a trust-list rollback is. Membership is by code: a code upstream marks
-inactive is still a member (certificates issued while it was active stay valid), as in the EU's own verifiers.
+inactive is still a member (certificates issued while it was active stay valid).
 
 Which field takes which value set follows the ``valueset-uri`` annotations of the DCC JSON schema (1.3.x; the
 tests check :data:`DCC_CODED_FIELDS` against every shared schema version).
