@@ -1,8 +1,9 @@
 """Bounded decoders shared by the credential verifiers: Base45, Base64url, zlib / raw DEFLATE, CBOR and JSON.
 
 Every function here is pure and refuses input that would cost more than the credential is worth: decompressed
-output is capped (:data:`MAX_INFLATED`), CBOR and JSON nesting is capped, CBOR's shared-reference tags (which can
-build cyclic structures) are refused, and duplicate CBOR map keys are refused. Failures raise
+output is capped (:data:`MAX_INFLATED`), CBOR and JSON nesting is capped, CBOR goes through the project's one strict decoder
+(:mod:`edge.core.strictcbor`: only the tags a format defines, shared references never, duplicate map keys
+refused). Failures raise
 :class:`~edge.credentials.result.CredentialError` with the caller's reason, never the input text.
 """
 
@@ -10,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import io
 import json
 import math
 import re
@@ -19,8 +19,8 @@ from collections.abc import Mapping
 from typing import Any
 
 import base45
-import cbor2
 
+from edge.core import strictcbor
 from edge.credentials.result import CredentialError, Reason
 
 MAX_INFLATED = 64 * 1024
@@ -31,7 +31,6 @@ MAX_NESTING = 16
 
 _BASE45_RE = re.compile(r"[0-9A-Z $%*+\-./:]*")
 _B64URL_RE = re.compile(r"[A-Za-z0-9_-]*")
-_SHARED_REF_TAGS = (28, 29)  # "shareable" / "sharedref": may build cycles
 
 
 def b45decode(text: str) -> bytes:
@@ -78,28 +77,17 @@ def inflate(data: bytes, *, raw: bool = False, limit: int = MAX_INFLATED) -> byt
     return out
 
 
-def _refuse_shared(*_: Any) -> Any:
-    raise ValueError("shared-reference tags are not accepted")
-
-
-_SEMANTIC = {tag: _refuse_shared for tag in _SHARED_REF_TAGS}
-
-
-def cbor_loads(data: bytes, reason: Reason, max_depth: int = MAX_NESTING) -> Any:
-    """Decode one complete CBOR item with bounded nesting; ``reason`` names the failure (``too_deep`` for nesting)."""
-    fp = io.BytesIO(data)
+def cbor_loads(data: bytes, reason: Reason, max_depth: int = MAX_NESTING,
+               tags: frozenset[int] = frozenset()) -> Any:
+    """Decode one complete CBOR item (:func:`edge.core.strictcbor.loads`: no tags but ``tags``, bounded nesting and
+    size); ``reason`` names the failure (``too_deep`` for nesting, ``too_large`` for size)."""
     try:
-        obj = cbor2.CBORDecoder(fp, max_depth=max_depth, allow_duplicate_keys=False,
-                                semantic_decoders=_SEMANTIC).decode()
-    except RecursionError:
-        raise CredentialError(Reason.TOO_DEEP, "CBOR nested too deeply") from None
-    except Exception as exc:  # cbor2 raises several types on garbage
-        if "nesting depth" in str(exc):
-            raise CredentialError(Reason.TOO_DEEP, "CBOR nested too deeply") from None
-        raise CredentialError(reason, f"not CBOR ({type(exc).__name__})") from None
-    if fp.tell() != len(data):
-        raise CredentialError(reason, "bytes follow the CBOR item")
-    return obj
+        return strictcbor.loads(data, max_bytes=MAX_INFLATED, max_depth=max_depth, max_items=MAX_INFLATED,
+                                tags=tags, allow_indefinite=True)
+    except strictcbor.CborRefused as exc:
+        if exc.reason in ("too_deep", "too_large"):
+            raise CredentialError(Reason.TOO_DEEP if exc.reason == "too_deep" else Reason.TOO_LARGE, str(exc)) from None
+        raise CredentialError(reason, f"not CBOR ({exc.reason})") from None
 
 
 def to_json_value(value: Any, reason: Reason, depth: int = 0, max_depth: int = MAX_NESTING) -> Any:

@@ -107,7 +107,7 @@ def _header(raw: Any, reason: Reason) -> Mapping[Any, Any]:
 
 def parse_cose(data: bytes) -> CoseSign1:
     """Split COSE_Sign1 bytes (tag 18, untagged, or wrapped in CWT tag 61) into their parts."""
-    obj = cbor_loads(data, Reason.BAD_COSE)
+    obj = cbor_loads(data, Reason.BAD_COSE, tags=frozenset({CWT_TAG, COSE_SIGN1_TAG}))
     if isinstance(obj, cbor2.CBORTag) and obj.tag == CWT_TAG:
         obj = obj.value
     if isinstance(obj, cbor2.CBORTag) and obj.tag == COSE_SIGN1_TAG:
@@ -139,9 +139,12 @@ def _numeric_date(claims: Mapping[Any, Any], key: int, required: bool) -> float 
     return float(value)
 
 
+BIGNUM_TAGS = frozenset({2, 3})
+
+
 def parse_cwt(payload: bytes) -> HealthCertificate:
     """The CWT claims of a health certificate: EU DCC under ``hcert[1]`` (with ``ver``), else a WHO DDCC payload."""
-    claims = cbor_loads(payload, Reason.BAD_CBOR)
+    claims = cbor_loads(payload, Reason.BAD_CBOR, tags=BIGNUM_TAGS)  # a bignum date is a bad claim, not bad CBOR
     if not isinstance(claims, Mapping):
         raise CredentialError(Reason.BAD_CWT, "CWT claims are not a map")
     issuer = claims.get(CWT_ISS)

@@ -94,8 +94,9 @@ def cmd_device_add(args: argparse.Namespace) -> int:
     if args.id in RESERVED_IDS:
         raise SystemExit(f"ehc-central: device id {args.id!r} is reserved")
     cert = ca.load_cert(Path(args.cert))
-    if ca.common_name(cert) != args.id:
-        raise SystemExit(f"ehc-central: certificate CN {ca.common_name(cert)!r} is not {args.id!r}")
+    if ca.common_name(cert) != ca.device_cn(args.clinic, args.id):
+        raise SystemExit(f"ehc-central: certificate CN {ca.common_name(cert)!r} is not "
+                         f"{ca.device_cn(args.clinic, args.id)!r}")
     store = _store(args)
     store.register_device(args.id, args.clinic, cert.public_bytes(serialization.Encoding.PEM).decode())
     store.close()
@@ -137,7 +138,7 @@ def cmd_token_create(args: argparse.Namespace) -> int:
     cfg = central_config.load(args.config)
     store = open_store(cfg.database_url)
     try:
-        qr = Enrollment(cfg, store).create_token(args.clinic, args.serial, _duration(args.ttl))
+        qr = Enrollment(cfg, store).create_token(args.clinic, args.serial, _duration(args.ttl), args.reenroll)
     except ValueError as exc:
         print(f"ehc-central: {exc}", file=sys.stderr)
         return 1
@@ -349,6 +350,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--ttl", default=None, help="lifetime, e.g. 30m (default enrollment.token_ttl)")
     s.add_argument("--qr", default=None, help="also write the provisioning QR as a PNG file")
     s.add_argument("--quiet", action="store_true", help="print only the QR text")
+    s.add_argument("--reenroll", action="store_true",
+                   help="the serial is registered: the new enrollment replaces it and revokes its certificates")
     s.set_defaults(func=cmd_token_create)
 
     s = sub.add_parser("enroll-serve", help="run the HTTPS enrollment endpoint")
@@ -425,6 +428,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``ehc-central``."""
     args = build_parser().parse_args(argv)
+    # Whatever a command creates (database, keys, configuration) is the owner's alone; files others must read
+    # (certificates, the CRL, Mosquitto's configuration) are given their mode explicitly.
+    os.umask(0o077)
     setup_logging(args.log_level, "ehc-central")
     try:
         return int(args.func(args) or 0)
