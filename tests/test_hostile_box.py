@@ -384,3 +384,15 @@ def test_the_central_database_keys_and_the_box_s_outbox_are_owner_only(tmp_path)
     assert box_modes and all(m == 0o600 for m in box_modes.values()), box_modes
     assert {"outbox.db", "printer.db"} <= set(box_modes)
     assert stat.S_IMODE(legacy.stat().st_mode) == 0o600
+
+
+def test_serve_refuses_a_worker_without_a_certificate_of_its_own(site) -> None:
+    """Two workers sharing a certificate would take each other's session: ``serve`` refuses to start them."""
+    three = subprocess.run([str(BIN / "ehc-central"), "serve", "--workers", "3", "--config", str(site.config_path)],
+                           capture_output=True, text=True, timeout=60)
+    assert three.returncode == 2 and "ingest-2.crt" in three.stderr and "init --workers 3" in three.stderr
+    shared = site.config_path.read_text().replace("pki/ingest-{worker}.crt", "pki/ingest-0.crt")
+    (site.root / "shared.toml").write_text(shared)
+    two = subprocess.run([str(BIN / "ehc-central"), "serve", "--workers", "2", "--config",
+                          str(site.root / "shared.toml")], capture_output=True, text=True, timeout=60)
+    assert two.returncode == 2 and "names 'ehc-ingest-0', not 'ehc-ingest-1'" in two.stderr

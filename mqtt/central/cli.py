@@ -122,7 +122,8 @@ def cmd_init(args: argparse.Namespace) -> int:
     from provisioning.site import init_central
 
     root = Path(args.dir)
-    site = init_central(root, args.port, db_url=args.database, host=args.host, enroll_port=args.enroll_port)
+    site = init_central(root, args.port, db_url=args.database, host=args.host, enroll_port=args.enroll_port,
+                        workers=args.workers)
     open_store(site.config.database_url).close()
     conf = write_config(site.config)
     print(f"central site in {root}: config {site.config_path}, broker config {conf}, "
@@ -313,6 +314,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--port", type=int, default=8883, help="broker TLS port")
     s.add_argument("--enroll-port", type=int, default=8443, help="enrollment HTTPS port")
     s.add_argument("--database", default="sqlite:central.db")
+    s.add_argument("--workers", type=int, default=1,
+                   help="ingest workers (each gets its own certificate; at least two are made)")
     s.set_defaults(func=cmd_init)
 
     card = sub.add_parser("card", help="EHC1 health-card credentials").add_subparsers(dest="ccmd", required=True)

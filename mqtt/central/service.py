@@ -60,6 +60,18 @@ class Progress:
         return None
 
 
+def _worker_certificate_problem(cfg: central_config.CentralConfig, worker: int) -> str | None:
+    """Why worker ``worker`` cannot connect as itself (no certificate, or one of another identity), or None."""
+    from provisioning.ca import common_name, load_cert
+
+    cert, _ = cfg.ingest_cert(worker)
+    try:
+        found = common_name(load_cert(cert))
+    except (OSError, ValueError) as exc:
+        return f"{cert}: {type(exc).__name__}"
+    return None if found == cfg.ingest.identity(worker) else f"{cert} names {found!r}, not {cfg.ingest.identity(worker)!r}"
+
+
 def _mark_hung(url: str, key: str, seconds: float) -> None:
     try:
         store = open_store(url)
@@ -131,10 +143,10 @@ def serve(config_path: Path, workers: int | None = None) -> int:
     """Start ``workers`` ingest processes, tell systemd when they run, restart any that dies."""
     cfg = central_config.load(config_path)
     n = workers or cfg.ingest.workers
-    missing = [str(cfg.ingest_cert(i)[0]) for i in range(n) if not cfg.ingest_cert(i)[0].exists()]
-    if missing:  # the broker gives each certificate one session: every worker needs its own
-        logger.error("no certificate for %d of %d ingest workers (%s); run ehc-central init --workers %d",
-                     len(missing), n, ", ".join(missing), n)
+    problems = [p for p in (_worker_certificate_problem(cfg, i) for i in range(n)) if p]
+    if problems:  # the broker gives each certificate one session: every worker needs its own
+        logger.error("ingest workers without their own certificate: %s; run ehc-central init --workers %d "
+                     "(and [ingest] cert / key = \"pki/ingest-{worker}.crt\" / \".key\")", "; ".join(problems), n)
         return 2
     stop = stop_event_on_signals()
     # Create the schema once, before the workers race for it (waiting out a database outage).
