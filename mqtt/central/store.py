@@ -54,6 +54,8 @@ def unreachable(exc: BaseException) -> bool:
     rather than that the data was refused (which retrying will not change)."""
     if isinstance(exc, (StoreUnavailable, sqlite3.OperationalError)):
         return True
+    if isinstance(exc, sqlite3.ProgrammingError) and "closed" in str(exc):  # the connection was closed under us
+        return True
     try:
         import psycopg
     except ImportError:
