@@ -186,7 +186,7 @@ class Ingest:
     def __init__(self, cfg: CentralConfig, store: SqlStore, worker: int = 0, progress: Any = None) -> None:
         self.cfg = cfg
         self.store = store
-        # Where the supervisor watches this worker: (monotonic start, key) of the message being checked, or 0.
+        # Where the supervisor watches this worker: the message being checked and since when (service.Progress).
         self.progress = progress
         self.dead: set[str] = set()  # keys of dead letters, loaded in start(): these are not processed again
         self.verifier = Verifier(store, cfg.broker.max_message_bytes)
@@ -265,7 +265,7 @@ class Ingest:
 
     def process(self, batch: list[Inbound]) -> dict[str, int]:
         """Verify and store one batch; returns the outcome counts. Raises StoreUnavailable to retry; any other
-        exception means the batch was refused as a whole (nothing committed): :meth:`_work` takes it apart."""
+        exception means the batch was refused as a whole (nothing committed): :meth:`_settle` takes it apart."""
         results: list[VerifiedResult] = []
         rejections: list[Rejection] = []
         presence: list[tuple[str, str, Any]] = []
@@ -276,9 +276,8 @@ class Ingest:
             if key in self.dead:  # delivered again: kept already, not read again
                 again.append(item)
                 continue
-            self._checking(key)
             try:
-                kind, value = self._classify(item)
+                kind, value = self._classify(item, key)
             except RejectedMessage as rej:
                 rejections.append(Rejection(rej.reason, item.topic, len(item.payload), rej.device,
                                             hashlib.sha256(item.payload).hexdigest()))
@@ -374,8 +373,11 @@ class Ingest:
         payload = lookup.sign_answer(t.clinic, t.device, rid, answer, self.signing_key)
         self.client.publish(topics.reply(t.clinic, t.device, lookup.KIND), payload, qos=1)
 
-    def _classify(self, item: Inbound) -> tuple[str, Any]:
+    def _classify(self, item: Inbound, progress_key: str | None = None) -> tuple[str, Any]:
         t, key = self.verifier.check(item.topic, item.payload)
+        # From here on the work is the message's own (decoding, signature, sealed part, audit link), not the
+        # database's: the supervisor may time it.
+        self._checking(progress_key)
         if t.channel == "status":
             value = item.payload.decode("ascii", "replace")
             if value not in PRESENCE_VALUES:
