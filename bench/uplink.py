@@ -217,6 +217,10 @@ def run(args: argparse.Namespace, work: Path, procs: list[subprocess.Popen], bro
                    {"receipt_timeout": 3.0, "max_inflight": 1000, "reconnect_min": 0.2, "reconnect_max": 2.0,
                     "health_interval": 5.0})
         boxes.append(box)
+    # The forger holds the TLS identity of a registered box that runs no uplink: the broker gives a certificate one
+    # session, so taking a running box's identity would only take over that box's session.
+    forger = work / "box-forger"
+    add_device(site, store, "box-forger", "clinic-1", forger)
 
     def start_uplink(box: Path) -> subprocess.Popen:
         proc = subprocess.Popen([str(BIN / "ehc-edge"), "--log-level", "WARNING", "uplink", "--config",
@@ -269,9 +273,8 @@ def run(args: argparse.Namespace, work: Path, procs: list[subprocess.Popen], bro
                 uplinks[0] = start_uplink(boxes[0])
                 events.append(f"{at:.1f}s uplink box-000 SIGKILL+restart")
             else:
-                threading.Thread(target=inject_forged, args=(site, boxes[1 % len(boxes)], f"box-{1 % len(boxes):03d}",
-                                                            f"clinic-{1 % 2}", args.forged, forged_done),
-                                 daemon=True).start()
+                threading.Thread(target=inject_forged, args=(site, forger, "box-forger", "clinic-1", args.forged,
+                                                            forged_done), daemon=True).start()
                 events.append(f"{at:.1f}s {args.forged} forged messages injected")
         if produced_at is None and all(pr.poll() is not None for pr in producers):
             produced_at = time.monotonic() - t0

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edge.core.privatedb import private_database
+
 logger = logging.getLogger(__name__)
 
 SCHEMA = """
@@ -108,6 +110,7 @@ class PrintQueue:
         self._lock = threading.Lock()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            private_database(self.path)  # tickets carry queue numbers and names
             self._conn = sqlite3.connect(self.path, isolation_level=None, timeout=10.0, check_same_thread=False)
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=FULL")

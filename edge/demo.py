@@ -44,7 +44,8 @@ def _say(text: str) -> None:
 
 
 def _send_forged(cfg: edge_config.EdgeConfig) -> None:
-    """Publish one result signed with a key that is not the box's, over the box's own TLS identity."""
+    """Publish one result signed with a key that is not the box's, over the box's own TLS identity (the broker
+    gives it the box's client id whatever it asks for: one session per certificate)."""
     client = new_client(f"{DEVICE}-intruder", cfg.path(cfg.mqtt.ca), cfg.path(cfg.device.cert),
                         cfg.path(cfg.device.key))
     client.connect(cfg.mqtt.host, cfg.mqtt.port, properties=connect_properties(0))
@@ -119,6 +120,8 @@ def run_demo(frames: int = 120, workdir: Path | None = None, keep: bool = False)
         deadline = time.monotonic() + 30
         while (store.counts()["results"] < len(stored) or not uplink.drained()) and time.monotonic() < deadline:
             time.sleep(0.05)
+        uplink.stop()  # the box is done; the intruder below would take over its session otherwise
+        uplink = None
         _send_forged(cfg)
         while not store.counts()["rejections"] and time.monotonic() < deadline:
             time.sleep(0.05)

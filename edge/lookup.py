@@ -1,9 +1,10 @@
-"""The station's online card lookup: its own MQTT session, a signed request, a signed answer, a short wait.
+"""The station's online card lookup: a signed request, a signed answer, a short wait.
 
-:class:`LookupClient` connects in the background with the device certificate (client id
-``<device>-lookup``) and asks the central service about a platform token (:mod:`mqtt.lookup`). It never
-blocks longer than ``timeout`` (1.5 s): when the box is offline or the answer is late it returns None,
-and the flow records the scan yellow for the central service to resolve later.
+:class:`LookupClient` reaches the broker through the uplink's session (:mod:`mqtt.relay`: the broker
+allows one session per certificate) and asks the central service about a platform token
+(:mod:`mqtt.lookup`). It signs its requests and verifies the answers itself. It never blocks longer than
+``timeout`` (1.5 s): when the box is offline, the uplink is not running or the answer is late it returns
+None, and the flow records the scan yellow for the central service to resolve later.
 
 The card index goes sealed to the central service's X25519 key (``seal_key``), bound to the request
 topic and message id; a client without that key asks nothing about cards (it answers None at once) and
@@ -17,14 +18,15 @@ import os
 import threading
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import uuid6
 from cryptography.hazmat.primitives.asymmetric import ec, x25519
 
 from mqtt import envelope, lookup, topics
-from mqtt.client import connect_properties, new_client
 from mqtt.outbox import DeviceIdentity
+from mqtt.relay import RelayClient
 
 logger = logging.getLogger(__name__)
 
@@ -34,49 +36,36 @@ DEFAULT_TIMEOUT = 1.5
 class LookupClient:
     """Asks the central service about cards; one instance per station (thread-safe)."""
 
-    def __init__(self, host: str, port: int, ca: Any, cert: Any, key_path: Any, identity: DeviceIdentity,
-                 central: ec.EllipticCurvePublicKey, timeout: float = DEFAULT_TIMEOUT,
-                 seal_key: x25519.X25519PublicKey | None = None) -> None:
+    def __init__(self, relay: Path, identity: DeviceIdentity, central: ec.EllipticCurvePublicKey,
+                 timeout: float = DEFAULT_TIMEOUT, seal_key: x25519.X25519PublicKey | None = None) -> None:
         self.identity, self.central, self.timeout = identity, central, timeout
         self.seal_key = seal_key
-        self.host, self.port = host, port
         self.request_topic = topics.request(identity.clinic, identity.device, lookup.KIND)
         self.reply_topic = topics.reply(identity.clinic, identity.device, lookup.KIND)
         self.record_request_topic = topics.request(identity.clinic, identity.device, lookup.RECORD_KIND)
         self.record_reply_topic = topics.reply(identity.clinic, identity.device, lookup.RECORD_KIND)
-        self.client = new_client(f"{identity.device}-lookup", ca, cert, key_path)
-        self.client.on_connect = self._on_connect
-        self.client.on_disconnect = lambda *a: self.connected.clear()
-        self.client.on_message = self._on_message
-        self.client.reconnect_delay_set(1, 30)
-        self.connected = threading.Event()
+        self.relay = RelayClient(relay, self._on_message)
+        self.connected = self.relay.connected
         self._lock = threading.Lock()
         self._waiting: dict[str, tuple[threading.Event, list[Any]]] = {}
         self.stats = {"asked": 0, "answered": 0, "timeouts": 0, "offline": 0, "bad_answers": 0,
                       "no_seal_key": 0}
 
     def start(self) -> "LookupClient":
-        """Connect in the background (and keep reconnecting)."""
-        self.client.connect_async(self.host, self.port, keepalive=30, properties=connect_properties(0))
-        self.client.loop_start()
+        """Reach the uplink in the background (and keep reconnecting)."""
+        self.relay.start()
         return self
 
     def stop(self) -> None:
         """Disconnect."""
-        self.client.disconnect()
-        self.client.loop_stop()
+        self.relay.stop()
 
-    def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
-        if reason.is_failure:
-            logger.warning("lookup session refused: %s", reason)
+    def _on_message(self, topic: str, payload: bytes) -> None:
+        if topic not in (self.reply_topic, self.record_reply_topic):
             return
-        client.subscribe([(self.reply_topic, 1), (self.record_reply_topic, 1)])
-        self.connected.set()
-
-    def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
-        opener = lookup.open_record if msg.topic == self.record_reply_topic else lookup.open_answer
+        opener = lookup.open_record if topic == self.record_reply_topic else lookup.open_answer
         try:
-            rid, answer = opener(bytes(msg.payload), msg.topic, self.central)
+            rid, answer = opener(payload, topic, self.central)
         except lookup.LookupInvalid as exc:
             self.stats["bad_answers"] += 1
             logger.warning("ignoring lookup answer: %s", exc)
@@ -126,7 +115,9 @@ class LookupClient:
         with self._lock:
             self._waiting[rid] = (done, answers)
         try:
-            self.client.publish(topic, data, qos=1)
+            if not self.relay.publish(topic, data):
+                self.stats["offline"] += 1
+                return None
             if not done.wait(self.timeout):
                 self.stats["timeouts"] += 1
                 return None

@@ -26,22 +26,23 @@ from edge.station import Station
 from mqtt import sealed
 from mqtt.outbox import DeviceIdentity, Outbox
 from mqtt.uplink import Uplink, UplinkSettings
-from provisioning.ca import common_name, load_cert, load_private_key
+from provisioning.ca import common_name, device_cn, load_cert, load_private_key
 
 
 logger = logging.getLogger(__name__)
 
 
 class IdentityMismatch(ValueError):
-    """The configured device id differs from the certificate's CN."""
+    """The configured device id or clinic differs from the certificate's CN."""
 
 
 def load_identity(cfg: EdgeConfig) -> DeviceIdentity:
-    """The device key, checked against the certificate (CN = device id, same public key)."""
+    """The device key, checked against the certificate (CN = ``<clinic>/<device id>``, same public key)."""
     key = load_private_key(cfg.path(cfg.device.key))
     cert = load_cert(cfg.path(cfg.device.cert))
-    if common_name(cert) != cfg.device.id:
-        raise IdentityMismatch(f"device.id {cfg.device.id!r} differs from the certificate CN {common_name(cert)!r}")
+    if common_name(cert) != device_cn(cfg.device.clinic, cfg.device.id):
+        raise IdentityMismatch(f"device {cfg.device.clinic}/{cfg.device.id} differs from the certificate CN "
+                               f"{common_name(cert)!r}")
     if cert.public_key() != key.public_key():
         raise IdentityMismatch("device key does not match the device certificate")
     return DeviceIdentity(cfg.device.id, cfg.device.clinic, key)
@@ -117,7 +118,15 @@ def uplink_settings(cfg: EdgeConfig) -> UplinkSettings:
                           receipt_timeout=m.receipt_timeout, reconnect_min=m.reconnect_min,
                           reconnect_max=m.reconnect_max, health_interval=m.health_interval,
                           session_expiry=m.session_expiry, central_key=load_central_key(cfg),
-                          health_extra=lambda: box_health(cfg, trust), trust_list=trust.offer)
+                          health_extra=lambda: box_health(cfg, trust), trust_list=trust.offer,
+                          relay=relay_path(cfg))
+
+
+def relay_path(cfg: EdgeConfig) -> Path:
+    """The uplink's socket the station reaches the broker through (:mod:`mqtt.relay`)."""
+    from mqtt.relay import SOCKET_NAME
+
+    return cfg.path(cfg.device.state_dir) / SOCKET_NAME
 
 
 def build_uplink(cfg: EdgeConfig, capabilities: list[str] | None = None, config_path: Path | None = None) -> Uplink:
@@ -165,9 +174,8 @@ def build_lookup(cfg: EdgeConfig, identity: DeviceIdentity) -> Any:
         return None
     from edge.lookup import LookupClient
 
-    m = cfg.mqtt
-    return LookupClient(m.host, m.port, cfg.path(m.ca), cfg.path(cfg.device.cert), cfg.path(cfg.device.key), identity,
-                        load_central_key(cfg), timeout=cfg.station.lookup_timeout, seal_key=load_seal_key(cfg)).start()
+    return LookupClient(relay_path(cfg), identity, load_central_key(cfg), timeout=cfg.station.lookup_timeout,
+                        seal_key=load_seal_key(cfg)).start()
 
 
 def vaccination_flow(cfg: EdgeConfig, ctx: FlowContext, records: Any) -> Any:

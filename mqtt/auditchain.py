@@ -100,8 +100,8 @@ def _hex32(value: Any, what: str) -> bytes:
 
 
 def _uint(value: Any, what: str) -> int:
-    if type(value) is not int or not 0 <= value < 2**63:
-        raise ChainInvalid(f"{what} must be a non-negative integer")
+    if type(value) is not int or not 0 <= value < 2**53:  # like boot, seq and ts: exact anywhere, sums cannot overflow
+        raise ChainInvalid(f"{what} must be an integer from 0 to 2^53 - 1")
     return value
 
 

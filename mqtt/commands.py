@@ -11,10 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import cbor2
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from edge.core import strictcbor
 from mqtt import topics
 
 MAX_ARGS_BYTES = 4096
@@ -72,9 +72,9 @@ def decode_request(topic: str, payload: bytes, props: Any, clinic: str, device: 
     if len(payload) > MAX_ARGS_BYTES:
         raise CommandError("arguments too large")
     try:
-        args = cbor2.loads(payload, max_depth=8) if payload else {}
-    except Exception:
-        raise CommandError("arguments are not CBOR") from None
+        args = strictcbor.loads(payload, max_bytes=MAX_ARGS_BYTES, max_depth=8, max_items=1024) if payload else {}
+    except strictcbor.CborRefused as exc:
+        raise CommandError(f"arguments are not CBOR ({exc.reason})") from None
     if not isinstance(args, dict):
         raise CommandError("arguments must be a map")
     return Command(t.name, args, expected, correlation)

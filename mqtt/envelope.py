@@ -14,7 +14,6 @@ Everything else calls :func:`sign` and :func:`verify`.
 
 from __future__ import annotations
 
-import io
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -28,6 +27,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
 
+from edge.core import strictcbor
+
 FORMAT_VERSION = 1
 COSE_SIGN1_TAG = 18
 ALG_ES256 = -7
@@ -35,6 +36,9 @@ HDR_ALG = 1
 HDR_KID = 4
 MAX_BODY_DEPTH = 16
 MAX_CBOR_DEPTH = MAX_BODY_DEPTH + 4
+MAX_ENVELOPE_BYTES = 4 * 1024 * 1024  # absolute ceiling; the ingest refuses more than broker.max_message_bytes first
+MAX_ITEMS = 65536  # data items in a message map (a result's audit link carries at most ~5000)
+MAX_SAFE_INT = 2**53  # boot, seq and ts: exact in a double, in JavaScript and in any SUM over them
 _ECDSA = ec.ECDSA(hashes.SHA256())
 _MESSAGE_KEYS = frozenset({"v", "dev", "boot", "seq", "id", "ts", "kind", "body"})
 _MESSAGE_KEYS_AUDIT = _MESSAGE_KEYS | {"audit"}
@@ -152,13 +156,11 @@ class Unverified:
 
 def parse(data: bytes) -> Unverified:
     """Split COSE_Sign1 bytes into their parts without trusting them."""
-    fp = io.BytesIO(data)
     try:
-        obj = cbor2.CBORDecoder(fp, max_depth=MAX_CBOR_DEPTH).decode()
-    except Exception as exc:  # cbor2 raises several types on garbage
-        raise MalformedEnvelope(f"not CBOR: {type(exc).__name__}") from None
-    if fp.tell() != len(data):
-        raise MalformedEnvelope("bytes follow the COSE_Sign1 structure")
+        obj = strictcbor.loads(data, max_bytes=MAX_ENVELOPE_BYTES, max_depth=MAX_CBOR_DEPTH, max_items=1024,
+                               tags=frozenset({COSE_SIGN1_TAG}))
+    except strictcbor.CborRefused as exc:
+        raise MalformedEnvelope(f"COSE_Sign1 refused: {exc.reason}") from None
     if isinstance(obj, cbor2.CBORTag):
         if obj.tag != COSE_SIGN1_TAG:
             raise MalformedEnvelope(f"unexpected CBOR tag {obj.tag}")
@@ -170,8 +172,8 @@ def parse(data: bytes) -> Unverified:
             and isinstance(payload, bytes) and isinstance(signature, bytes)):
         raise MalformedEnvelope("COSE_Sign1 members have wrong types")
     try:
-        header = cbor2.loads(protected, max_depth=2, allow_duplicate_keys=False) if protected else {}
-    except Exception:
+        header = strictcbor.loads(protected, max_bytes=1024, max_depth=2, max_items=64) if protected else {}
+    except strictcbor.CborRefused:
         raise MalformedEnvelope("protected header is not CBOR") from None
     if not isinstance(header, dict):
         raise MalformedEnvelope("protected header is not a map")
@@ -185,10 +187,11 @@ def parse(data: bytes) -> Unverified:
     return Unverified(protected, kid, payload, signature)
 
 
-def verify(data: bytes, topic: str, public_key: ec.EllipticCurvePublicKey) -> Message:
+def verify(data: bytes, topic: str, public_key: ec.EllipticCurvePublicKey, max_items: int = MAX_ITEMS) -> Message:
     """Verify COSE_Sign1 bytes received on ``topic`` with the device's key and decode the message.
 
-    Raises a subclass of :class:`EnvelopeError` naming why the envelope was refused.
+    Raises a subclass of :class:`EnvelopeError` naming why the envelope was refused. ``max_items`` bounds the
+    decoded message (larger for documents signed by the centre, such as trust lists).
     """
     part = parse(data)
     der = encode_dss_signature(int.from_bytes(part.signature[:32], "big"), int.from_bytes(part.signature[32:], "big"))
@@ -196,22 +199,22 @@ def verify(data: bytes, topic: str, public_key: ec.EllipticCurvePublicKey) -> Me
         public_key.verify(der, _sig_structure(part.protected, topic, part.payload), _ECDSA)
     except InvalidSignature:
         raise SignatureInvalid("signature does not verify for this topic and device") from None
-    return decode_message(part.payload)
+    return decode_message(part.payload, max_items)
 
 
-def decode_message(payload: bytes) -> Message:
-    """Decode and type-check a signed message payload."""
+def decode_message(payload: bytes, max_items: int = MAX_ITEMS) -> Message:
+    """Decode and type-check a signed message payload (no tags, at most ``max_items`` data items)."""
     try:
-        m = cbor2.loads(payload, max_depth=MAX_CBOR_DEPTH, allow_duplicate_keys=False)
-    except Exception:
-        raise MalformedMessage("payload is not CBOR") from None
+        m = strictcbor.loads(payload, max_bytes=MAX_ENVELOPE_BYTES, max_depth=MAX_CBOR_DEPTH, max_items=max_items)
+    except strictcbor.CborRefused as exc:
+        raise MalformedMessage(f"payload refused: {exc.reason}") from None
     if not isinstance(m, dict) or set(m) not in (_MESSAGE_KEYS, _MESSAGE_KEYS_AUDIT):
         raise MalformedMessage("payload keys differ from the message format")
     if type(m["v"]) is not int or m["v"] != FORMAT_VERSION:
         raise MalformedMessage(f"unsupported message version {m['v']!r}")
     ints = ("boot", "seq", "ts")
-    if not all(type(m[k]) is int and 0 <= m[k] < 2**63 for k in ints):
-        raise MalformedMessage("boot, seq and ts must be non-negative integers")
+    if not all(type(m[k]) is int and 0 <= m[k] < MAX_SAFE_INT for k in ints):
+        raise MalformedMessage("boot, seq and ts must be integers from 0 to 2^53 - 1")
     if not (isinstance(m["dev"], str) and isinstance(m["kind"], str) and isinstance(m["body"], dict)):
         raise MalformedMessage("dev and kind must be text, body a map")
     if not (isinstance(m["id"], bytes) and len(m["id"]) == 16):

@@ -18,6 +18,7 @@ from typing import Any, Callable, Iterable, TypeVar
 import uuid6
 from cryptography.hazmat.primitives.asymmetric import ec, x25519
 
+from edge.core.privatedb import private_database
 from mqtt import auditlog, envelope, sealed, topics
 
 logger = logging.getLogger(__name__)
@@ -89,6 +90,7 @@ class OutboxStats:
 def connect(path: Path, synchronous: str = "FULL") -> sqlite3.Connection:
     """Open the outbox database in WAL mode; ``FULL`` fsyncs every commit (what the writer needs)."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    private_database(path)  # signed results, sealed personal parts and card indexes of pooled tubes
     conn = sqlite3.connect(path, isolation_level=None, timeout=10.0, check_same_thread=False)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute(f"PRAGMA synchronous={'FULL' if synchronous == 'FULL' else 'NORMAL'}")

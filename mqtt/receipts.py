@@ -53,11 +53,12 @@ def open_status(payload: bytes, central: ec.EllipticCurvePublicKey) -> str:
     return epoch
 
 
-def open_central(payload: bytes, topic: str, central: ec.EllipticCurvePublicKey, kind: str) -> envelope.Message:
+def open_central(payload: bytes, topic: str, central: ec.EllipticCurvePublicKey, kind: str,
+                 max_items: int = envelope.MAX_ITEMS) -> envelope.Message:
     """Verify a message the central service signed for ``topic`` with purpose ``kind``; raises
     :class:`ReceiptInvalid`."""
     try:
-        msg = envelope.verify(payload, topic, central)
+        msg = envelope.verify(payload, topic, central, max_items)
     except envelope.EnvelopeError as exc:
         raise ReceiptInvalid(f"not signed by the central service ({exc.reason})") from None
     if msg.device != CENTRAL_ID or msg.kind != kind:

@@ -31,7 +31,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import x25519
 from cryptography.hazmat.primitives.hpke import AEAD, KDF, KEM, Suite
 
-from mqtt.envelope import MAX_CBOR_DEPTH, MalformedMessage, check_json_like
+from edge.core import strictcbor
+from mqtt.envelope import MAX_CBOR_DEPTH, MAX_ITEMS, MalformedMessage, check_json_like
 
 FORMAT_VERSION = 1
 ALG = "HPKE-Base-X25519-SHA256-AES256GCM"
@@ -92,11 +93,11 @@ def open_sealed(part: Any, key: x25519.X25519PrivateKey, topic: str, msg_id: byt
     except (InvalidTag, ValueError):  # wrong key, other message, altered bytes, an invalid point
         raise SealedInvalid("sealed part does not open for this message with this key") from None
     try:
-        fields = cbor2.loads(plain, max_depth=MAX_CBOR_DEPTH, allow_duplicate_keys=False)
+        fields = strictcbor.loads(plain, max_bytes=MAX_SEALED_CHARS, max_depth=MAX_CBOR_DEPTH, max_items=MAX_ITEMS)
         if not isinstance(fields, dict):
             raise MalformedMessage("sealed fields are not a map")
         check_json_like(fields)
-    except Exception:  # cbor2 raises several types on garbage; only an authentic sender reaches here
+    except (strictcbor.CborRefused, MalformedMessage):  # a box signs and seals what it likes
         raise SealedInvalid("sealed plaintext is not a map of JSON types") from None
     return fields
 

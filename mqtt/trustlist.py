@@ -43,6 +43,7 @@ from mqtt import envelope, topics
 from mqtt.receipts import CENTRAL_ID, ReceiptInvalid, open_central
 
 KIND = "trust"
+MAX_ITEMS = 1 << 20  # a list may name many revoked cards; it is decoded only once its signature holds
 _HEX16 = re.compile(r"^[0-9a-f]{16}\Z")
 _HEX32 = re.compile(r"^[0-9a-f]{32}\Z")
 _VALUESET_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
@@ -164,7 +165,7 @@ def sign(trust: TrustList, key: ec.EllipticCurvePrivateKey) -> bytes:
 def open_signed(payload: bytes, central: ec.EllipticCurvePublicKey) -> TrustList:
     """Verify a signed trust list with the central public key and load it."""
     try:
-        msg = open_central(payload, topics.TRUST_LIST, central, KIND)
+        msg = open_central(payload, topics.TRUST_LIST, central, KIND, MAX_ITEMS)
     except ReceiptInvalid as exc:
         raise TrustListInvalid(str(exc)) from None
     trust = TrustList.from_body(msg.body)

@@ -4,7 +4,8 @@ A message leaves the outbox only when the central receipt names it (``…/ack``)
 ingest has committed it; PUBACK alone only means the broker holds it. Messages without a receipt after
 ``receipt_timeout`` (doubling per attempt) are published again, and the ingest deduplicates them.
 Presence: retained ``status`` (``online``, last will ``offline``), retained signed ``state`` birth document,
-and a periodic signed ``health`` report.
+and a periodic signed ``health`` report. The uplink owns the box's only MQTT session (the broker binds the
+client id to the certificate); the station's card lookups go through it (:mod:`mqtt.relay`).
 """
 
 from __future__ import annotations
@@ -28,6 +29,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from mqtt import commands, envelope, receipts, topics
 from mqtt.client import connect_properties, new_client
 from mqtt.outbox import DeviceIdentity, Outbox
+from mqtt.relay import RelayServer
+
+REQUEST_KINDS = ("lookup", "record")  # what the station may ask over the relay (mqtt.lookup KIND, RECORD_KIND)
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +69,8 @@ class UplinkSettings:
     health_extra: Callable[[], tuple[dict[str, Any] | None, list[str]]] | None = None
     # Takes each signed trust list received on ehc/v1/central/trust (edge.trust.TrustListFile.offer).
     trust_list: Callable[[bytes], bool] | None = None
+    # Where the station reaches this session for its card lookups (a Unix socket; None: no relay).
+    relay: Path | None = None
 
 
 def queued_results(outbox_path: Path) -> int:
@@ -116,7 +122,9 @@ class Uplink:
         self.status_topic = base
         self.ack_topic = topics.device_topic(identity.clinic, identity.device, "ack")
         self.command_filter = f"{topics.PREFIX}/{identity.clinic}/{identity.device}/cmd/+"
-        self.client = new_client(identity.device, settings.ca, settings.cert, settings.key)
+        self.reply_filter = f"{topics.PREFIX}/{identity.clinic}/{identity.device}/rsp/+"
+        # The broker replaces the client id with the certificate's CN (<clinic>/<device>) anyway.
+        self.client = new_client(f"{identity.clinic}/{identity.device}", settings.ca, settings.cert, settings.key)
         self.client.will_set(base, b"offline", qos=1, retain=True)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
@@ -128,6 +136,9 @@ class Uplink:
         self.commands: queue.Queue[commands.Command] = queue.Queue(maxsize=100)
         self.command_handlers: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
             "ping": self._cmd_ping, "rebirth": self._cmd_rebirth}
+        allowed = frozenset(topics.request(identity.clinic, identity.device, kind) for kind in REQUEST_KINDS)
+        self.relay = (RelayServer(settings.relay, allowed, lambda t, p: self.client.publish(t, p, qos=1))
+                      if settings.relay is not None else None)
 
     # -- network thread ------------------------------------------------------------------------------
     def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
@@ -137,17 +148,23 @@ class Uplink:
         wanted = [(self.ack_topic, 1), (self.command_filter, 1), (topics.CENTRAL_STATUS, 1)]
         if self.s.trust_list is not None:
             wanted.append((topics.TRUST_LIST, 1))
+        if self.relay is not None:
+            wanted.append((self.reply_filter, 1))
         client.subscribe(wanted)
         client.publish(self.status_topic, b"online", qos=1, retain=True)
         self._birth_due.set()
         if not flags.session_present:
             self._session_lost.set()
         self.connected.set()
+        if self.relay is not None:
+            self.relay.set_connected(True)
         logger.info("connected to broker (session present: %s)", flags.session_present,
                     extra={"EHC_DEVICE": self.ident.device, "EHC_EVENT": "connected"})
 
     def _on_disconnect(self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
         self.connected.clear()
+        if self.relay is not None:
+            self.relay.set_connected(False)
         if not self._stop.is_set():
             logger.warning("disconnected from broker: %s", reason,
                            extra={"EHC_DEVICE": self.ident.device, "EHC_EVENT": "disconnected"})
@@ -165,6 +182,9 @@ class Uplink:
         elif msg.topic == topics.TRUST_LIST:
             if self.s.trust_list is not None:
                 self.s.trust_list(bytes(msg.payload))  # verifies, keeps only a newer list
+        elif "/rsp/" in msg.topic:
+            if self.relay is not None:  # the station verifies the central signature itself
+                self.relay.deliver(msg.topic, bytes(msg.payload))
         else:
             try:
                 cmd = commands.decode_request(msg.topic, bytes(msg.payload), msg.properties, self.ident.clinic,
@@ -348,6 +368,8 @@ class Uplink:
 
     def start(self) -> "Uplink":
         """Connect in the background and run the loop in a thread."""
+        if self.relay is not None:
+            self.relay.start()
         props = connect_properties(self.s.session_expiry)
         self.client.connect_async(self.s.host, self.s.port, keepalive=self.s.keepalive, clean_start=False,
                                   properties=props)
@@ -365,6 +387,8 @@ class Uplink:
             self.client.publish(self.status_topic, b"offline", qos=1, retain=True).wait_for_publish(2)
         self.client.disconnect()
         self.client.loop_stop()
+        if self.relay is not None:
+            self.relay.stop()
 
     def heartbeat_age(self) -> float:
         """Seconds since the loop last ran (for the watchdog)."""

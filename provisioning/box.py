@@ -112,7 +112,8 @@ def enroll(qr: ProvisioningQr, state_dir: Path, config_path: Path, force: bool =
         facts = {"model": _model(), "machine": platform.machine(), "software": "0.1.0"}
         answer = post_enroll(qr.url, ca_pem, {"token": qr.token, "serial": qr.serial, "csr": csr, "facts": facts})
         cert = x509.load_pem_x509_certificate(answer["certificate"].encode())
-        if cert.public_key() != key.public_key() or ca.common_name(cert) != qr.serial:
+        if cert.public_key() != key.public_key() or answer["device_id"] != qr.serial \
+                or ca.common_name(cert) != ca.device_cn(answer["clinic"], qr.serial):
             raise EnrollFailed("the certificate returned is not for this box's key")
         broker = answer["broker"]
         write_atomic(cert_path, answer["certificate"].encode())
@@ -223,7 +224,7 @@ def renew(cfg: EdgeConfig, force: bool = False) -> CertStatus:
     proof = _proof(cfg, "renew", {"csr_sha256": hashlib.sha256(csr.encode()).hexdigest()})
     answer = post_enroll(url, ca_pem, {"device_id": cfg.device.id, "csr": csr, "proof": proof}, "/v1/renew")
     cert = x509.load_pem_x509_certificate(answer["certificate"].encode())
-    if cert.public_key() != key.public_key() or ca.common_name(cert) != cfg.device.id:
+    if cert.public_key() != key.public_key() or ca.common_name(cert) != ca.device_cn(cfg.device.clinic, cfg.device.id):
         raise EnrollFailed("the renewed certificate is not for this box's key")
     write_atomic(cfg.path(cfg.device.cert), answer["certificate"].encode())
     logger.info("certificate renewed until %s", cert.not_valid_after_utc.isoformat())

@@ -64,9 +64,10 @@ def load_public_key(path: Path) -> ec.EllipticCurvePublicKey:
 
 
 def write_cert(path: Path, cert: x509.Certificate) -> None:
-    """Write a PEM certificate (public; mode 0644)."""
+    """Write a PEM certificate (public; mode 0644 whatever the umask: Mosquitto reads the broker's)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    path.chmod(0o644)
 
 
 def load_cert(path: Path) -> x509.Certificate:
@@ -146,9 +147,33 @@ def issue_server_cert(ca_key: ec.EllipticCurvePrivateKey, ca_cert: x509.Certific
 def issue_client_cert(ca_key: ec.EllipticCurvePrivateKey, ca_cert: x509.Certificate,
                       public_key: ec.EllipticCurvePublicKey, common_name: str,
                       days: int = DEVICE_CERT_DAYS) -> x509.Certificate:
-    """TLS client certificate; the broker takes its CN as the MQTT user name (the device id)."""
+    """TLS client certificate; the broker takes its CN as the MQTT user name and client id. A device's CN is
+    :func:`device_cn` (use :func:`issue_device_cert`); a CN without ``/`` is a central identity."""
     logger.info("issuing client certificate for %s (%d days)", common_name, days)
     return _leaf(ca_key, ca_cert, public_key, common_name, days, ExtendedKeyUsageOID.CLIENT_AUTH)
+
+
+def device_cn(clinic: str, device_id: str) -> str:
+    """The CN of a device certificate: ``<clinic>/<device>``, which Mosquitto uses as user name and client id,
+    so that the ACL pattern ``ehc/v1/%u/…`` binds both the clinic and the device segment of its topics."""
+    if "/" in clinic or "/" in device_id:
+        raise ValueError("clinic and device id cannot hold '/'")
+    return f"{clinic}/{device_id}"
+
+
+def split_device_cn(cn: str) -> tuple[str, str]:
+    """``(clinic, device id)`` of a device certificate's CN; ValueError for any other CN."""
+    clinic, sep, device = cn.partition("/")
+    if not sep or not clinic or not device or "/" in device:
+        raise ValueError(f"{cn!r} is not a device certificate CN (<clinic>/<device>)")
+    return clinic, device
+
+
+def issue_device_cert(ca_key: ec.EllipticCurvePrivateKey, ca_cert: x509.Certificate,
+                      public_key: ec.EllipticCurvePublicKey, clinic: str, device_id: str,
+                      days: int = DEVICE_CERT_DAYS) -> x509.Certificate:
+    """A device's TLS client certificate, CN ``<clinic>/<device>``."""
+    return issue_client_cert(ca_key, ca_cert, public_key, device_cn(clinic, device_id), days)
 
 
 def common_name(cert: x509.Certificate) -> str:
@@ -166,8 +191,9 @@ def make_csr(key: ec.EllipticCurvePrivateKey, device_id: str) -> x509.Certificat
 
 
 def sign_csr(ca_key: ec.EllipticCurvePrivateKey, ca_cert: x509.Certificate, csr: x509.CertificateSigningRequest,
-             device_id: str, days: int = DEVICE_CERT_DAYS) -> x509.Certificate:
-    """Sign a box's CSR after checking its self-signature and that it names ``device_id``."""
+             device_id: str, clinic: str, days: int = DEVICE_CERT_DAYS) -> x509.Certificate:
+    """Sign a box's CSR after checking its self-signature and that it names ``device_id``; the certificate
+    names ``<clinic>/<device_id>`` (the clinic comes from the registry, never from the box)."""
     if not csr.is_signature_valid:
         raise ValueError("CSR signature is invalid")
     attrs = csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
@@ -176,4 +202,4 @@ def sign_csr(ca_key: ec.EllipticCurvePrivateKey, ca_cert: x509.Certificate, csr:
     public = csr.public_key()
     if not isinstance(public, ec.EllipticCurvePublicKey):
         raise ValueError("CSR key must be P-256")
-    return issue_client_cert(ca_key, ca_cert, public, device_id, days)
+    return issue_device_cert(ca_key, ca_cert, public, clinic, device_id, days)

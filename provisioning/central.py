@@ -49,6 +49,10 @@ class EnrollmentError(Exception):
         self.code, self.status = code, status
 
 
+class SerialRegistered(ValueError):
+    """A token for a registered box serial was asked without the right to re-enroll it."""
+
+
 def token_hash(token: str) -> str:
     """How a token is stored and looked up."""
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
@@ -66,16 +70,24 @@ class Enrollment:
         self._ca_key = ca.load_private_key(self.cfg.path(self.cfg.enrollment.ca_key))
 
     # -- tokens --------------------------------------------------------------------------------------
-    def create_token(self, clinic: str, serial: str, ttl: int | None = None) -> ProvisioningQr:
-        """Issue a one-time token for box ``serial`` at ``clinic``; returns the provisioning QR content."""
+    def create_token(self, clinic: str, serial: str, ttl: int | None = None, reenroll: bool = False) -> ProvisioningQr:
+        """Issue a one-time token for box ``serial`` at ``clinic``; returns the provisioning QR content.
+
+        A serial already registered (in any clinic, active or revoked) needs ``reenroll``, which only an admin may
+        ask for: the enrollment then replaces the box and revokes every certificate it had.
+        """
         check_name(clinic, "clinic")
         check_name(serial, "serial")
         if serial in RESERVED_IDS:
             raise ValueError(f"serial {serial!r} is reserved")
+        if self.store.get_device(serial) is not None and not reenroll:
+            raise SerialRegistered(f"{serial} is already registered; re-enrolling it (which revokes its certificate) "
+                                   "needs an admin")
         token = secrets.token_urlsafe(24)
         expires = time.time() + (ttl or self.cfg.enrollment.token_ttl)
-        self.store.add_token(token_hash(token), clinic, serial, expires)
-        logger.info("enrollment token issued for %s at %s, valid %d s", serial, clinic, ttl or self.cfg.enrollment.token_ttl)
+        self.store.add_token(token_hash(token), clinic, serial, expires, reenroll)
+        logger.info("enrollment token issued for %s at %s, valid %d s%s", serial, clinic,
+                    ttl or self.cfg.enrollment.token_ttl, " (re-enrollment)" if reenroll else "")
         return ProvisioningQr(self.cfg.enrollment_url, token, ca.fingerprint(self.ca_cert), clinic, serial)
 
     # -- enrollment ----------------------------------------------------------------------------------
@@ -92,15 +104,26 @@ class Enrollment:
             raise self._refuse("token_expired", "this enrollment token has expired; ask for a new one", serial)
         if record["serial"] != serial:
             raise self._refuse("serial_mismatch", "this token was issued for another box serial", serial)
+        if not record["reenroll"] and self.store.get_device(serial) is not None:
+            raise self._refuse("serial_registered", "this box serial is already registered; re-enrolling it needs a "
+                                                    "token made by an admin", serial)
         try:
             csr = x509.load_pem_x509_csr(csr_pem.encode("ascii"))
-            cert = ca.sign_csr(self._ca_key, self.ca_cert, csr, serial, self.cfg.enrollment.cert_days)
+            cert = ca.sign_csr(self._ca_key, self.ca_cert, csr, serial, record["clinic"], self.cfg.enrollment.cert_days)
         except (ValueError, UnicodeEncodeError, UnsupportedAlgorithm, x509.InvalidVersion) as exc:
             raise self._refuse("bad_csr", f"certificate request refused: {exc}", serial, 400) from None
         cert_pem = cert.public_bytes(serialization.Encoding.PEM).decode()
-        if not self.store.burn_token_and_register(token_hash(token), serial, serial, record["clinic"], cert_pem, now):
+        refused = self.store.burn_token_and_register(token_hash(token), serial, serial, record["clinic"], cert_pem, now)
+        if refused == "serial_registered":
+            raise self._refuse(refused, "this box serial is already registered; re-enrolling it needs a token made "
+                                        "by an admin", serial)
+        if refused is not None:
             raise self._refuse("token_used", "this enrollment token was already used", serial)
-        logger.info("enrolled %s at %s (facts: %s)", serial, record["clinic"], sorted(facts),
+        if record["reenroll"]:  # the replaced box's certificates are in the CRL now: make the broker load it
+            self.refresh_crl()
+            reload_broker(self.cfg)
+        logger.info("enrolled %s at %s%s (facts: %s)", serial, record["clinic"],
+                    " replacing the registered box" if record["reenroll"] else "", sorted(facts),
                     extra={"EHC_DEVICE": serial, "EHC_EVENT": "enrolled"})
         b = self.cfg.broker
         return {
@@ -182,7 +205,7 @@ class Enrollment:
             csr = x509.load_pem_x509_csr(csr_pem.encode("ascii"))
             if csr.public_key() != current.public_key():
                 raise ValueError("renewal keeps the device key; this CSR holds another key")
-            cert = ca.sign_csr(self._ca_key, self.ca_cert, csr, rec.device_id, self.cfg.enrollment.cert_days)
+            cert = ca.sign_csr(self._ca_key, self.ca_cert, csr, rec.device_id, rec.clinic, self.cfg.enrollment.cert_days)
         except (ValueError, UnicodeEncodeError, UnsupportedAlgorithm, x509.InvalidVersion) as exc:
             raise self._refuse("bad_csr", f"certificate request refused: {exc}", rec.device_id, 400) from None
         cert_pem = cert.public_bytes(serialization.Encoding.PEM).decode()

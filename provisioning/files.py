@@ -7,10 +7,14 @@ from pathlib import Path
 
 
 def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
-    """Write ``data`` to a temporary file beside ``path``, fsync it, and rename it over ``path``."""
+    """Write ``data`` to a temporary file beside ``path``, fsync it, and rename it over ``path``.
+
+    The file gets exactly ``mode``, whatever the process umask (a 0077 umask must not hide a public file such
+    as the CRL from Mosquitto, and a leftover temporary file must not keep a wider mode)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    os.fchmod(fd, mode)
     with os.fdopen(fd, "wb") as fh:
         fh.write(data)
         fh.flush()

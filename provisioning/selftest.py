@@ -103,12 +103,36 @@ def _camera(cfg: EdgeConfig, timeout: float = 5.0) -> Check:
     return Check("camera", PASS, f"{source.name}: {frame.shape[1]}x{frame.shape[0]} frames")
 
 
+def _through_uplink(cfg: EdgeConfig, timeout: float) -> Check | None:
+    """The broker check of a box whose uplink runs: asked through the uplink's relay socket, since a session of
+    our own would take over the uplink's (the broker allows one per certificate). None: no uplink running."""
+    from edge.runtime import relay_path
+    from mqtt.relay import RelayClient
+
+    path = relay_path(cfg)
+    if not path.exists():
+        return None
+    relay = RelayClient(path, lambda topic, payload: None).start()
+    try:
+        if not relay.attached.wait(2.0):
+            return None
+        if relay.connected.wait(timeout):
+            return Check("broker", PASS, f"the running uplink's mutual TLS session with {cfg.mqtt.host}:{cfg.mqtt.port}")
+    finally:
+        relay.stop()
+    return Check("broker", FAIL, f"the running uplink is not connected to {cfg.mqtt.host}:{cfg.mqtt.port}",
+                 "check the network, the broker address, and that the certificate is not revoked")
+
+
 def _broker(cfg: EdgeConfig, timeout: float = 10.0) -> Check:
     from mqtt.client import connect_properties, new_client
 
+    via_uplink = _through_uplink(cfg, timeout)
+    if via_uplink is not None:
+        return via_uplink
     done, result = threading.Event(), []
     try:
-        client = new_client(f"{cfg.device.id}-selftest", cfg.path(cfg.mqtt.ca), cfg.path(cfg.device.cert),
+        client = new_client(f"{cfg.device.clinic}/{cfg.device.id}", cfg.path(cfg.mqtt.ca), cfg.path(cfg.device.cert),
                             cfg.path(cfg.device.key))
         client.on_connect = lambda c, u, f, rc, p: (result.append(rc), done.set())
         client.connect(cfg.mqtt.host, cfg.mqtt.port, properties=connect_properties(0))

@@ -17,13 +17,17 @@ from cryptography.hazmat.primitives import serialization
 
 from mqtt import sealed
 from mqtt.central import config as central_config
+from mqtt.central.broker import DASHBOARD_ID, OPERATOR_ID
 from mqtt.central.store import SqlStore
 from provisioning import ca
-from provisioning.files import write_secret
+from provisioning.files import write_atomic, write_secret
 
 logger = logging.getLogger(__name__)
 
-RESERVED_IDS = frozenset({"ehc-ingest", "ehc-central"})
+RESERVED_IDS = frozenset({"ehc-ingest", "ehc-central", "ehc-dashboard"})
+"""Names of central identities. A device's certificate names ``<clinic>/<device>`` and so can never be one of
+them; the names are refused as serials anyway, to keep logs and registry unambiguous."""
+MIN_INGEST_CERTS = 2  # ingest worker certificates made by init, at least (``ehc-central init --workers N``)
 
 
 @dataclass(frozen=True)
@@ -35,14 +39,27 @@ class Site:
     config: central_config.CentralConfig
 
 
+def issue_central_identity(pki: Path, name: str, cn: str, days: int = 825) -> None:
+    """``<pki>/<name>.key`` and ``.crt``: a client certificate from the site CA for a central identity ``cn``
+    (CN without ``/``: never a device); kept when the key exists."""
+    if "/" in cn:
+        raise ValueError("a central identity's CN has no '/'")
+    if (pki / f"{name}.key").exists():
+        return
+    ca_key, ca_cert = ca.load_private_key(pki / "ca.key"), ca.load_cert(pki / "ca.crt")
+    key = ca.generate_key()
+    ca.write_private_key(pki / f"{name}.key", key)
+    ca.write_cert(pki / f"{name}.crt", ca.issue_client_cert(ca_key, ca_cert, key.public_key(), cn, days))
+
+
 def init_central(root: Path, port: int, db_url: str = "sqlite:central.db", host: str = "127.0.0.1",
                  workers: int = 1, extra: dict | None = None, enroll_port: int | None = None) -> Site:
     """Create what a central site needs under ``root``; idempotent, never overwrites a key or the config.
 
-    The device CA, the broker's server certificate, the ingest's client certificate, the central
+    The device CA, the broker's server certificate, a client certificate per ingest worker (at least
+    :data:`MIN_INGEST_CERTS`), one for the dashboard and one for the ``ehc-central`` commands, the central
     signing key, the EHC1 card-issuer key, the deployment's pseudonym key, the X25519 key personal fields
-    are sealed to, an empty CRL, ``central.toml``
-    (SQLite by default) and the first signed trust list.
+    are sealed to, an empty CRL, ``central.toml`` (SQLite by default) and the first signed trust list.
     """
     root.mkdir(parents=True, exist_ok=True)
     pki = root / "pki"
@@ -55,10 +72,12 @@ def init_central(root: Path, port: int, db_url: str = "sqlite:central.db", host:
         key = ca.generate_key()
         ca.write_private_key(pki / "broker.key", key)
         ca.write_cert(pki / "broker.crt", ca.issue_server_cert(ca_key, ca_cert, key.public_key(), [host, "localhost"]))
-    if not (pki / "ingest.key").exists():
-        key = ca.generate_key()
-        ca.write_private_key(pki / "ingest.key", key)
-        ca.write_cert(pki / "ingest.crt", ca.issue_client_cert(ca_key, ca_cert, key.public_key(), "ehc-ingest", 825))
+    path = root / "central.toml"
+    ingest = central_config.load(path).ingest if path.exists() else central_config.IngestSection()
+    for n in range(max(workers, MIN_INGEST_CERTS)):
+        issue_central_identity(pki, f"ingest-{n}", ingest.identity(n))
+    issue_central_identity(pki, "dashboard", DASHBOARD_ID)
+    issue_central_identity(pki, "operator", OPERATOR_ID)
     if not (pki / "central-sign.key").exists():
         ca.write_private_key(pki / "central-sign.key", ca.generate_key())
     if not (pki / "ehc1-issuer.key").exists():
@@ -71,19 +90,19 @@ def init_central(root: Path, port: int, db_url: str = "sqlite:central.db", host:
         from provisioning.crl import build_crl, write_crl
 
         write_crl(pki / "crl.pem", build_crl(ca_key, ca_cert, []))
-    path = root / "central.toml"
     if path.exists():  # an existing configuration is the operator's: never rewritten
         return _with_trust_list(Site(root, path, central_config.load(path)))
     data = {
         "broker": {"host": host, "port": port, "bind": host, "ca": "pki/ca.crt", "cert": "pki/broker.crt",
                    "key": "pki/broker.key", "user": getpass.getuser()},
-        "ingest": {"cert": "pki/ingest.crt", "key": "pki/ingest.key", "workers": workers},
+        "ingest": {"cert": "pki/ingest-{worker}.crt", "key": "pki/ingest-{worker}.key", "workers": workers},
         "database": {"url": db_url},
         "enrollment": {"bind": host, "port": enroll_port or port + 1},
     }
     for section, values in (extra or {}).items():
         data.setdefault(section, {}).update(values)
-    path.write_text(tomli_w.dumps(data))
+    # May hold a database password: the services' group reads it (chgrp ehc-central), nobody else.
+    write_atomic(path, tomli_w.dumps(data).encode(), 0o640)
     return _with_trust_list(Site(root, path, central_config.load(path)))
 
 
@@ -111,7 +130,7 @@ def add_device(site: Site, store: SqlStore, device_id: str, clinic: str, box_dir
     public = ca.load_private_key(key_path).public_key()
     ca_key = ca.load_private_key(site.root / "pki" / "ca.key")
     ca_cert = ca.load_cert(site.root / "pki" / "ca.crt")
-    cert = ca.issue_client_cert(ca_key, ca_cert, public, device_id)
+    cert = ca.issue_device_cert(ca_key, ca_cert, public, clinic, device_id)
     ca.write_cert(box_dir / "device.crt", cert)
     ca.write_cert(box_dir / "ca.crt", ca_cert)
     write_secret(box_dir / "pseudonym.key", (site.root / "pki" / "pseudonym.key").read_bytes())

@@ -4,8 +4,8 @@
 #   1. `systemd-analyze verify` on every unit (and the Mosquitto drop-in when mosquitto.service is installed):
 #      any line on stderr fails, except "Unknown key" warnings about units that are not ours (packaged units
 #      written for a newer systemd). An unknown key in one of our units is a typo and fails.
-#   2. `systemd-analyze security --offline=true` on every box service: the overall exposure must be at most
-#      $EHC_EXPOSURE_MAX (default 2.5).
+#   2. `systemd-analyze security --offline=true` on every service in the folder (box and central host alike):
+#      the overall exposure must be at most $EHC_EXPOSURE_MAX (default 2.5).
 #   3. sysusers.d and tmpfiles.d files applied to an empty root.
 #
 # The units run /opt/ehc-edge/.venv/bin/…, which does not exist on a CI machine, and `verify` refuses a unit
@@ -21,7 +21,9 @@ set -uo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 units_dir="$(cd "${1:-$here/systemd}" && pwd)"
 exposure_max="${EHC_EXPOSURE_MAX:-2.5}"
-box_services=(ehc-station.service ehc-uplink.service ehc-renew.service ehc-retention.service ehc-logrotate.service)
+# The services whose absence is an error (the rest of the folder is checked as found).
+required_services=(ehc-station.service ehc-uplink.service ehc-renew.service ehc-retention.service
+                   ehc-logrotate.service ehc-central.service ehc-enroll.service ehc-dashboard.service)
 venv_prefix=/opt/ehc-edge/.venv/bin/
 
 if ! command -v systemd-analyze >/dev/null 2>&1; then
@@ -130,11 +132,14 @@ done
 # --- 2. security exposure -----------------------------------------------------------------------------------
 # systemd 252 takes --threshold= as an integer on a 0–100 scale (the printed 0.0–10.0 exposure times ten).
 threshold="$(awk -v x="$exposure_max" 'BEGIN { printf "%d", x * 10 + 0.5 }')"
-for unit in "${box_services[@]}"; do
-    if [ ! -e "$root/etc/systemd/system/$unit" ]; then
-        fail "box service $unit is missing from $units_dir"
-        continue
-    fi
+services=()
+for unit in "${required_services[@]}"; do
+    [ -e "$root/etc/systemd/system/$unit" ] || fail "service $unit is missing from $units_dir"
+done
+for unit in "${ours[@]}"; do
+    [[ "$unit" == *.service ]] && services+=("$unit")
+done
+for unit in "${services[@]}"; do
     out="$(cd / && systemd-analyze security --offline=true --threshold="$threshold" --root="$root" \
         "/etc/systemd/system/$unit" 2>&1)"
     rc=$?

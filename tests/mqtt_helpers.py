@@ -60,6 +60,22 @@ class RawClient:
         self.client.loop_stop()
 
 
+TAP_WORKER = 31  # an ingest identity no test runs a worker as: the ACL has its block, init makes no certificate
+
+
+def central_tap(site: Any, client_id: str = "tap") -> RawClient:
+    """A connected client with an ingest worker's rights (reads the whole tree) under an identity of its own, so
+    that it takes no running worker's session (the broker binds the client id to the certificate's CN)."""
+    from provisioning.site import issue_central_identity
+
+    c = site.config
+    pki = c.path("pki")
+    name = f"ingest-{TAP_WORKER}"
+    issue_central_identity(pki, name, c.ingest.identity(TAP_WORKER))
+    return RawClient(c.broker.host, c.broker.port, c.path(c.broker.ca), pki / f"{name}.crt", pki / f"{name}.key",
+                     client_id).wait_connected()
+
+
 class TopicRecordingClient:
     """Stands in for the ingest's paho client: acknowledges nothing, remembers the topics published to."""
 

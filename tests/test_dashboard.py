@@ -100,11 +100,16 @@ def test_sessions_expire_and_end_and_logins_are_throttled():
     expired = Sessions(idle=-1)
     sid, _ = expired.create("a")
     assert expired.get(sid) is None
-    throttle = Throttle(limit=3)
+    throttle = Throttle(limit=3, address_limit=5)
     for _ in range(3):
         assert not throttle.blocked("a")
-        throttle.failed("a")
+        assert throttle.attempt("a", "10.0.0.1")
     assert throttle.blocked("a") and not throttle.blocked("b")
+    assert not throttle.attempt("a", "10.0.0.2")  # the name's limit, whatever the address
+    assert throttle.attempt("b", "10.0.0.1") and throttle.attempt("c", "10.0.0.1")
+    assert not throttle.attempt("d", "10.0.0.1")  # the address's limit, whatever the name
+    throttle.succeeded("b", "10.0.0.1")
+    assert throttle.attempt("d", "10.0.0.1")
 
 
 # -- device model and counts --------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from mqtt.central.store import open_store
 from mqtt.client import connect_properties, new_client
 from provisioning.site import add_device
 from tests.dashboard_helpers import PASSWORD, browser_login, chromium_path, serving
-from tests.mqtt_helpers import RawClient, wait_until
+from tests.mqtt_helpers import central_tap, wait_until
 
 CHROMIUM = chromium_path()
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed "
@@ -130,9 +130,7 @@ def test_a_technician_enrolls_a_box_and_sends_a_print_test(fleet, page, site):
     toml = paths["box-n2"]
     toml.write_text(toml.read_text() + '\n[printer]\nconnection = "serial:/dev/null"\n')
     cfg = edge_config.load(toml)
-    spy = RawClient(site.config.broker.host, site.config.broker.port, site.config.path(site.config.broker.ca),
-                    site.config.path(site.config.ingest.cert), site.config.path(site.config.ingest.key),
-                    "ehc-ingest-spy").wait_connected()
+    spy = central_tap(site, "ehc-ingest-spy")
     spy.client.subscribe(f"{topics.PREFIX}/+/+/cmd/+", qos=1)
     wait_until(lambda: spy.suback, what="the spy's subscription")
     uplink = build_uplink(cfg).start()

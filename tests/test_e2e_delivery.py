@@ -133,8 +133,8 @@ def test_broker_acl_keeps_a_box_off_other_topics(central, tmp_path):
         b_client.client.subscribe(f"{topics.PREFIX}/clinic-a/box-b/cmd/+", 1)
         wait_until(lambda: len(client.suback) == 2 and b_client.suback, what="SUBACK")
         c = site.config
-        central_client = RawClient(c.broker.host, c.broker.port, c.path(c.broker.ca), c.path(c.ingest.cert),
-                                   c.path(c.ingest.key), "ehc-ingest-test").wait_connected()
+        central_client = RawClient(c.broker.host, c.broker.port, c.path(c.broker.ca), c.path(c.broker.operator_cert),
+                                   c.path(c.broker.operator_key), "ehc-central").wait_connected()
         assert central_client.publish(topics.command("clinic-a", "box-b", "rebirth"), b"now") == 0
         wait_until(lambda: b_client.messages, what="box-b receives its command")
         central_client.close()

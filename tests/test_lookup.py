@@ -9,7 +9,7 @@ import pytest
 from edge import config as edge_config
 from edge.lookup import LookupClient
 from edge.payloads import classify_payload
-from edge.runtime import build_lookup, build_verifier, load_identity, load_seal_key
+from edge.runtime import build_lookup, build_verifier, load_identity, load_seal_key, relay_path
 from edge.verify import Outcome
 from mqtt import lookup, topics
 from mqtt.central.ingest import Ingest
@@ -38,7 +38,18 @@ def box(site, store, tmp_path):
     return edge_config.load(add_device(site, store, "box-0001", "clinic-a", tmp_path / "box"))
 
 
-def test_lookups_decide_the_outcome(running, box) -> None:
+@pytest.fixture
+def uplink(box):
+    """The box's uplink: it owns the box's one MQTT session, which the station's lookups go through."""
+    from edge.runtime import build_uplink
+
+    up = build_uplink(box).start()
+    assert up.connected.wait(10)
+    yield up
+    up.stop()
+
+
+def test_lookups_decide_the_outcome(running, box, uplink) -> None:
     client = build_lookup(box, load_identity(box))
     try:
         assert client.connected.wait(10)
@@ -56,7 +67,7 @@ def test_lookups_decide_the_outcome(running, box) -> None:
 
 
 def test_no_broker_means_yellow_within_the_timeout(site, store, box) -> None:
-    client = build_lookup(box, load_identity(box))  # the broker fixture is not running
+    client = build_lookup(box, load_identity(box))  # neither the broker fixture nor an uplink is running
     try:
         started = time.monotonic()
         verdict = build_verifier(box, client).verify(classify_payload(ACTIVE))
@@ -67,16 +78,15 @@ def test_no_broker_means_yellow_within_the_timeout(site, store, box) -> None:
     assert verdict.claims == {"card_index": ACTIVE[:64]}
 
 
-def test_answers_not_signed_by_the_centre_are_ignored(running, box, site) -> None:
+def test_answers_not_signed_by_the_centre_are_ignored(running, box, site, uplink) -> None:
     identity = load_identity(box)
     central = ca.load_private_key(site.root / "pki" / "central-sign.key").public_key()
-    client = LookupClient(box.mqtt.host, box.mqtt.port, box.path(box.mqtt.ca), box.path(box.device.cert),
-                          box.path(box.device.key), identity, central, timeout=1.0, seal_key=load_seal_key(box)).start()
+    client = LookupClient(relay_path(box), identity, central, timeout=1.0, seal_key=load_seal_key(box)).start()
     try:
         assert client.connected.wait(10)
         forged = lookup.sign_answer("clinic-a", "box-0001", "00" * 8, lookup.CardAnswer(True, "active", "green"),
                                     ca.generate_key())
-        client._on_message(None, None, type("M", (), {"payload": forged, "topic": client.reply_topic})())
+        client._on_message(client.reply_topic, forged)
         assert client.stats["bad_answers"] == 1
         assert client.lookup(ACTIVE[:64], 1) == lookup.CardAnswer(True, "active", "green")
     finally:
@@ -87,7 +97,7 @@ def test_a_box_cannot_ask_on_another_box_s_topic(running, box, site, store, tmp_
     other = edge_config.load(add_device(site, store, "box-0002", "clinic-a", tmp_path / "other"))
     b = site.config.broker
     raw = RawClient(b.host, b.port, box.path(box.mqtt.ca), box.path(box.device.cert), box.path(box.device.key),
-                    "box-0001-raw").wait_connected()
+                    "clinic-a/box-0001").wait_connected()
     try:
         assert raw.publish(topics.request("clinic-a", other.device.id, "lookup"), b"x") == 135  # not authorised
         assert raw.publish(topics.request("clinic-a", box.device.id, "lookup"), b"x") == 0
@@ -120,7 +130,7 @@ def test_scans_recorded_without_an_answer_are_resolved_centrally(running, box, s
     assert not resolve_lookup(store, Down(), "m-1", ACTIVE[:64], 1)
 
 
-def test_an_id_card_finds_its_holder_s_health_card(running, box, store) -> None:
+def test_an_id_card_finds_its_holder_s_health_card(running, box, store, uplink) -> None:
     from edge.identity import pseudonym
 
     key = box.path(box.identity.pseudonym_key).read_bytes()
@@ -138,11 +148,10 @@ def test_an_id_card_finds_its_holder_s_health_card(running, box, store) -> None:
     assert (missing.outcome, missing.reason) == (Outcome.YELLOW, "no_health_card")
 
 
-def test_a_box_without_the_sealing_key_asks_nothing_about_cards(running, box, site) -> None:
+def test_a_box_without_the_sealing_key_asks_nothing_about_cards(running, box, site, uplink) -> None:
     identity = load_identity(box)
     central = ca.load_private_key(site.root / "pki" / "central-sign.key").public_key()
-    client = LookupClient(box.mqtt.host, box.mqtt.port, box.path(box.mqtt.ca), box.path(box.device.cert),
-                          box.path(box.device.key), identity, central, timeout=1.0).start()
+    client = LookupClient(relay_path(box), identity, central, timeout=1.0).start()
     try:
         assert client.connected.wait(10)
         assert client.lookup(ACTIVE[:64], 1) is None

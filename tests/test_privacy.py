@@ -17,7 +17,7 @@ from mqtt.central.ingest import Inbound, Ingest
 from mqtt.outbox import NoSealKey, Outbox
 from provisioning.site import add_device
 from tests.hw_sim.idcard_reader import sample_cards
-from tests.mqtt_helpers import RawClient, running_central, TopicRecordingClient, wait_until
+from tests.mqtt_helpers import TopicRecordingClient, central_tap, running_central, wait_until
 
 PERSON = {"name": "王芳", "id_number": "11010519491231002X", "birth_date": "1949-12-31"}
 
@@ -112,10 +112,8 @@ def test_the_broker_sees_pseudonyms_only_and_the_store_keeps_the_person(central,
     site, store = central
     cfg = edge_config.load(add_device(site, store, "box-0001", "clinic-a", tmp_path / "box-0001",
                                       {"receipt_timeout": 2.0}))
-    b = site.config.broker
     # A tap with the ingest's own certificate, outside its shared group: it reads everything the boxes send.
-    tap = RawClient(b.host, b.port, site.config.path(site.config.broker.ca), site.config.path(site.config.ingest.cert),
-                    site.config.path(site.config.ingest.key), "ehc-ingest-tap").wait_connected()
+    tap = central_tap(site)
     tap.client.subscribe("ehc/v1/+/+/evt/+", qos=1)
     wait_until(lambda: tap.suback, what="tap subscription")
     up = build_uplink(cfg, ["qr"])
@@ -169,14 +167,13 @@ def test_the_broker_sees_no_card_index_and_the_store_still_resolves_lookups_and_
     store.register_card(indexes[1], status="suspended")
     cfg = edge_config.load(add_device(site, store, "box-0001", "clinic-a", tmp_path / "box-0001",
                                       {"receipt_timeout": 2.0}))
-    b = site.config.broker
-    tap = RawClient(b.host, b.port, site.config.path(site.config.broker.ca), site.config.path(site.config.ingest.cert),
-                    site.config.path(site.config.ingest.key), "ehc-ingest-tap").wait_connected()
+    tap = central_tap(site)
     for pattern in ("ehc/v1/+/+/evt/+", "ehc/v1/+/+/req/+", "ehc/v1/+/+/rsp/+"):
         tap.client.subscribe(pattern, qos=1)
     wait_until(lambda: len(tap.suback) == 3, what="tap subscriptions")
     up = build_uplink(cfg, ["qr"])
     up.outbox.start_boot()
+    up.start()  # the box's one MQTT session: the station's lookups go through it
     lookups = build_lookup(cfg, load_identity(cfg))
     try:
         assert lookups.connected.wait(10)
@@ -193,7 +190,6 @@ def test_the_broker_sees_no_card_index_and_the_store_still_resolves_lookups_and_
     assert answered is not None and (answered.signal.value, answered.reason) == ("accepted", None)
     assert left is not None and left.reason == "lookup_unavailable"
     assert pooled is not None and pooled.message_id
-    up.start()
     try:
         wait_until(lambda: store.counts()["results"] == 3 and up.drained(), what="delivery")
         wait_until(lambda: sum(t.split("/")[4] == "evt" for t, _ in tap.messages) >= 3, what="tap")

@@ -14,7 +14,7 @@ from mqtt import receipts, topics
 from mqtt.uplink import queued_results
 from provisioning import ca
 from provisioning.site import add_device
-from tests.mqtt_helpers import RawClient, wait_until
+from tests.mqtt_helpers import central_tap, wait_until
 
 
 def test_receipt_round_trip_and_forgeries():
@@ -44,9 +44,7 @@ def test_box_ignores_an_unsigned_receipt_on_its_ack_topic(site, store, broker, t
     up.start()  # no ingest runs: no genuine receipt will come
     try:
         assert up.connected.wait(10)
-        c = site.config
-        intruder = RawClient(c.broker.host, c.broker.port, c.path(c.broker.ca), c.path(c.ingest.cert),
-                             c.path(c.ingest.key), "not-the-ingest").wait_connected()
+        intruder = central_tap(site, "not-the-ingest")
         ack = topics.device_topic("clinic-a", "box-1", "ack")
         forged = receipts.sign_receipt([msg.msg_id.bytes], ack, ca.generate_key())
         assert intruder.publish(ack, forged) == 0

@@ -42,9 +42,10 @@ def raw(site, cfg, suffix: str = "raw") -> RawClient:  # type: ignore[no-untyped
 
 
 def central_client(site) -> RawClient:  # type: ignore[no-untyped-def]
+    """The ``ehc-central`` commands' identity: it writes commands."""
     c = site.config
-    return RawClient(c.broker.host, c.broker.port, c.path(c.broker.ca), c.path(c.ingest.cert), c.path(c.ingest.key),
-                     "ehc-ingest-test").wait_connected()
+    return RawClient(c.broker.host, c.broker.port, c.path(c.broker.ca), c.path(c.broker.operator_cert),
+                     c.path(c.broker.operator_key), "ehc-central").wait_connected()
 
 
 # -- the broker's ACL --------------------------------------------------------------------------------------

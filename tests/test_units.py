@@ -78,3 +78,36 @@ def test_missing_command_fails(tmp_path):
     res = run_check(units)
     assert res.returncode == 1
     assert "/usr/bin/ehc-no-such-tool" in res.stderr
+
+
+CENTRAL_SERVICES = ("ehc-central.service", "ehc-enroll.service", "ehc-dashboard.service")
+
+
+def test_every_service_is_checked_and_the_central_ones_are_hardened_too():
+    import re
+
+    res = run_check()
+    assert res.returncode == 0, res.stdout + res.stderr
+    services = sorted(p.name for p in (REPO / "systemd").glob("*.service"))
+    assert set(CENTRAL_SERVICES) <= set(services)
+    for unit in services:
+        found = re.search(rf"security {re.escape(unit)}: exposure ([0-9.]+)", res.stdout)
+        assert found and float(found.group(1)) <= 2.5, unit
+    for name in CENTRAL_SERVICES:
+        settings = [line.strip() for line in (REPO / "systemd" / name).read_text().splitlines()
+                    if not line.lstrip().startswith("#")]
+        assert "UMask=0077" in settings and "NoNewPrivileges=yes" in settings, name
+        assert "StateDirectory=ehc-central" not in settings or "User=ehc-central" in settings, name  # no chown to root
+
+
+@pytest.mark.parametrize("name", CENTRAL_SERVICES)
+def test_a_weakened_central_service_fails_the_exposure_threshold(tmp_path, name):
+    units = copy_units(tmp_path)
+    unit = units / name
+    text = "\n".join(line for line in unit.read_text().splitlines()
+                     if not line.startswith(("User=", "Group=", "Protect", "Private", "SystemCall", "Restrict",
+                                             "CapabilityBoundingSet", "NoNewPrivileges", "MemoryDeny")))
+    unit.write_text(text + "\n")
+    res = run_check(units)
+    assert res.returncode == 1
+    assert f"systemd-analyze security {name}" in res.stderr

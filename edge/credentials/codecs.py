@@ -1,10 +1,11 @@
 """Bounded decoders shared by the credential verifiers: Base45, Base64url, zlib / raw DEFLATE, CBOR and JSON.
 
 Every function here is pure and refuses input that would cost more than the credential is worth: decompressed
-output is capped (:data:`MAX_INFLATED`), CBOR and JSON nesting is capped, and duplicate CBOR map keys are refused.
-CBOR tags are refused unless the caller names them: the shared-reference tags 28/29 (which can build cyclic
-structures) and every other tag a credential format does not define never decode. Tags 0 and 1 (date-times) become
-:class:`TaggedDateTime`, which :func:`to_json_value` turns into text only where the caller expects a date-time.
+output is capped (:data:`MAX_INFLATED`), CBOR and JSON nesting is capped. CBOR goes through the project's one
+strict decoder (:mod:`edge.core.strictcbor`): duplicate map keys are refused, the shared-reference tags 28/29 (which
+can build cyclic structures) and every other tag a credential format does not define never decode. Tags 0 and 1
+(date-times), where the caller names them, become :class:`TaggedDateTime`, which :func:`to_json_value` turns into
+text only where the caller expects a date-time.
 Failures raise :class:`~edge.credentials.result.CredentialError` with the caller's reason, never the input text.
 """
 
@@ -12,7 +13,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import io
 import json
 import math
 import re
@@ -25,6 +25,7 @@ from typing import Any
 import base45
 import cbor2
 
+from edge.core import strictcbor
 from edge.credentials.result import CredentialError, Reason
 
 MAX_INFLATED = 64 * 1024
@@ -35,10 +36,6 @@ MAX_NESTING = 16
 
 _BASE45_RE = re.compile(r"[0-9A-Z $%*+\-./:]*")
 _B64URL_RE = re.compile(r"[A-Za-z0-9_-]*")
-_SHARED_REF_TAGS = (28, 29)  # "shareable" / "sharedref": may build cycles
-_CBOR2_SEMANTIC_TAGS = (0, 1, 2, 3, 4, 5, 25, 28, 29, 30, 35, 36, 37, 52, 54, 100, 256, 258, 260, 261, 1004, 55799)
-"""Every tag cbor2 would otherwise turn into a Python object (bignums, decimals, sets, regexes, ...): each is refused
-unless named by the caller (tests check this list against the installed cbor2)."""
 DATE_TIME_TAGS = frozenset({0, 1})
 """RFC 8949 date-times: tag 0 (RFC 3339 text) and tag 1 (seconds since the epoch)."""
 MAX_EPOCH = 253402300799  # 9999-12-31T23:59:59Z
@@ -97,11 +94,7 @@ class TaggedDateTime:
     tag: int
 
 
-def _refuse_tag(*_: Any) -> Any:
-    raise ValueError("CBOR tag not accepted here")
-
-
-def _tag0(value: Any, *_: Any) -> TaggedDateTime:
+def _tag0(value: Any) -> TaggedDateTime:
     """Tag 0: an RFC 3339 date-time string, checked (fractions cut to microseconds for the calendar check)."""
     m = _RFC3339_RE.fullmatch(value) if isinstance(value, str) else None
     if not m:
@@ -113,7 +106,7 @@ def _tag0(value: Any, *_: Any) -> TaggedDateTime:
     return TaggedDateTime(value, 0)
 
 
-def _tag1(value: Any, *_: Any) -> TaggedDateTime:
+def _tag1(value: Any) -> TaggedDateTime:
     """Tag 1: seconds since the epoch (integer or float), floored to whole seconds."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= MAX_EPOCH:
         raise ValueError("tag 1 must hold a number of seconds since the epoch")
@@ -121,45 +114,44 @@ def _tag1(value: Any, *_: Any) -> TaggedDateTime:
     return TaggedDateTime(stamp.strftime("%Y-%m-%dT%H:%M:%SZ"), 1)
 
 
-_REFUSE_ALL: dict[int, Callable[..., Any]] = dict.fromkeys(_CBOR2_SEMANTIC_TAGS, _refuse_tag)
-_DATE_TIME_DECODERS: dict[int, Callable[..., Any]] = {0: _tag0, 1: _tag1}
+_DATE_TIME_DECODERS: dict[int, Callable[[Any], TaggedDateTime]] = {0: _tag0, 1: _tag1}
 
 
-def _tag_hook(allowed: Collection[int]) -> Callable[[cbor2.CBORTag, bool], Any]:
-    """cbor2's hook for tags it has no decoder for (called with the tag and an "immutable" flag)."""
-    def hook(tag: cbor2.CBORTag, _immutable: bool = False) -> Any:
-        if tag.tag not in allowed:
-            raise ValueError("CBOR tag not accepted here")
-        return tag
-    return hook
-
-
-_NO_TAGS = _tag_hook(())
+def _date_times(value: Any, decoders: Mapping[int, Callable[[Any], TaggedDateTime]]) -> Any:
+    """``value`` with every tag-0/1 :class:`cbor2.CBORTag` (the ones in ``decoders``) made a
+    :class:`TaggedDateTime`; containers are rebuilt only where something changed."""
+    if isinstance(value, cbor2.CBORTag):
+        decode = decoders.get(value.tag)
+        return decode(value.value) if decode else cbor2.CBORTag(value.tag, _date_times(value.value, decoders))
+    if isinstance(value, (list, tuple)):
+        return [_date_times(v, decoders) for v in value]
+    if isinstance(value, Mapping):
+        return {k: _date_times(v, decoders) for k, v in value.items()}
+    return value
 
 
 def cbor_loads(data: bytes, reason: Reason, max_depth: int = MAX_NESTING, *,
                tags: Collection[int] = frozenset()) -> Any:
-    """Decode one complete CBOR item with bounded nesting; ``reason`` names the failure (``too_deep`` for nesting).
+    """Decode one complete CBOR item (:func:`edge.core.strictcbor.loads`: no tags but ``tags``, bounded nesting and
+    size); ``reason`` names the failure (``too_deep`` for nesting, ``too_large`` for size).
 
-    Every CBOR tag is refused except those in ``tags``: 0 and 1 become :class:`TaggedDateTime`, any other allowed
-    tag stays a ``cbor2.CBORTag`` for the caller to unwrap. The shared-reference tags 28/29 are always refused.
+    Tags 0 and 1, when named, become :class:`TaggedDateTime`; any other named tag stays a ``cbor2.CBORTag`` for the
+    caller to unwrap. The shared-reference tags 28/29 are always refused.
     """
-    semantic = _REFUSE_ALL
-    if tags:
-        semantic = {**_REFUSE_ALL, **{t: _DATE_TIME_DECODERS[t] for t in DATE_TIME_TAGS & set(tags)}}
-    hook = _tag_hook(frozenset(tags) - set(_CBOR2_SEMANTIC_TAGS)) if tags else _NO_TAGS
-    fp = io.BytesIO(data)
+    allowed = frozenset(tags) - {28, 29}
     try:
-        obj = cbor2.CBORDecoder(fp, max_depth=max_depth, allow_duplicate_keys=False,
-                                semantic_decoders=semantic, tag_hook=hook).decode()
-    except RecursionError:
-        raise CredentialError(Reason.TOO_DEEP, "CBOR nested too deeply") from None
-    except Exception as exc:  # cbor2 raises several types on garbage
-        if "nesting depth" in str(exc):
-            raise CredentialError(Reason.TOO_DEEP, "CBOR nested too deeply") from None
-        raise CredentialError(reason, f"not CBOR ({type(exc).__name__})") from None
-    if fp.tell() != len(data):
-        raise CredentialError(reason, "bytes follow the CBOR item")
+        obj = strictcbor.loads(data, max_bytes=MAX_INFLATED, max_depth=max_depth, max_items=MAX_INFLATED,
+                               tags=allowed, allow_indefinite=True)
+    except strictcbor.CborRefused as exc:
+        if exc.reason in ("too_deep", "too_large"):
+            raise CredentialError(Reason.TOO_DEEP if exc.reason == "too_deep" else Reason.TOO_LARGE, str(exc)) from None
+        raise CredentialError(reason, f"not CBOR ({exc.reason})") from None
+    decoders = {t: _DATE_TIME_DECODERS[t] for t in DATE_TIME_TAGS & allowed}
+    if decoders:
+        try:
+            obj = _date_times(obj, decoders)
+        except ValueError as exc:
+            raise CredentialError(reason, f"not CBOR ({exc})") from None
     return obj
 
 

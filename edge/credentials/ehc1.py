@@ -22,7 +22,6 @@ signature, issuer, lifetime, time window, revocation, claims' form. The first fa
 from __future__ import annotations
 
 import datetime as dt
-import io
 import re
 import time
 import zlib
@@ -37,7 +36,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
 
-from edge.credentials.codecs import b45decode, inflate
+from edge.core import strictcbor
+from edge.credentials.codecs import MAX_INFLATED, b45decode, inflate
 from edge.credentials.result import CredentialCheck, CredentialError, Reason
 from mqtt.trustlist import card_hash, public_key_kid
 
@@ -101,12 +101,8 @@ def issue(card: Card, key: ec.EllipticCurvePrivateKey, issuer: str, *, ttl: int 
     return PREFIX + base45.b45encode(zlib.compress(cose, 9)).decode("ascii")
 
 
-def _loads(data: bytes) -> Any:
-    fp = io.BytesIO(data)
-    value = cbor2.CBORDecoder(fp, max_depth=MAX_DEPTH).decode()
-    if fp.tell() != len(data):
-        raise ValueError("trailing bytes")
-    return value
+def _loads(data: bytes, tags: frozenset[int] = frozenset()) -> Any:
+    return strictcbor.loads(data, max_bytes=MAX_INFLATED, max_depth=MAX_DEPTH, max_items=MAX_INFLATED, tags=tags)
 
 
 def _decode(text: str) -> tuple[bytes, bytes, bytes, bytes]:
@@ -117,8 +113,8 @@ def _decode(text: str) -> tuple[bytes, bytes, bytes, bytes]:
         raise CredentialError(Reason.BAD_PREFIX)
     raw = inflate(b45decode(text[len(PREFIX):]))
     try:
-        obj = _loads(raw)
-    except Exception:  # cbor2 raises several types (and RecursionError-like depth errors) on garbage
+        obj = _loads(raw, frozenset({18}))
+    except strictcbor.CborRefused:
         raise CredentialError(Reason.BAD_CBOR) from None
     if not (isinstance(obj, cbor2.CBORTag) and obj.tag == 18 and isinstance(obj.value, (list, tuple))
             and len(obj.value) == 4):
@@ -129,7 +125,7 @@ def _decode(text: str) -> tuple[bytes, bytes, bytes, bytes]:
         raise CredentialError(Reason.BAD_COSE)
     try:
         header = _loads(protected)
-    except Exception:
+    except strictcbor.CborRefused:
         raise CredentialError(Reason.BAD_COSE) from None
     if not isinstance(header, dict) or header.get(1) != -7 or unprotected:
         raise CredentialError(Reason.UNSUPPORTED_ALG)
@@ -159,7 +155,7 @@ def verify(text: str, issuers: Issuers, revoked: frozenset[str] | set[str] = fro
         checks["signature"] = True
         try:
             cwt = _loads(payload)
-        except Exception:
+        except strictcbor.CborRefused:
             raise CredentialError(Reason.BAD_CWT) from None
         if not isinstance(cwt, dict):
             raise CredentialError(Reason.BAD_CWT)

@@ -94,8 +94,9 @@ def cmd_device_add(args: argparse.Namespace) -> int:
     if args.id in RESERVED_IDS:
         raise SystemExit(f"ehc-central: device id {args.id!r} is reserved")
     cert = ca.load_cert(Path(args.cert))
-    if ca.common_name(cert) != args.id:
-        raise SystemExit(f"ehc-central: certificate CN {ca.common_name(cert)!r} is not {args.id!r}")
+    if ca.common_name(cert) != ca.device_cn(args.clinic, args.id):
+        raise SystemExit(f"ehc-central: certificate CN {ca.common_name(cert)!r} is not "
+                         f"{ca.device_cn(args.clinic, args.id)!r}")
     store = _store(args)
     store.register_device(args.id, args.clinic, cert.public_bytes(serialization.Encoding.PEM).decode())
     store.close()
@@ -121,7 +122,8 @@ def cmd_init(args: argparse.Namespace) -> int:
     from provisioning.site import init_central
 
     root = Path(args.dir)
-    site = init_central(root, args.port, db_url=args.database, host=args.host, enroll_port=args.enroll_port)
+    site = init_central(root, args.port, db_url=args.database, host=args.host, enroll_port=args.enroll_port,
+                        workers=args.workers)
     open_store(site.config.database_url).close()
     conf = write_config(site.config)
     print(f"central site in {root}: config {site.config_path}, broker config {conf}, "
@@ -137,7 +139,7 @@ def cmd_token_create(args: argparse.Namespace) -> int:
     cfg = central_config.load(args.config)
     store = open_store(cfg.database_url)
     try:
-        qr = Enrollment(cfg, store).create_token(args.clinic, args.serial, _duration(args.ttl))
+        qr = Enrollment(cfg, store).create_token(args.clinic, args.serial, _duration(args.ttl), args.reenroll)
     except ValueError as exc:
         print(f"ehc-central: {exc}", file=sys.stderr)
         return 1
@@ -313,6 +315,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--port", type=int, default=8883, help="broker TLS port")
     s.add_argument("--enroll-port", type=int, default=8443, help="enrollment HTTPS port")
     s.add_argument("--database", default="sqlite:central.db")
+    s.add_argument("--workers", type=int, default=1,
+                   help="ingest workers (each gets its own certificate; at least two are made)")
     s.set_defaults(func=cmd_init)
 
     card = sub.add_parser("card", help="EHC1 health-card credentials").add_subparsers(dest="ccmd", required=True)
@@ -352,6 +356,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--ttl", default=None, help="lifetime, e.g. 30m (default enrollment.token_ttl)")
     s.add_argument("--qr", default=None, help="also write the provisioning QR as a PNG file")
     s.add_argument("--quiet", action="store_true", help="print only the QR text")
+    s.add_argument("--reenroll", action="store_true",
+                   help="the serial is registered: the new enrollment replaces it and revokes its certificates")
     s.set_defaults(func=cmd_token_create)
 
     s = sub.add_parser("enroll-serve", help="run the HTTPS enrollment endpoint")
@@ -428,6 +434,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``ehc-central``."""
     args = build_parser().parse_args(argv)
+    # Whatever a command creates (database, keys, configuration) is the owner's alone; files others must read
+    # (certificates, the CRL, Mosquitto's configuration) are given their mode explicitly.
+    os.umask(0o077)
     setup_logging(args.log_level, "ehc-central")
     try:
         return int(args.func(args) or 0)

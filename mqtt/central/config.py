@@ -27,14 +27,20 @@ class BrokerSection(StrictModel):
     max_queued_messages: int = Field(200000, ge=100, description="Messages queued per offline client session")
     user: str = Field("mosquitto", description="Account mosquitto drops to when started as root")
     autosave_interval: int = Field(10, ge=1, description="Seconds between persistence saves")
+    operator_cert: str = Field("pki/operator.crt", description="Client certificate of the ehc-central commands that "
+                                                             "talk to the broker (CN ehc-central)")
+    operator_key: str = Field("pki/operator.key", description="Its key (path or credential:NAME)")
 
 
 class IngestSection(StrictModel):
     """The ingest workers."""
 
-    cert: str = Field("pki/ingest.crt", description="Ingest client certificate (CN = client_id)")
-    key: str = Field("pki/ingest.key", description="Ingest client key (path or credential:NAME)")
-    client_id: str = Field("ehc-ingest", description="MQTT identity of the ingest; reserved, never a device id")
+    cert: str = Field("pki/ingest-{worker}.crt", description="Client certificate of worker {worker} "
+                                                             "(CN <client_id>-<worker>)")
+    key: str = Field("pki/ingest-{worker}.key", description="Its key (path or credential:NAME; {worker} = the "
+                                                            "worker's number)")
+    client_id: str = Field("ehc-ingest", description="Prefix of the ingest workers' MQTT identities: worker n is "
+                                                     "<client_id>-<n> (certificate CN, user name and client id)")
     share_group: str = Field(INGEST_SHARE_GROUP, description="MQTT v5 shared-subscription group")
     workers: int = Field(1, ge=1, le=32, description="Ingest worker processes sharing the subscription")
     batch_size: int = Field(500, ge=1, le=10000, description="Results stored per transaction at most")
@@ -46,6 +52,10 @@ class IngestSection(StrictModel):
     @classmethod
     def _name(cls, v: str) -> str:
         return check_name(v, "name")
+
+    def identity(self, worker: int) -> str:
+        """The MQTT identity of worker ``worker``: its certificate's CN, user name and client id."""
+        return f"{self.client_id}-{worker}"
 
 
 class DatabaseSection(StrictModel):
@@ -98,6 +108,10 @@ class DashboardSection(StrictModel):
     cert: str | None = Field(None, description="Server certificate (default: the broker's)")
     key: str | None = Field(None, description="Server key, path or credential:NAME (default: the broker's)")
     session_idle: int = Field(1800, ge=60, le=86400, description="Seconds of inactivity that end a session")
+    session_max: int = Field(12 * 3600, ge=300, le=7 * 86400,
+                             description="Seconds after the login that end a session, however active")
+    mqtt_cert: str = Field("pki/dashboard.crt", description="The dashboard's MQTT client certificate (CN ehc-dashboard)")
+    mqtt_key: str = Field("pki/dashboard.key", description="Its key (path or credential:NAME)")
 
 
 class LoggingSection(StrictModel):
@@ -121,6 +135,11 @@ class CentralConfig(StrictModel):
     def path(self, value: str) -> Path:
         """Resolve a configured path (``credential:`` or relative to the config file)."""
         return resolve_path(value, Path(self.base_dir) if self.base_dir else None)
+
+    def ingest_cert(self, worker: int) -> tuple[Path, Path]:
+        """Certificate and key of ingest worker ``worker``."""
+        return (self.path(self.ingest.cert.replace("{worker}", str(worker))),
+                self.path(self.ingest.key.replace("{worker}", str(worker))))
 
     @property
     def enrollment_url(self) -> str:

@@ -5,6 +5,13 @@ verifies every envelope against the sender's registered certificate, stores the 
 then acknowledges the MQTT deliveries and publishes one receipt per device. A message is acknowledged to
 the broker only after its outcome is committed, so an ingest crash causes a redelivery, never a loss; the
 store's unique keys turn redeliveries into duplicates that are receipted again but stored once.
+
+What a box sends cannot stop a worker: while the database is unreachable the batch is held and retried; a
+batch that fails for any other reason is processed again one message at a time, and a message that still
+fails is kept whole as a *dead letter* (``dead_letters``, with the reason, counted as refused) and
+acknowledged, so it is neither retried forever nor lost. A message that keeps a worker busy for
+:data:`HUNG_AFTER` seconds gets the worker killed by its supervisor and is marked; when the broker delivers it
+again it goes to the dead letters unread (:mod:`mqtt.central.service`).
 """
 
 from __future__ import annotations
@@ -25,16 +32,19 @@ from cryptography.hazmat.primitives.asymmetric import ec, x25519
 from mqtt import auditchain, envelope, lookup, receipts, sealed, topics
 from mqtt.central import trust
 from mqtt.central.config import CentralConfig
-from mqtt.central.store import QUARANTINED, SEQ_CONFLICT, STORED, Rejection, SqlStore, StoreUnavailable, \
-    VerifiedResult
+from mqtt.central.store import DUPLICATE, QUARANTINED, SEQ_CONFLICT, STORED, Rejection, SqlStore, StoreUnavailable, \
+    VerifiedResult, body_json, dead_letter_key, unreachable
 from mqtt.client import connect_properties, new_client
-from provisioning.ca import load_private_key
+from provisioning.ca import common_name, load_cert, load_private_key
 
 logger = logging.getLogger(__name__)
 
 PRESENCE_VALUES = frozenset({"online", "offline"})
 UNKNOWN_DEVICE_TTL = 5.0
 KNOWN_DEVICE_TTL = 60.0  # revocation and re-enrollment (done by another process) take effect within this
+MAX_BATCH_BYTES = 4 * 1024 * 1024  # payload bytes in one batch: bounds what a batch holds decoded
+MAX_BODY_JSON = 512 * 1024  # a stored result body; a larger one (a signed result) is quarantined body_too_large
+HUNG_AFTER = 60.0  # seconds one message may take to be checked before its worker counts as hung
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,11 +90,19 @@ class Verifier:
         now = time.monotonic()
         if hit and now - hit[1] < (KNOWN_DEVICE_TTL if hit[0].public_key is not None else UNKNOWN_DEVICE_TTL):
             return hit[0] if hit[0].status != "unknown" else None
-        rec = self.store.get_device(device_id)
+        try:
+            rec = self.store.get_device(device_id)
+        except Exception as exc:  # the registry lookup is the database's problem, not the message's
+            if unreachable(exc):
+                raise StoreUnavailable(f"registry lookup failed: {type(exc).__name__}: {exc}") from exc
+            raise
         if rec is None:
             self._keys[device_id] = (_Key("", "unknown", None), now)
             return None
-        pub = x509.load_pem_x509_certificate(rec.cert_pem.encode()).public_key()
+        try:
+            pub = x509.load_pem_x509_certificate(rec.cert_pem.encode()).public_key()
+        except ValueError:
+            raise RejectedMessage("bad_device_key", device_id) from None
         if not isinstance(pub, ec.EllipticCurvePublicKey):
             raise RejectedMessage("bad_device_key", device_id)
         key = _Key(rec.clinic, rec.status, pub)
@@ -127,13 +145,16 @@ class Verifier:
 
 
 _RECORD_TEXT = ("child_ref", "vaccine", "given_on")
-_RECORD_SCALARS = ("product", "dose", "trace_code", "lot", "expiry")
+_RECORD_OPTIONAL_TEXT = ("product", "trace_code", "lot", "expiry")
 
 
 def vaccination_recordable(body: dict[str, Any]) -> bool:
-    """True when a ``vaccination`` body has what a child's record needs: text ids and date, scalar details."""
+    """True when a ``vaccination`` body has what a child's record needs, of the column types: text ids and date,
+    optional text details, an optional whole dose number (a float or a huge number is refused by PostgreSQL)."""
+    dose = body.get("dose")
     return (all(isinstance(body.get(k), str) for k in _RECORD_TEXT)
-            and all(isinstance(body.get(k), (str, int, float, type(None))) for k in _RECORD_SCALARS))
+            and all(isinstance(body.get(k), (str, type(None))) for k in _RECORD_OPTIONAL_TEXT)
+            and (dose is None or (type(dose) is int and 0 <= dose < 1000)))
 
 
 def load_seal_key(cfg: CentralConfig) -> x25519.X25519PrivateKey | None:
@@ -162,9 +183,12 @@ def resolve_lookup(store: SqlStore, platform: lookup.CardPlatform, msg_id: str, 
 class Ingest:
     """One ingest worker: an MQTT session in the shared group, a store connection and a batch loop."""
 
-    def __init__(self, cfg: CentralConfig, store: SqlStore, worker: int = 0) -> None:
+    def __init__(self, cfg: CentralConfig, store: SqlStore, worker: int = 0, progress: Any = None) -> None:
         self.cfg = cfg
         self.store = store
+        # Where the supervisor watches this worker: the message being checked and since when (service.Progress).
+        self.progress = progress
+        self.dead: set[str] = set()  # keys of dead letters, loaded in start(): these are not processed again
         self.verifier = Verifier(store, cfg.broker.max_message_bytes)
         self.platform: lookup.CardPlatform = lookup.LocalCardRegistry(store)
         self.signing_key = load_private_key(cfg.path(cfg.enrollment.signing_key))  # signs receipts
@@ -174,9 +198,13 @@ class Ingest:
         self.connected = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        ing = cfg.ingest
-        self.client = new_client(f"{ing.client_id}-{worker}", cfg.path(cfg.broker.ca), cfg.path(ing.cert),
-                                 cfg.path(ing.key), manual_ack=True)
+        cert, key = cfg.ingest_cert(worker)
+        self.identity = cfg.ingest.identity(worker)
+        found = common_name(load_cert(cert))
+        if found != self.identity:  # the broker takes the CN as user name and client id: it must be this worker's
+            raise ValueError(f"{cert}: certificate of {found!r}, not of ingest worker {self.identity!r} "
+                             "(ehc-central init --workers N makes one per worker)")
+        self.client = new_client(self.identity, cfg.path(cfg.broker.ca), cert, key, manual_ack=True)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
@@ -214,8 +242,9 @@ class Ingest:
         except queue.Empty:
             return []
         batch = [first]
+        size = len(first.payload)
         deadline = time.monotonic() + self.cfg.ingest.batch_wait
-        while len(batch) < self.cfg.ingest.batch_size:
+        while len(batch) < self.cfg.ingest.batch_size and size < MAX_BATCH_BYTES:
             try:
                 batch.append(self.inbox.get_nowait())
             except queue.Empty:
@@ -226,21 +255,35 @@ class Ingest:
                     batch.append(self.inbox.get(timeout=left))
                 except queue.Empty:
                     break
+            size += len(batch[-1].payload)
         return batch
 
+    def _checking(self, key: str | None) -> None:
+        """Tell the supervisor which message this worker is checking now (None: none)."""
+        if self.progress is not None:
+            self.progress.mark(key)
+
     def process(self, batch: list[Inbound]) -> dict[str, int]:
-        """Verify and store one batch; returns the outcome counts. Raises StoreUnavailable to retry."""
+        """Verify and store one batch; returns the outcome counts. Raises StoreUnavailable to retry; any other
+        exception means the batch was refused as a whole (nothing committed): :meth:`_settle` takes it apart."""
         results: list[VerifiedResult] = []
         rejections: list[Rejection] = []
         presence: list[tuple[str, str, Any]] = []
         lookups: list[tuple[topics.Topic, tuple[str, str, int]]] = []
+        again: list[Inbound] = []
         for item in batch:
+            key = dead_letter_key(item.topic, item.payload)
+            if key in self.dead:  # delivered again: kept already, not read again
+                again.append(item)
+                continue
             try:
-                kind, value = self._classify(item)
+                kind, value = self._classify(item, key)
             except RejectedMessage as rej:
                 rejections.append(Rejection(rej.reason, item.topic, len(item.payload), rej.device,
                                             hashlib.sha256(item.payload).hexdigest()))
                 continue
+            finally:
+                self._checking(None)
             if kind == "result":
                 results.append(value)
             elif kind == "lookup":
@@ -248,9 +291,13 @@ class Ingest:
             else:
                 presence.append(value)
         outcomes = self.store.store_results(results, rejections)
+        for item in again:
+            self.store.dead_letter(item.topic, item.payload, "dead_letter", "delivered again", None)
         for device, what, value in presence:
-            self.store.update_presence(device, **{what: value})
+            self._after_commit(self.store.update_presence, device, **{what: value})
         counts = Counter(outcomes)
+        if again:
+            counts["dead_letter"] += len(again)
         for rej in rejections:
             counts["rejected:" + rej.reason] += 1
             logger.warning("rejected message on %s: %s", rej.topic[:128], rej.reason,
@@ -273,10 +320,12 @@ class Ingest:
             self._answer_lookup(t, rid, index, code_type)
         for res, outcome in zip(results, outcomes):
             body = res.message.body
-            if outcome == STORED and res.message.kind == "vaccination":
+            # a duplicate too: the record may have been left undone by a crash after the result was committed
+            if outcome in (STORED, DUPLICATE) and res.message.kind == "vaccination":
                 if vaccination_recordable(body):
-                    self.store.record_vaccination(str(res.message.msg_id), body)
-                else:  # stored as signed, but it cannot update a child's record; never retried
+                    if not self._after_commit(self.store.record_vaccination, str(res.message.msg_id), body):
+                        counts["unrecordable_vaccination"] += 1
+                elif outcome == STORED:  # stored as signed, but it cannot update a child's record; never retried
                     counts["unrecordable_vaccination"] += 1
                     logger.warning("device %s: vaccination result %s stored without a record update: body incomplete",
                                    res.message.device, res.message.msg_id,
@@ -292,6 +341,21 @@ class Ingest:
             self.client.publish(topic, receipts.sign_receipt(ids, topic, self.signing_key), qos=1)
         self.counters.update(counts)
         return dict(counts)
+
+    def _after_commit(self, step: Any, *args: Any, **kwargs: Any) -> bool:
+        """Run a step that follows the batch's commit (presence, a child's record). The database being unreachable
+        holds the batch (it is retried, the results are duplicates by then); anything else is logged and counted,
+        and the batch goes on: its results are stored and receipted already. False when the step failed."""
+        try:
+            step(*args, **kwargs)
+            return True
+        except Exception as exc:
+            if unreachable(exc):
+                raise StoreUnavailable(f"{type(exc).__name__}: {exc}") from exc
+            self.counters["after_commit_error"] += 1
+            logger.error("ingest: %s failed after the batch was stored: %s: %s", getattr(step, "__name__", "step"),
+                         type(exc).__name__, str(exc)[:200])
+            return False
 
     def _answer_lookup(self, t: topics.Topic, rid: str, index: str, code_type: int) -> None:
         if index.startswith("record:"):
@@ -309,8 +373,11 @@ class Ingest:
         payload = lookup.sign_answer(t.clinic, t.device, rid, answer, self.signing_key)
         self.client.publish(topics.reply(t.clinic, t.device, lookup.KIND), payload, qos=1)
 
-    def _classify(self, item: Inbound) -> tuple[str, Any]:
+    def _classify(self, item: Inbound, progress_key: str | None = None) -> tuple[str, Any]:
         t, key = self.verifier.check(item.topic, item.payload)
+        # From here on the work is the message's own (decoding, signature, sealed part, audit link), not the
+        # database's: the supervisor may time it.
+        self._checking(progress_key)
         if t.channel == "status":
             value = item.payload.decode("ascii", "replace")
             if value not in PRESENCE_VALUES:
@@ -359,31 +426,59 @@ class Ingest:
                                            msg.body)
             except auditchain.ChainInvalid as exc:
                 problem = str(exc)
-        return VerifiedResult(t.clinic, msg, item.payload, personal, held, segment, problem)
+        stored = body_json(msg.body)
+        if held is None and len(stored.encode()) > MAX_BODY_JSON:  # signed: kept whole aside, receipted
+            held = "body_too_large"
+        return VerifiedResult(t.clinic, msg, item.payload, personal, held, segment, problem, stored)
 
     def _work(self) -> None:
-        delay = 0.5
         while not self._stop.is_set():
             batch = self._next_batch()
-            while batch:
-                try:
-                    self.process(batch)
-                    delay = 0.5
-                    break
-                except StoreUnavailable as exc:
-                    logger.error("store unavailable, holding %d messages: %s", len(batch), exc)
-                    if self._stop.wait(delay):
-                        return
-                    delay = min(delay * 2, 30.0)
-                    self._reopen_store()
-                except Exception:  # never let one bad batch kill the worker
-                    logger.exception("ingest batch failed; holding %d messages", len(batch))
-                    if self._stop.wait(delay):
-                        return
-                    delay = min(delay * 2, 30.0)
-                    # E.g. the registry lookup on a connection a database restart broke: the store
-                    # raises StoreUnavailable only from store_results, which this batch never reached.
-                    self._reopen_store()
+            if batch:
+                self._settle(batch)
+
+    def _settle(self, batch: list[Inbound]) -> None:
+        """Process ``batch`` until its outcome is committed: hold it while the database is unreachable; take it
+        apart when it fails otherwise, and keep a message that fails on its own as a dead letter."""
+        delay = 0.5
+        while not self._stop.is_set():
+            try:
+                self.process(batch)
+                return
+            except StoreUnavailable as exc:
+                logger.error("store unavailable, holding %d messages: %s", len(batch), exc)
+            except Exception as exc:  # never let one bad message stop the worker, or come back forever
+                if len(batch) > 1:
+                    logger.error("ingest batch of %d failed (%s); taking it one message at a time", len(batch),
+                                 type(exc).__name__)
+                    for item in batch:
+                        self._settle([item])
+                    return
+                if self._dead_letter(batch[0], "processing_error", f"{type(exc).__name__}: {str(exc)[:300]}"):
+                    return
+            if self._stop.wait(delay):
+                return
+            delay = min(delay * 2, 30.0)
+            self._reopen_store()
+
+    def _dead_letter(self, item: Inbound, reason: str, detail: str) -> bool:
+        """Keep a message that cannot be processed, acknowledge it; False when the store could not take it."""
+        try:
+            device = topics.parse(item.topic).device
+        except topics.TopicError:
+            device = None
+        try:
+            key = self.store.dead_letter(item.topic, item.payload, reason, detail, device)
+        except StoreUnavailable as exc:
+            logger.error("store unavailable, holding a message to keep as a dead letter: %s", exc)
+            return False
+        self.dead.add(key)
+        if item.qos > 0:
+            self.client.ack(item.mid, item.qos)
+        self.counters["dead_letter"] += 1
+        logger.error("message on %s kept as a dead letter (%s): %s", item.topic[:128], reason, detail[:300],
+                     extra={"EHC_REASON": "dead_letter", "EHC_DEVICE": device or ""})
+        return True
 
     def _reopen_store(self) -> None:
         reopen = getattr(self.store, "reopen", None)
@@ -396,6 +491,10 @@ class Ingest:
     # -- lifecycle -----------------------------------------------------------------------------------
     def start(self) -> "Ingest":
         """Connect (in the background, retrying) and start the worker thread."""
+        try:
+            self.dead = self.store.dead_letter_keys()
+        except Exception as exc:  # the database is down: the dead letters are found again as they fail again
+            logger.error("dead letters not loaded: %s", exc)
         props = connect_properties(self.cfg.ingest.session_expiry, self.cfg.ingest.receive_maximum)
         self.client.connect_async(self.cfg.broker.host, self.cfg.broker.port, keepalive=30, clean_start=False,
                                   properties=props)

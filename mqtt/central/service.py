@@ -3,23 +3,30 @@
 The supervisor talks to each worker over a pipe, never through shared locks: a worker says ``ready``
 on it, the supervisor says ``stop``. A process killed while holding a multiprocessing lock would leave
 it held for good; a pipe just reaches end-of-file, which also tells a worker that its supervisor is gone.
+
+Each worker also writes, into a small lock-free shared record (:class:`Progress`), which message it is checking
+and since when. A worker that spends more than :data:`~mqtt.central.ingest.HUNG_AFTER` seconds on one message
+is alive but stuck (a loop in a decoder holds even the worker's own threads back): the supervisor marks that
+message as a dead letter, kills the worker and starts another, which keeps the message aside unread when the
+broker delivers it again.
 """
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import multiprocessing as mp
 import threading
 import time
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from edge.core import sdnotify
 from edge.core.logs import setup_logging
 from edge.core.signals import stop_event_on_signals
 from mqtt.central import config as central_config
-from mqtt.central.ingest import Ingest
+from mqtt.central.ingest import HUNG_AFTER, Ingest
 from mqtt.central.store import SqlStore, StoreUnavailable, open_store
 
 logger = logging.getLogger(__name__)
@@ -27,7 +34,59 @@ logger = logging.getLogger(__name__)
 READY, STOP = "ready", "stop"
 
 
-def run_worker(config_path: str, index: int, control: Connection | None = None) -> None:
+class Progress:
+    """Which message a worker is checking, since when: shared memory written by the worker, read by the
+    supervisor, without a lock (a torn read is caught by reading the start time before and after the key)."""
+
+    def __init__(self, ctx: Any) -> None:
+        self.since = ctx.RawValue(ctypes.c_double, 0.0)
+        self.key = ctx.RawArray(ctypes.c_char, 64)
+
+    def mark(self, key: str | None) -> None:
+        """The worker starts checking the message ``key`` (None: it is done with it)."""
+        if key is None:
+            self.since.value = 0.0
+            return
+        self.since.value = 0.0
+        self.key.value = key.encode()
+        self.since.value = time.monotonic()
+
+    def stuck(self, limit: float) -> str | None:
+        """The key of the message the worker has been checking for more than ``limit`` seconds, if any."""
+        since = self.since.value
+        key = self.key.value.decode()
+        if since and time.monotonic() - since > limit and self.since.value == since:
+            return key
+        return None
+
+
+def _worker_certificate_problem(cfg: central_config.CentralConfig, worker: int) -> str | None:
+    """Why worker ``worker`` cannot connect as itself (no certificate, or one of another identity), or None."""
+    from provisioning.ca import common_name, load_cert
+
+    cert, _ = cfg.ingest_cert(worker)
+    try:
+        found = common_name(load_cert(cert))
+    except (OSError, ValueError) as exc:
+        return f"{cert}: {type(exc).__name__}"
+    return None if found == cfg.ingest.identity(worker) else f"{cert} names {found!r}, not {cfg.ingest.identity(worker)!r}"
+
+
+def _mark_hung(url: str, key: str, seconds: float) -> None:
+    try:
+        store = open_store(url)
+    except StoreUnavailable as exc:
+        logger.error("could not mark the message that hung a worker: %s", exc)
+        return
+    try:
+        store.mark_dead_letter(key, "hung", f"a worker spent more than {seconds:.0f} s checking it")
+    except StoreUnavailable as exc:
+        logger.error("could not mark the message that hung a worker: %s", exc)
+    finally:
+        store.close()
+
+
+def run_worker(config_path: str, index: int, control: Connection | None = None, progress: Progress | None = None) -> None:
     """Run one ingest worker until SIGTERM, a ``stop`` from the supervisor, or the supervisor's death."""
     cfg = central_config.load(config_path)
     setup_logging(cfg.logging.level, "ehc-central")
@@ -44,7 +103,7 @@ def run_worker(config_path: str, index: int, control: Connection | None = None) 
     store = _open_store_retrying(cfg.database_url, index, stop, ending)
     if store is None:
         return
-    ingest = Ingest(cfg, store, index).start()
+    ingest = Ingest(cfg, store, index, progress).start()
     try:
         if control is not None:
             try:
@@ -84,6 +143,11 @@ def serve(config_path: Path, workers: int | None = None) -> int:
     """Start ``workers`` ingest processes, tell systemd when they run, restart any that dies."""
     cfg = central_config.load(config_path)
     n = workers or cfg.ingest.workers
+    problems = [p for p in (_worker_certificate_problem(cfg, i) for i in range(n)) if p]
+    if problems:  # the broker gives each certificate one session: every worker needs its own
+        logger.error("ingest workers without their own certificate: %s; run ehc-central init --workers %d "
+                     "(and [ingest] cert / key = \"pki/ingest-{worker}.crt\" / \".key\")", "; ".join(problems), n)
+        return 2
     stop = stop_event_on_signals()
     # Create the schema once, before the workers race for it (waiting out a database outage).
     store = _open_store_retrying(cfg.database_url, -1, stop, lambda: False)
@@ -91,10 +155,12 @@ def serve(config_path: Path, workers: int | None = None) -> int:
         return 0
     store.close()
     ctx = mp.get_context("spawn")
+    watch = [Progress(ctx) for _ in range(n)]
 
     def spawn(i: int) -> tuple["mp.process.BaseProcess", Connection]:
         mine, theirs = ctx.Pipe()
-        p = ctx.Process(target=run_worker, args=(str(config_path), i, theirs), name=f"ingest-{i}")
+        watch[i].mark(None)
+        p = ctx.Process(target=run_worker, args=(str(config_path), i, theirs, watch[i]), name=f"ingest-{i}")
         p.start()
         theirs.close()  # only the worker holds its end: its death is end-of-file here
         deadline = time.monotonic() + 30
@@ -111,6 +177,13 @@ def serve(config_path: Path, workers: int | None = None) -> int:
         interval = min(sdnotify.watchdog_interval() or 5.0, 5.0)
         while not stop.wait(interval):
             for i, (p, conn) in enumerate(procs):
+                hung = watch[i].stuck(HUNG_AFTER)
+                if hung is not None and p.is_alive():
+                    logger.error("ingest worker %d stuck on message %s for over %.0f s; killing it", i, hung[:16],
+                                 HUNG_AFTER, extra={"EHC_REASON": "worker_hung"})
+                    _mark_hung(cfg.database_url, hung, HUNG_AFTER)
+                    p.kill()
+                    p.join(5)
                 if not p.is_alive():
                     logger.error("ingest worker %d exited with %s; restarting", i, p.exitcode)
                     conn.close()

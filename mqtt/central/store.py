@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+from edge.core.privatedb import private_database
 from mqtt.auditchain import Segment
 from mqtt.central import audit as central_audit
 from mqtt.envelope import Message
@@ -24,9 +25,42 @@ logger = logging.getLogger(__name__)
 
 STORED, DUPLICATE, SEQ_CONFLICT, QUARANTINED = "stored", "duplicate", "seq_conflict", "quarantined"
 
+# Sums over boots and sequence numbers a box chose: as floating point, so that no set of values (each below 2^53,
+# but as many as a box likes) overflows a 64-bit integer in SQLite or PostgreSQL. Read back with safe_count.
+SAFE_SUM = "COALESCE(SUM(CAST({} AS DOUBLE PRECISION)), 0)"
+
+
+def body_json(body: dict[str, Any]) -> str:
+    """A result body as ``results.body_json`` keeps it: compact JSON without the sealed personal part."""
+    return json.dumps({k: v for k, v in body.items() if k != "personal"}, ensure_ascii=False, separators=(",", ":"))
+
+
+def dead_letter_key(topic: str, payload: bytes) -> str:
+    """How a dead letter is recognised when the broker delivers it again: SHA-256 over topic and payload."""
+    return hashlib.sha256(topic.encode("utf-8", "replace") + b"\0" + payload).hexdigest()
+
+
+def safe_count(value: Any) -> int:
+    """An integer from a :data:`SAFE_SUM` (exact below 2^53)."""
+    return int(value or 0)
+
 
 class StoreUnavailable(RuntimeError):
     """The database cannot be reached or written; the caller keeps the batch and retries."""
+
+
+def unreachable(exc: BaseException) -> bool:
+    """Whether a database error means the database is down, locked or unreachable (retry the same work later),
+    rather than that the data was refused (which retrying will not change)."""
+    if isinstance(exc, (StoreUnavailable, sqlite3.OperationalError)):
+        return True
+    if isinstance(exc, sqlite3.ProgrammingError) and "closed" in str(exc):  # the connection was closed under us
+        return True
+    try:
+        import psycopg
+    except ImportError:
+        return False
+    return isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError))
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +88,7 @@ class VerifiedResult:
     quarantine: str | None = None
     audit: Segment | None = None
     audit_problem: str | None = None
+    body_json: str | None = None  # the body as stored, when the ingest has made it already
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,10 +124,11 @@ def _schema(blob: str, real: str, serial: str) -> list[str]:
             msg_id TEXT PRIMARY KEY, device_id TEXT NOT NULL, boot_id BIGINT NOT NULL, seq BIGINT NOT NULL,
             kind TEXT NOT NULL, envelope {blob} NOT NULL, received_at {real} NOT NULL)""",
         f"""CREATE TABLE IF NOT EXISTS certificates (
-            serial TEXT PRIMARY KEY, device_id TEXT NOT NULL, not_after {real} NOT NULL, issued_at {real} NOT NULL)""",
+            serial TEXT PRIMARY KEY, device_id TEXT NOT NULL, not_after {real} NOT NULL, issued_at {real} NOT NULL,
+            revoked_at {real})""",
         f"""CREATE TABLE IF NOT EXISTS enrollment_tokens (
             token_hash TEXT PRIMARY KEY, clinic TEXT NOT NULL, serial TEXT NOT NULL, created_at {real} NOT NULL,
-            expires_at {real} NOT NULL, used_at {real}, device_id TEXT)""",
+            expires_at {real} NOT NULL, used_at {real}, device_id TEXT, reenroll BIGINT NOT NULL DEFAULT 0)""",
         f"""CREATE TABLE IF NOT EXISTS cards (
             card_index TEXT PRIMARY KEY, status TEXT NOT NULL, health TEXT NOT NULL, updated_at {real} NOT NULL,
             id_ref TEXT)""",
@@ -111,8 +147,18 @@ def _schema(blob: str, real: str, serial: str) -> list[str]:
             size BIGINT NOT NULL, device_id TEXT, sha256 TEXT NOT NULL)""",
         f"""CREATE TABLE IF NOT EXISTS personal (
             msg_id TEXT PRIMARY KEY, device_id TEXT NOT NULL, fields_json TEXT NOT NULL, stored_at {real} NOT NULL)""",
+        f"""CREATE TABLE IF NOT EXISTS dead_letters (
+            sha256 TEXT PRIMARY KEY, topic TEXT NOT NULL, reason TEXT NOT NULL, detail TEXT NOT NULL,
+            device_id TEXT, payload {blob} NOT NULL, first_at {real} NOT NULL, last_at {real} NOT NULL,
+            deliveries BIGINT NOT NULL)""",
         *central_audit.schema(real, serial),
     ]
+
+
+# Columns added after a table's first version: (table, column, SQL type and default). The CREATE TABLE statements
+# above already hold them; an older database gets them on open.
+_ADDED_COLUMNS = [("certificates", "revoked_at", "{real}"),
+                  ("enrollment_tokens", "reenroll", "BIGINT NOT NULL DEFAULT 0")]
 
 
 class SqlStore:
@@ -270,26 +316,29 @@ class SqlStore:
         return out
 
     # -- enrollment tokens ---------------------------------------------------------------------------
-    def add_token(self, token_hash: str, clinic: str, serial: str, expires_at: float) -> None:
-        """Store a new one-time token (only its hash)."""
+    def add_token(self, token_hash: str, clinic: str, serial: str, expires_at: float, reenroll: bool = False) -> None:
+        """Store a new one-time token (only its hash); ``reenroll``: it may replace a registered box (admin)."""
         self._begin()
-        self._exec("""INSERT INTO enrollment_tokens (token_hash, clinic, serial, created_at, expires_at)
-                      VALUES (?, ?, ?, ?, ?)""", (token_hash, clinic, serial, time.time(), expires_at))
+        self._exec("""INSERT INTO enrollment_tokens (token_hash, clinic, serial, created_at, expires_at, reenroll)
+                      VALUES (?, ?, ?, ?, ?, ?)""", (token_hash, clinic, serial, time.time(), expires_at, int(reenroll)))
         self._commit()
 
     def token(self, token_hash: str) -> dict[str, Any] | None:
-        """A token's record: clinic, serial, expires_at, used_at, device_id."""
-        row = self._exec("""SELECT clinic, serial, expires_at, used_at, device_id FROM enrollment_tokens
+        """A token's record: clinic, serial, expires_at, used_at, device_id, reenroll."""
+        row = self._exec("""SELECT clinic, serial, expires_at, used_at, device_id, reenroll FROM enrollment_tokens
                             WHERE token_hash = ?""", (token_hash,)).fetchone()
         self._end_read()
-        keys = ("clinic", "serial", "expires_at", "used_at", "device_id")
-        return dict(zip(keys, row)) if row else None
+        keys = ("clinic", "serial", "expires_at", "used_at", "device_id", "reenroll")
+        return {**dict(zip(keys, row)), "reenroll": bool(row[5])} if row else None
 
     def burn_token_and_register(self, token_hash: str, serial: str, device_id: str, clinic: str,
-                                cert_pem: str, now: float) -> bool:
+                                cert_pem: str, now: float) -> str | None:
         """In one transaction: spend an unused, unexpired token for ``serial`` and register the device.
 
-        False (and nothing changed) when the token is no longer usable, e.g. spent by a concurrent request.
+        A device already registered under ``device_id`` (active or revoked, in any clinic) is replaced only with
+        a re-enrollment token, and then every certificate it had is revoked (:meth:`revoked_serials`). Returns
+        None when done, else why nothing changed: ``token_used`` (spent or expired meanwhile, e.g. by a
+        concurrent request) or ``serial_registered``.
         """
         self._begin()
         try:
@@ -298,10 +347,20 @@ class SqlStore:
                              (now, device_id, token_hash, serial, now))
             if cur.rowcount != 1:
                 self._rollback()
-                return False
+                return "token_used"
+            reenroll = self._exec("SELECT reenroll FROM enrollment_tokens WHERE token_hash = ?",
+                                  (token_hash,)).fetchone()[0]
+            registered = self._exec(f"SELECT 1 FROM devices WHERE device_id = ?{self.lock_rows}",
+                                    (device_id,)).fetchone()
+            if registered and not reenroll:
+                self._rollback()
+                return "serial_registered"
+            if registered:
+                self._exec("UPDATE certificates SET revoked_at = ? WHERE device_id = ? AND revoked_at IS NULL",
+                           (now, device_id))
             self._upsert_device(device_id, clinic, cert_pem, now)
             self._commit()
-            return True
+            return None
         except Exception:
             self._rollback()
             raise
@@ -317,6 +376,9 @@ class SqlStore:
         from cryptography import x509
 
         cert = x509.load_pem_x509_certificate(cert_pem.encode())
+        # A revoked device's certificates stay revoked when it is registered again (with a new certificate).
+        self._exec("""UPDATE certificates SET revoked_at = ? WHERE revoked_at IS NULL AND device_id IN
+                      (SELECT device_id FROM devices WHERE device_id = ? AND status = 'revoked')""", (now, device_id))
         self._exec("""INSERT INTO devices (device_id, clinic, cert_pem, status, registered_at)
                       VALUES (?, ?, ?, 'active', ?)
                       ON CONFLICT (device_id) DO UPDATE SET clinic = excluded.clinic,
@@ -326,9 +388,11 @@ class SqlStore:
                    (format(cert.serial_number, "x"), device_id, cert.not_valid_after_utc.timestamp(), now))
 
     def revoked_serials(self, now: float | None = None) -> list[int]:
-        """Serial numbers of every unexpired certificate ever issued to a revoked device."""
+        """Serial numbers of every unexpired certificate ever issued to a revoked device, and of every certificate
+        revoked on its own (replaced by a re-enrollment)."""
         rows = self._exec("""SELECT c.serial FROM certificates c JOIN devices d ON d.device_id = c.device_id
-                             WHERE d.status = 'revoked' AND c.not_after > ? ORDER BY c.serial""",
+                             WHERE (d.status = 'revoked' OR c.revoked_at IS NOT NULL) AND c.not_after > ?
+                             ORDER BY c.serial""",
                           (now if now is not None else time.time(),)).fetchall()
         self._end_read()
         return [int(r[0], 16) for r in rows]
@@ -352,15 +416,14 @@ class SqlStore:
 
     def devices(self) -> list[dict[str, Any]]:
         """All devices with presence, last seen and sequence bookkeeping."""
-        rows = self._exec("""SELECT d.device_id, d.clinic, d.status, d.presence, d.last_seen,
-                                    CAST(COALESCE(SUM(b.received), 0) AS BIGINT),
-                                    CAST(COALESCE(SUM(b.max_seq - b.received), 0) AS BIGINT)
-                             FROM devices d LEFT JOIN device_boots b ON b.device_id = d.device_id
-                             GROUP BY d.device_id, d.clinic, d.status, d.presence, d.last_seen
-                             ORDER BY d.device_id""").fetchall()
+        rows = self._exec(f"""SELECT d.device_id, d.clinic, d.status, d.presence, d.last_seen,
+                                     {SAFE_SUM.format("b.received")}, {SAFE_SUM.format("b.max_seq - b.received")}
+                              FROM devices d LEFT JOIN device_boots b ON b.device_id = d.device_id
+                              GROUP BY d.device_id, d.clinic, d.status, d.presence, d.last_seen
+                              ORDER BY d.device_id""").fetchall()
         self._end_read()
         keys = ("device_id", "clinic", "status", "presence", "last_seen", "results", "missing")
-        return [dict(zip(keys, r)) for r in rows]
+        return [dict(zip(keys, (*r[:5], safe_count(r[5]), safe_count(r[6])))) for r in rows]
 
     # -- presence ------------------------------------------------------------------------------------
     def update_presence(self, device_id: str, *, presence: str | None = None, state: dict | None = None,
@@ -397,8 +460,7 @@ class SqlStore:
         held = [r for r in results if r.quarantine]
         kept = [r for r in results if not r.quarantine]
         rows = [(str(r.message.msg_id), r.message.device, r.clinic, r.message.boot, r.message.seq, r.message.kind,
-                 r.message.ts_ms, json.dumps({k: v for k, v in r.message.body.items() if k != "personal"},
-                                             ensure_ascii=False, separators=(",", ":")),
+                 r.message.ts_ms, r.body_json if r.body_json is not None else body_json(r.message.body),
                  self._blob(r.envelope), now) for r in kept]
         rejections = list(rejections)
         try:
@@ -427,7 +489,9 @@ class SqlStore:
                 self._rollback()
             except Exception:  # connection already gone
                 pass
-            raise StoreUnavailable(f"store failed: {type(exc).__name__}: {exc}") from exc
+            if unreachable(exc):
+                raise StoreUnavailable(f"store failed: {type(exc).__name__}: {exc}") from exc
+            raise  # the data was refused: the caller finds the message that did it (the batch is not committed)
         if held:
             left = iter(outcomes)
             outcomes = [QUARANTINED if r.quarantine else next(left) for r in results]
@@ -525,11 +589,73 @@ class SqlStore:
         rej = dict(self._exec("SELECT reason, count(*) FROM rejections GROUP BY reason").fetchall())
         gaps = self._exec("SELECT count(*) FROM sequence_gaps").fetchone()[0]
         held = self._exec("SELECT count(*) FROM quarantine").fetchone()[0]
+        dead = self._exec("SELECT count(*) FROM dead_letters").fetchone()[0]
         self._end_read()
         out: dict[str, Any] = {"results": total, "rejections": rej, "gaps": gaps}
         if held:
             out["quarantined"] = held
+        if dead:
+            out["dead_letters"] = dead
         return out
+
+    # -- dead letters --------------------------------------------------------------------------------
+    def dead_letter(self, topic: str, payload: bytes, reason: str, detail: str, device_id: str | None,
+                    now: float | None = None) -> str:
+        """Keep a message the ingest could not process, whole (for an operator to look at and replay once the
+        cause is fixed), and record it as refused; a redelivery only counts again. Returns its key."""
+        now = time.time() if now is None else now
+        key = dead_letter_key(topic, payload)
+        self._begin()
+        try:
+            # a row marked by the supervisor (a message that hung a worker) gets the message itself now
+            cur = self._exec("""UPDATE dead_letters SET last_at = ?, deliveries = deliveries + 1, topic = ?, payload = ?,
+                                device_id = COALESCE(device_id, ?) WHERE sha256 = ?""",
+                             (now, topic[:256], self._blob(payload), device_id, key))
+            if cur.rowcount == 0:
+                self._exec("""INSERT INTO dead_letters (sha256, topic, reason, detail, device_id, payload, first_at,
+                              last_at, deliveries) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1)""",
+                           (key, topic[:256], reason, detail[:500], device_id, self._blob(payload), now, now))
+            self._exec("INSERT INTO rejections (at, reason, topic, size, device_id, sha256) VALUES (?, ?, ?, ?, ?, ?)",
+                       (now, "dead_letter", topic[:256], len(payload), device_id, hashlib.sha256(payload).hexdigest()))
+            self._commit()
+        except Exception as exc:
+            try:
+                self._rollback()
+            except Exception:  # connection already gone
+                pass
+            raise StoreUnavailable(f"dead letter not written: {type(exc).__name__}: {exc}") from exc
+        return key
+
+    def mark_dead_letter(self, key: str, reason: str, detail: str) -> None:
+        """Mark a message by its key alone (the supervisor has no copy of it): when the broker delivers it again,
+        the ingest keeps it as a dead letter without reading it."""
+        now = time.time()
+        try:
+            self._begin()
+            self._exec("""INSERT INTO dead_letters (sha256, topic, reason, detail, device_id, payload, first_at, last_at,
+                          deliveries) VALUES (?, '', ?, ?, NULL, ?, ?, ?, 0) ON CONFLICT DO NOTHING""",
+                       (key, reason, detail[:500], self._blob(b""), now, now))
+            self._commit()
+        except Exception as exc:
+            try:
+                self._rollback()
+            except Exception:  # connection already gone
+                pass
+            raise StoreUnavailable(f"dead letter not marked: {type(exc).__name__}: {exc}") from exc
+
+    def dead_letter_keys(self) -> set[str]:
+        """Keys of every message kept as a dead letter."""
+        rows = self._exec("SELECT sha256 FROM dead_letters").fetchall()
+        self._end_read()
+        return {r[0] for r in rows}
+
+    def dead_letters(self, limit: int = 1000) -> list[dict[str, Any]]:
+        """Dead letters without their payload, newest first."""
+        rows = self._exec("SELECT sha256, topic, reason, detail, device_id, first_at, last_at, deliveries "
+                          "FROM dead_letters ORDER BY last_at DESC").fetchmany(limit)
+        self._end_read()
+        keys = ("key", "topic", "reason", "detail", "device_id", "first_at", "last_at", "deliveries")
+        return [dict(zip(keys, r)) for r in rows]
 
     def personal(self, msg_id: str) -> dict[str, Any] | None:
         """The opened personal fields of a stored result, or None."""
@@ -551,12 +677,16 @@ class SqliteStore(SqlStore):
         super().__init__()
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_database(self.path)
         self.conn = sqlite3.connect(self.path, isolation_level=None, timeout=30.0, check_same_thread=False)
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute("PRAGMA synchronous=FULL")
         self.conn.execute("PRAGMA busy_timeout=30000")
         for stmt in _schema("BLOB", "REAL", "INTEGER PRIMARY KEY AUTOINCREMENT"):
             self.conn.execute(stmt)
+        for table, column, kind in _ADDED_COLUMNS:
+            if column not in {r[1] for r in self.conn.execute(f"PRAGMA table_info({table})")}:
+                self.conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind.format(real='REAL')}")
 
     def _begin(self) -> None:
         self.conn.execute("BEGIN IMMEDIATE")
@@ -592,6 +722,9 @@ class PostgresStore(SqlStore):
         with self.conn.transaction():
             for stmt in _schema("BYTEA", "DOUBLE PRECISION", "BIGSERIAL PRIMARY KEY"):
                 self.conn.execute(stmt)
+            for table, column, kind in _ADDED_COLUMNS:
+                self.conn.execute(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} "
+                                  f"{kind.format(real='DOUBLE PRECISION')}")
 
     def _begin(self) -> None:
         """psycopg opens a transaction implicitly on the first statement."""

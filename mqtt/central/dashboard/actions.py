@@ -13,6 +13,7 @@ from typing import Any, Callable
 
 import segno
 
+from mqtt.central.broker import DASHBOARD_ID
 from mqtt.central.commands import CommandClient, CommandTimeout
 from mqtt.central.config import CentralConfig
 from mqtt.central.dashboard.accounts import Accounts, User
@@ -68,9 +69,10 @@ class Actions:
     """Token, revoke and command for a user, checked against their role and clinic, and audited."""
 
     def __init__(self, cfg: CentralConfig, accounts: Accounts,
-                 command_client: Callable[[], CommandClient] | None = None) -> None:
+                 command_client: Callable[[], Any] | None = None) -> None:
         self.cfg, self.accounts = cfg, accounts
-        self._command_client = command_client or (lambda: CommandClient(cfg, accounts))  # type: ignore[arg-type]
+        self._command_client = command_client or (lambda: CommandClient(
+            cfg, accounts, cfg.path(cfg.dashboard.mqtt_cert), cfg.path(cfg.dashboard.mqtt_key), DASHBOARD_ID))
 
     def _device_clinic(self, user: User, device_id: str) -> str:
         if not user.can_act:
@@ -80,19 +82,34 @@ class Actions:
             raise NotAllowed("no such device")
         return rec.clinic
 
-    def create_token(self, user: User, clinic: str, serial: str, ttl: int | None = None) -> TokenResult:
-        """A one-time enrollment token for box ``serial`` at ``clinic``, with its provisioning QR."""
+    def create_token(self, user: User, clinic: str, serial: str, ttl: int | None = None,
+                     reenroll: bool = False) -> TokenResult:
+        """A one-time enrollment token for box ``serial`` at ``clinic``, with its provisioning QR.
+
+        A user acts only within their clinics, and the serial is part of that: a serial registered in a clinic the
+        user does not see is refused (as if the user asked for another clinic), and re-enrolling a registered
+        serial at all (``reenroll``: it replaces the box and revokes its certificates) is for admins only.
+        """
+        target = f"{serial}@{clinic}"[:128]
         if not user.can_act or not user.sees(clinic):
-            self.accounts.audit(user.name, "token_create", f"{serial}@{clinic}"[:128], "refused", "not allowed")
+            self.accounts.audit(user.name, "token_create", target, "refused", "not allowed")
             raise NotAllowed("this account may not enroll boxes for that clinic")
+        registered = self.accounts.get_device(serial)
+        if registered is not None and not user.sees(registered.clinic):
+            self.accounts.audit(user.name, "token_create", target, "refused", "serial registered outside the scope")
+            raise NotAllowed("this account may not enroll that box")
+        if registered is not None and not (user.is_admin and reenroll):
+            self.accounts.audit(user.name, "token_create", target, "refused", "re-enrollment needs an admin")
+            raise NotAllowed(f"{serial} is already registered: re-enrolling it (which revokes its certificate) is "
+                             "for an admin, who ticks 're-enroll'")
         try:
             with self.accounts.db() as store:
-                qr = Enrollment(self.cfg, store).create_token(clinic, serial, ttl)
+                qr = Enrollment(self.cfg, store).create_token(clinic, serial, ttl, reenroll and user.is_admin)
         except ValueError as exc:
             self.accounts.audit(user.name, "token_create", f"{serial}@{clinic}"[:128], "error", str(exc))
             raise
-        self.accounts.audit(user.name, "token_create", f"{serial}@{clinic}", "ok",
-                            f"valid {ttl or self.cfg.enrollment.token_ttl} s")
+        self.accounts.audit(user.name, "token_create", target, "ok", f"valid {ttl or self.cfg.enrollment.token_ttl} s"
+                            + (", re-enrollment" if reenroll else ""))
         svg = segno.make(qr.text(), error="m").svg_inline(scale=5, border=4, title="provisioning QR")
         return TokenResult(clinic, serial, ttl or self.cfg.enrollment.token_ttl, svg)
 

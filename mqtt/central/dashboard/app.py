@@ -6,11 +6,12 @@ sees (nor acts on) another clinic's devices or counts. Pages show device facts a
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import secrets
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 from urllib.parse import parse_qs
 
 from starlette.applications import Starlette
@@ -26,8 +27,8 @@ from mqtt.central.config import CentralConfig
 from mqtt.central.dashboard import charts
 from mqtt.central.dashboard.accounts import ROLES, Accounts, User, UserError
 from mqtt.central.dashboard.actions import COMMANDS, Actions, NotAllowed
-from mqtt.central.dashboard.auth import (COOKIE, LOGIN_COOKIE, PasswordError, Session, Sessions, Throttle,
-                                         check_login, hash_password, same_token)
+from mqtt.central.dashboard.auth import (COOKIE, LOGIN_COOKIE, PasswordChecks, PasswordError, Session, Sessions,
+                                         Throttle, hash_password, same_token)
 from mqtt.central.dashboard.events import Broadcaster, Event
 from mqtt.central.dashboard.fleet import STATES, DeviceView, Fleet, ago, utc
 from mqtt.central.dashboard.live import FleetWatcher
@@ -57,12 +58,21 @@ class Dashboard:
         self.accounts = Accounts(store)
         self.fleet = Fleet(self.accounts)
         self.broadcaster = Broadcaster()
-        self.sessions = Sessions(cfg.dashboard.session_idle)
+        self.sessions = Sessions(cfg.dashboard.session_idle, cfg.dashboard.session_max)
         self.throttle = Throttle()
-        self.actions = Actions(cfg, self.accounts)
+        self.password_checks = PasswordChecks()
         self.templates = Jinja2Templates(directory=str(HERE / "templates"))
         self.templates.env.globals.update(utc=utc, ago=ago, states=STATES, commands=COMMANDS, roles=ROLES)
         self.watcher = FleetWatcher(cfg, self.fleet, self.device_changed) if watch else None
+        # Commands go over the watcher's session: the broker allows the dashboard's certificate one session.
+        self.actions = Actions(cfg, self.accounts, self._watcher_commands if self.watcher else None)
+
+    @contextlib.contextmanager
+    def _watcher_commands(self) -> Iterator[Any]:
+        assert self.watcher is not None
+        if not self.watcher.connected.is_set():
+            raise ConnectionError("the dashboard is not connected to the broker")
+        yield self.watcher.commands
 
     def start(self) -> "Dashboard":
         """Start the MQTT watcher."""
@@ -116,8 +126,8 @@ def build_app(dash: Dashboard) -> ASGIApp:
     """The ASGI application of ``dash``."""
     templates = dash.templates
 
-    def current(request: Request) -> tuple[User, Session] | None:
-        session = dash.sessions.get(request.cookies.get(COOKIE))
+    def current(request: Request, touch: bool = True) -> tuple[User, Session] | None:
+        session = dash.sessions.get(request.cookies.get(COOKIE), touch)
         if session is None:
             return None
         user = dash.accounts.user(session.user)
@@ -174,7 +184,8 @@ def build_app(dash: Dashboard) -> ASGIApp:
         if not same_token(form.get("csrf"), request.cookies.get(LOGIN_COOKIE)):
             return login_page(request, "The form expired; please try again.", 403)
         name, password = form.get("username", "")[:64], form.get("password", "")
-        ok, user = await run_in_threadpool(authenticate, name, password)
+        address = request.client.host if request.client else "-"
+        ok, user = await run_in_threadpool(authenticate, name, password, address)
         if not ok or user is None:
             return login_page(request, "Wrong user name or password, or too many attempts.", 401)
         sid, _ = dash.sessions.create(user.name)
@@ -183,18 +194,22 @@ def build_app(dash: Dashboard) -> ASGIApp:
         resp.delete_cookie(LOGIN_COOKIE, secure=True, httponly=True, samesite="strict")
         return resp
 
-    def authenticate(name: str, password: str) -> tuple[bool, User | None]:
-        if dash.throttle.blocked(name):
+    def authenticate(name: str, password: str, address: str) -> tuple[bool, User | None]:
+        # Counted before the password is checked (under the throttle's lock): concurrent tries cannot overtake.
+        if not dash.throttle.attempt(name, address):
             dash.accounts.audit(name or "-", "login", "dashboard", "throttled")
             return False, None
         user = dash.accounts.user(name)
-        ok = check_login(password, user.password_hash if user else None) and user is not None and not user.disabled
-        if not ok:
-            dash.throttle.failed(name)
+        checked = dash.password_checks.check(password, user.password_hash if user else None)
+        if checked is None:  # every password check slot stayed busy: refused unchecked (and counted)
+            dash.accounts.audit(name or "-", "login", "dashboard", "throttled", "busy")
+            logger.warning("dashboard login refused: password checks busy")
+            return False, None
+        if not (checked and user is not None and not user.disabled):
             dash.accounts.audit(name or "-", "login", "dashboard", "refused")
             logger.warning("dashboard login refused")
             return False, None
-        dash.throttle.succeeded(name)
+        dash.throttle.succeeded(name, address)
         dash.accounts.audit(name, "login", "dashboard", "ok")
         return True, user
 
@@ -263,7 +278,8 @@ def build_app(dash: Dashboard) -> ASGIApp:
         clinics = [user.clinic] if user.clinic else dash.fleet.clinics()
         try:
             minutes = int(form.get("ttl_minutes") or dash.cfg.enrollment.token_ttl // 60)
-            token = dash.actions.create_token(user, clinic, serial, max(1, min(minutes, 7 * 1440)) * 60)
+            token = dash.actions.create_token(user, clinic, serial, max(1, min(minutes, 7 * 1440)) * 60,
+                                              reenroll=form.get("reenroll") == "yes")
         except NotAllowed as exc:
             return page(request, "actions.html", who, 403, token=None, clinics=clinics, error=str(exc),
                         ttl=dash.cfg.enrollment.token_ttl)
@@ -333,11 +349,13 @@ def build_app(dash: Dashboard) -> ASGIApp:
         return RedirectResponse("/users", 303)
 
     async def get_events(request: Request) -> Response:
-        who = await run_in_threadpool(current, request)
+        # The stream neither starts nor keeps a session's idle timer: only page requests do.
+        who = await run_in_threadpool(current, request, False)
         if who is None:
             return PlainTextResponse("Login required", 401)
         sid = request.cookies.get(COOKIE)
-        return StreamingResponse(dash.broadcaster.stream(who[0].clinic, lambda: dash.sessions.get(sid) is not None),
+        return StreamingResponse(dash.broadcaster.stream(who[0].clinic,
+                                                         lambda: dash.sessions.get(sid, touch=False) is not None),
                                  media_type="text/event-stream", headers={"X-Accel-Buffering": "no"})
 
     async def get_root(request: Request) -> Response:

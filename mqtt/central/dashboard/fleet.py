@@ -19,6 +19,7 @@ from typing import Any, Callable
 from cryptography import x509
 
 from mqtt.central.dashboard.accounts import Accounts
+from mqtt.central.store import SAFE_SUM, safe_count
 
 logger = logging.getLogger(__name__)
 
@@ -169,10 +170,10 @@ class Fleet:
         with self.accounts.db() as s:
             rows = s._exec(sql + where + " ORDER BY clinic, device_id", params).fetchall()
             ids = [r[0] for r in rows]
-            counts = self._per_device(s, """SELECT device_id, CAST(COALESCE(SUM(received), 0) AS BIGINT),
-                                                   CAST(COALESCE(SUM(max_seq - received), 0) AS BIGINT),
-                                                   CAST(SUM(CASE WHEN first_seen > ? THEN 1 ELSE 0 END) AS BIGINT)
-                                            FROM device_boots WHERE 1 = 1""", [now - DAY], ids)
+            counts = self._per_device(s, f"""SELECT device_id, {SAFE_SUM.format("received")},
+                                                    {SAFE_SUM.format("max_seq - received")},
+                                                    CAST(SUM(CASE WHEN first_seen > ? THEN 1 ELSE 0 END) AS BIGINT)
+                                             FROM device_boots WHERE 1 = 1""", [now - DAY], ids)
             gaps = self._per_device(s, "SELECT device_id, count(*) FROM sequence_gaps WHERE detected_at > ?",
                                     [now - DAY], ids)
             alert_rows = s._exec(self._scoped("SELECT device_id, body_json FROM results WHERE kind = 'alert' "
@@ -210,7 +211,7 @@ class Fleet:
             health = live.health if live.health is not None else health
             state = live.state if live.state is not None else state
             seen = max(seen, live.seen)
-        results, missing, boots = (int(c or 0) for c in counts)
+        results, missing, boots = (safe_count(c) for c in counts)
         trust = health.get("trust_list") if isinstance(health.get("trust_list"), dict) else {}
         expires = _cert_expiry(cert_pem)
         view = DeviceView(

@@ -1,21 +1,25 @@
-"""The dashboard's MQTT watcher: retained status, birth and health of every box, as they arrive.
+"""The dashboard's MQTT session: retained status, birth and health of every box as they arrive, and commands.
 
-It connects with the central identity (the ingest certificate, which may read the whole tree) under its
-own client id, outside the ingest's shared group, so it sees every message without taking any from the
-ingest. Status is the box's (or, as its last will, the broker's) retained ``online`` / ``offline``;
+It connects with the dashboard's own certificate (CN ``ehc-dashboard``, which is also its client id: the
+broker allows one session per certificate), outside the ingest's shared group, so it sees every message
+without taking any from the ingest. The ACL lets it read status, birth, health and command answers, and
+write commands. Status is the box's (or, as its last will, the broker's) retained ``online`` / ``offline``;
 birth and health documents are verified against the registered device key like the ingest does. Each
 accepted message updates the :class:`~mqtt.central.dashboard.fleet.Fleet` overlay and is pushed to the
-open pages.
+open pages. Remote commands go out over the same session (:attr:`FleetWatcher.commands`).
+
+A message that cannot be handled is logged and dropped: nothing one box sends stops the watcher.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from typing import Any, Callable
 
 from mqtt import topics
+from mqtt.central.broker import DASHBOARD_ID
+from mqtt.central.commands import RESPONSES, CommandRequester
 from mqtt.central.config import CentralConfig
 from mqtt.central.dashboard.fleet import Fleet
 from mqtt.central.ingest import PRESENCE_VALUES, RejectedMessage, Verifier
@@ -41,29 +45,36 @@ class FleetWatcher:
         registry = _RegistryView(fleet.accounts.get_device)
         self.verifier = Verifier(registry, cfg.broker.max_message_bytes)  # type: ignore[arg-type]
         self.connected = threading.Event()
-        self.client = new_client(f"{cfg.ingest.client_id}-dash-{os.urandom(4).hex()}", cfg.path(cfg.broker.ca),
-                                 cfg.path(cfg.ingest.cert), cfg.path(cfg.ingest.key))
+        self.client = new_client(DASHBOARD_ID, cfg.path(cfg.broker.ca), cfg.path(cfg.dashboard.mqtt_cert),
+                                 cfg.path(cfg.dashboard.mqtt_key))
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = lambda *a: self.connected.clear()
         self.client.on_message = self._on_message
         self.client.reconnect_delay_set(1, 30)
+        self.commands = CommandRequester(self.client, fleet.accounts.get_device)
+        self.ignored = 0
 
     def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
         if reason.is_failure:
             logger.error("dashboard watcher: broker refused the connection: %s", reason)
             return
-        client.subscribe([(f"{topics.PREFIX}/+/+/{ch}", 1) for ch in CHANNELS])
+        client.subscribe([(f"{topics.PREFIX}/+/+/{ch}", 1) for ch in CHANNELS] + [(RESPONSES, 1)])
         self.connected.set()
         logger.info("dashboard watcher connected")
 
     def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
+        # paho's network thread: an exception here would end the session's loop, so nothing escapes.
         try:
+            if topics.PREFIX + "/" in msg.topic and "/res/" in msg.topic:
+                self.commands.on_message(msg)
+                return
             device = self.handle(msg.topic, bytes(msg.payload))
-        except Exception:  # one bad message must not stop the watcher
-            logger.exception("dashboard watcher: message on %s not handled", msg.topic[:128])
-            return
-        if device is not None:
-            self.on_change(device)
+            if device is not None:
+                self.on_change(device)
+        except Exception as exc:  # one bad message must not stop the watcher
+            self.ignored += 1
+            logger.error("dashboard watcher: message on %s not handled: %s: %s", msg.topic[:128],
+                         type(exc).__name__, str(exc)[:200])
 
     def handle(self, topic: str, payload: bytes) -> str | None:
         """Check one message and apply it to the fleet; returns the device it changed, or None."""
