@@ -52,6 +52,11 @@ def issue_central_identity(pki: Path, name: str, cn: str, days: int = 825) -> No
     ca.write_cert(pki / f"{name}.crt", ca.issue_client_cert(ca_key, ca_cert, key.public_key(), cn, days))
 
 
+def new_share_group() -> str:
+    """A new, unguessable name for the ingest's shared-subscription group (``ehc-ingest-`` and 96 random bits)."""
+    return f"{central_config.INGEST_SHARE_GROUP}-{secrets.token_hex(12)}"
+
+
 def init_central(root: Path, port: int, db_url: str = "sqlite:central.db", host: str = "127.0.0.1",
                  workers: int = 1, extra: dict | None = None, enroll_port: int | None = None) -> Site:
     """Create what a central site needs under ``root``; idempotent, never overwrites a key or the config.
@@ -95,7 +100,11 @@ def init_central(root: Path, port: int, db_url: str = "sqlite:central.db", host:
     data = {
         "broker": {"host": host, "port": port, "bind": host, "ca": "pki/ca.crt", "cert": "pki/broker.crt",
                    "key": "pki/broker.key", "user": getpass.getuser()},
-        "ingest": {"cert": "pki/ingest-{worker}.crt", "key": "pki/ingest-{worker}.key", "workers": workers},
+        # The shared-subscription group's name is a secret of the site: a box that does not know it cannot join
+        # the ingest's group (Mosquitto grants any subscription and checks read access only per delivery, and
+        # drops what it assigns to a member that may not read it).
+        "ingest": {"cert": "pki/ingest-{worker}.crt", "key": "pki/ingest-{worker}.key", "workers": workers,
+                   "share_group": new_share_group()},
         "database": {"url": db_url},
         "enrollment": {"bind": host, "port": enroll_port or port + 1},
     }

@@ -239,6 +239,46 @@ def test_a_box_cannot_take_over_the_ingest_s_or_another_box_s_session(central, t
     assert log.count("as ehc-ingest-0 (") == 1
 
 
+# -- the ingest's shared group ----------------------------------------------------------------------------------
+
+def test_a_box_cannot_join_the_ingest_s_shared_group_and_hold_back_deliveries(central, tmp_path) -> None:
+    """Mosquitto grants any subscription and drops the messages it assigns to a group member that may not read
+    them. The group's name is a secret of the site: a box subscribing to the well-known name (or any guess) makes a
+    group of its own, and every result of the fleet still reaches the ingest at once."""
+    site, store, _ = central
+    group = site.config.ingest.share_group
+    assert group.startswith("ehc-ingest-") and len(group) == len("ehc-ingest-") + 24
+    evil, good = make_box(site, store, tmp_path, "box-evil"), make_box(site, store, tmp_path, "box-good")
+    spy = raw(site, evil)  # one session per certificate: one spy, in two guessed groups
+    try:
+        filters = topics.ingest_filters(topics.INGEST_SHARE_GROUP) + topics.ingest_filters("ehc-ingest-0")[:4]
+        spy.client.subscribe([(f, 1) for f in filters])
+        wait_until(lambda: len(spy.suback) == len(filters), what="SUBACK")
+        ident = load_identity(good)
+        topic = topics.event(CLINIC, "box-good", "scan")
+        sender = raw(site, good)
+        try:
+            for seq in range(1, 21):
+                msg = envelope.Message("box-good", 1, seq, "scan", {"outcome": "green"})
+                assert sender.publish(topic, envelope.sign(msg, topic, ident.key)) == 0
+        finally:
+            sender.close()
+        # Sent once, never resent (a raw client): a message dropped by the broker would never arrive.
+        wait_until(lambda: store.counts()["results"] == 20, 15, "all 20 results stored")
+    finally:
+        spy.close()
+    assert not spy.messages
+
+
+def test_each_site_gets_its_own_secret_group(tmp_path) -> None:
+    from provisioning.site import init_central
+
+    a = init_central(tmp_path / "a", 18830).config.ingest.share_group
+    b = init_central(tmp_path / "b", 18830).config.ingest.share_group
+    assert a != b and topics.INGEST_SHARE_GROUP not in (a, b)
+    assert init_central(tmp_path / "a", 18830).config.ingest.share_group == a  # kept on a second init
+
+
 # -- the clinic segment at the broker ------------------------------------------------------------------------
 
 def test_the_broker_binds_a_box_to_its_clinic(central, tmp_path) -> None:

@@ -41,7 +41,9 @@ class IngestSection(StrictModel):
                                                             "worker's number)")
     client_id: str = Field("ehc-ingest", description="Prefix of the ingest workers' MQTT identities: worker n is "
                                                      "<client_id>-<n> (certificate CN, user name and client id)")
-    share_group: str = Field(INGEST_SHARE_GROUP, description="MQTT v5 shared-subscription group")
+    share_group: str = Field(INGEST_SHARE_GROUP, description="MQTT v5 shared-subscription group; a secret of the "
+                                                             "site (init makes a random one): a box that knows it "
+                                                             "can join the group and hold back deliveries")
     workers: int = Field(1, ge=1, le=32, description="Ingest worker processes sharing the subscription")
     batch_size: int = Field(500, ge=1, le=10000, description="Results stored per transaction at most")
     batch_wait: float = Field(0.01, ge=0, le=5, description="Seconds to wait to fill a batch")

@@ -28,6 +28,7 @@ from edge.core.signals import stop_event_on_signals
 from mqtt.central import config as central_config
 from mqtt.central.ingest import HUNG_AFTER, Ingest
 from mqtt.central.store import SqlStore, StoreUnavailable, open_store
+from mqtt.topics import INGEST_SHARE_GROUP
 
 logger = logging.getLogger(__name__)
 
@@ -148,6 +149,10 @@ def serve(config_path: Path, workers: int | None = None) -> int:
         logger.error("ingest workers without their own certificate: %s; run ehc-central init --workers %d "
                      "(and [ingest] cert / key = \"pki/ingest-{worker}.crt\" / \".key\")", "; ".join(problems), n)
         return 2
+    if cfg.ingest.share_group == INGEST_SHARE_GROUP:
+        logger.warning("[ingest] share_group is the well-known %r: a box that subscribes to it joins the ingest's "
+                       "group and holds back deliveries; set a secret one (ehc-central init writes one)",
+                       INGEST_SHARE_GROUP)
     stop = stop_event_on_signals()
     # Create the schema once, before the workers race for it (waiting out a database outage).
     store = _open_store_retrying(cfg.database_url, -1, stop, lambda: False)
