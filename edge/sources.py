@@ -61,7 +61,11 @@ def symbologies(station: StationSection) -> frozenset[Symbology]:
     """The codes the station looks for: configured, or what its flow needs."""
     if station.symbologies:
         return frozenset(Symbology(s) for s in station.symbologies)
-    return ALL_SYMBOLOGIES if station.flow in ("masstest", "vaccination") else QR_ONLY
+    if station.flow == "masstest":
+        return ALL_SYMBOLOGIES
+    if station.flow == "vaccination":  # trace codes and wristbands: 1D
+        return ALL_SYMBOLOGIES - {Symbology.DATAMATRIX}
+    return QR_ONLY
 
 
 def decode_options(station: StationSection) -> DecodeOptions:
