@@ -28,11 +28,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from edge.barcodes import Box, DecodedCode, Point, Symbology
+from mqtt.rackbody import MAX_COLUMNS, MAX_ROWS
 
 logger = logging.getLogger(__name__)
-
-MAX_ROWS, MAX_COLUMNS = 16, 24
-"""The largest rack the box accepts (384 wells); the central service refuses anything bigger."""
 
 
 class RackProblem(ValueError):
@@ -237,21 +235,24 @@ def _disc_detail(gray: np.ndarray, x: float, y: float, r: float) -> float | None
     hh, ww = gray.shape
     ri = max(2, int(r))
     xi, yi = int(round(x)), int(round(y))
-    if xi - ri < 0 or yi - ri < 0 or xi + ri >= ww or yi + ri >= hh:
+    if not (0 <= xi < ww and 0 <= yi < hh):
         return None
-    patch = gray[yi - ri:yi + ri + 1, xi - ri:xi + ri + 1].astype(np.float32)
+    x0, y0, x1, y1 = max(0, xi - ri), max(0, yi - ri), min(ww, xi + ri + 1), min(hh, yi + ri + 1)
+    patch = gray[y0:y1, x0:x1].astype(np.float32)
+    if min(patch.shape) < 3:
+        return None
     detail = np.abs(np.diff(patch, axis=0))[:, :-1] + np.abs(np.diff(patch, axis=1))[:-1, :]
-    yy, xx = np.ogrid[-ri:ri, -ri:ri]
+    yy, xx = np.ogrid[y0 - yi:y1 - yi - 1, x0 - xi:x1 - xi - 1]
     return float(detail[xx * xx + yy * yy <= ri * ri].mean())
 
 
 def _well_looks(gray: np.ndarray, h: np.ndarray, pitch: float, best: dict[tuple[int, int], int], c0: int,
                 r0: int, layout: RackLayout) -> dict[tuple[int, int], bool]:
     """For every well the rack could have (the read span widened by what the layout allows): does it look
-    like it holds a tube? A well counts as occupied when its middle shows at least a third of the detail
+    like it holds a tube? A well counts as occupied when its middle shows at least a quarter of the detail
     (mean difference between neighbouring pixels) of the median well whose label was read: a label, even
-    smeared, has edges; an empty well is a plain hole, and glare over it is smooth. Wells outside the frame
-    count empty."""
+    smeared, has edges; an empty well is a plain hole, and glare over it is smooth. Wells whose middle is outside the
+    frame count empty."""
     g = gray if gray.ndim == 2 else gray[:, :, 1]
     wells = [(c, r) for c in range(c0 - layout.columns, c0 + 2 * layout.columns)
              for r in range(r0 - layout.rows, r0 + 2 * layout.rows)]
@@ -265,7 +266,7 @@ def _well_looks(gray: np.ndarray, h: np.ndarray, pitch: float, best: dict[tuple[
     read = [means[k] for k in best if k in means]
     if not read:
         return {}
-    level = float(np.median(read)) / 3
+    level = float(np.median(read)) / 4
     return {k: v >= level for k, v in means.items()}
 
 
