@@ -194,8 +194,9 @@ def _fit(grid: np.ndarray, img: np.ndarray) -> np.ndarray:
         for (x, y, _), (u, v, _) in zip(g, q):
             rows.append([x, y, 1, 0, 0, 0, -u * x, -u * y, -u])
             rows.append([0, 0, 0, x, y, 1, -v * x, -v * y, -v])
-        _, _, vt = np.linalg.svd(np.asarray(rows))
-        h = vt[-1].reshape(3, 3)
+        m = np.asarray(rows)
+        _, vecs = np.linalg.eigh(m.T @ m)  # the null vector of the 9x9 normal matrix: the map
+        h = vecs[:, 0].reshape(3, 3)
     else:
         sol, *_ = np.linalg.lstsq(g, q[:, :2], rcond=None)
         h = np.vstack([sol.T, [0, 0, 1]])
@@ -248,14 +249,18 @@ def _disc_detail(gray: np.ndarray, x: float, y: float, r: float) -> float | None
 
 def _well_looks(gray: np.ndarray, h: np.ndarray, pitch: float, best: dict[tuple[int, int], int], c0: int,
                 r0: int, layout: RackLayout) -> dict[tuple[int, int], bool]:
-    """For every well the rack could have (the read span widened by what the layout allows): does it look
+    """For every well the rack could have (the read span widened by what the layout allows, and one more
+    on every side): does it look
     like it holds a tube? A well counts as occupied when its middle shows at least a quarter of the detail
     (mean difference between neighbouring pixels) of the median well whose label was read: a label, even
     smeared, has edges; an empty well is a plain hole, and glare over it is smooth. Wells whose middle is outside the
     frame count empty."""
     g = gray if gray.ndim == 2 else gray[:, :, 1]
-    wells = [(c, r) for c in range(c0 - layout.columns, c0 + 2 * layout.columns)
-             for r in range(r0 - layout.rows, r0 + 2 * layout.rows)]
+    cols = [k[0] for k in best]
+    rows = [k[1] for k in best]
+    free_c, free_r = layout.columns - (max(cols) - c0 + 1), layout.rows - (max(rows) - r0 + 1)
+    wells = [(c, r) for c in range(c0 - free_c - 1, max(cols) + free_c + 2)
+             for r in range(r0 - free_r - 1, max(rows) + free_r + 2)]
     centres = h @ np.array([[c, r, 1.0] for c, r in wells]).T
     xy = (centres[:2] / centres[2]).T
     means = {}
