@@ -1,6 +1,6 @@
 """Mass testing with pooled sampling: one tube, up to N people, one signed binding.
 
-The operator scans a tube's barcode to open it, then each person's health-card code; the tube closes
+The operator scans a tube's barcode (Code 128, Data Matrix ...) to open it, then each person's health-card code; the tube closes
 with the operator button or when the next tube's barcode is scanned, and a signed ``pool`` result
 binds the tube to its people. States::
 
@@ -39,6 +39,14 @@ box; only their pseudonymous references stay, for ``rebind_window`` seconds, to 
 People may also show an ID card (an :class:`~edge.flows.base.IdPresented` event): they are bound by the
 keyed pseudonym of their number (refused with ``no_pseudonym_key`` when the box has no key, and with the
 validation code when the number does not validate).
+
+A rack photo (a :class:`~edge.rackscan.RackRead`, the operator button held) becomes one signed ``rack``
+result: every tube with its position and the ``pool`` result that closed it on this box, the unreadable and
+the missing wells (body rules in :mod:`mqtt.rackbody`); the rack ticket is printed. Every well read and the
+grid anchored is ``accepted``; unreadable wells are ``attention`` / ``rack_unreadable``, an assumed grid
+place ``attention`` / ``rack_edge_assumed``; a photo with no rack is ``rejected`` with the reason
+(``too_few_codes``, ``not_a_grid``, ``rack_turned``, ``does_not_fit``), one tube at two positions
+``rejected`` / ``duplicate_tube``.
 
 ``pool`` body: ``flow`` (``"masstest"``), ``tube``, ``tube_format``,
 ``id_members`` (the ID pseudonyms of people who showed an ID card), ``count``, ``capacity``, ``opened_at``, ``closed_at`` (ISO 8601 UTC), ``closed_by`` (``"button"`` or
