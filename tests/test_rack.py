@@ -274,3 +274,42 @@ def test_rack_result_end_to_end_and_a_malformed_one_refused(tmp_path) -> None:
         held = store._exec("SELECT msg_id FROM quarantine").fetchall()
         assert [h[0] for h in held] == [str(forged.msg_id)]
         assert uuid.UUID(good.message_id)
+
+
+def test_the_ingest_stores_a_rack_once_and_refuses_forged_and_malformed_ones(site, store, tmp_path) -> None:
+    from edge import config as edge_config
+    from edge.runtime import load_identity, open_outbox
+    from mqtt.central.ingest import Inbound, Ingest
+    from provisioning.site import add_device
+    from tests.mqtt_helpers import TopicRecordingClient
+
+    ingest = Ingest(site.config, store)
+    ingest.client = TopicRecordingClient()
+
+    def box_of(device: str):
+        cfg = edge_config.load(add_device(site, store, device, "clinic-a", tmp_path / device))
+        box = open_outbox(cfg, load_identity(cfg))
+        box.start_boot()
+        return box
+
+    def deliver(*rows) -> dict[str, int]:
+        return ingest.process([Inbound(i, 1, t, p) for i, (t, p) in enumerate(rows, start=1)])
+
+    mine, other = box_of("box-0001"), box_of("box-0002")
+    good = mine.enqueue("rack", _body(8, 12))
+    row = mine.pending()[-1]
+    assert deliver((row.topic, row.payload)) == {"stored": 1, "presence": 0}
+    assert deliver((row.topic, row.payload)) == {"duplicate": 1, "presence": 0}  # delivered again: stored once
+    tampered = bytearray(row.payload)
+    tampered[tampered.find(b"T00000001")] ^= 0x01  # one tube code changed after signing
+    other.enqueue("rack", _body(8, 12))
+    foreign = other.pending()[-1].payload  # signed by another box, sent as this one
+    assert deliver((row.topic, bytes(tampered)), (row.topic, foreign)) == {
+        "rejected:bad_signature": 2, "presence": 0}
+    wide = _body(8, 12)
+    wide["tubes"][0]["position"] = "I1"  # a ninth row
+    mine.enqueue("rack", wide)
+    bad = mine.pending()[-1]
+    assert deliver((bad.topic, bad.payload)) == {"quarantined": 1, "presence": 0}
+    assert [r["msg_id"] for r in store.iter_results() if r["kind"] == "rack"] == [str(good.msg_id)]
+    assert store.counts()["rejections"] == {"bad_signature": 2, "bad_rack_position": 1}
