@@ -111,8 +111,11 @@ def locate(codes: list[DecodedCode], layout: RackLayout, gray: np.ndarray | None
         raise RackProblem("too_few_codes", f"{len(codes)} tube labels read; at least 3 are needed to find the grid")
     pts = np.array([[c.center.x, c.center.y] for c in codes], dtype=np.float64)
     pitch, theta = _pitch_and_turn(pts)
-    h = _grow_grid(pts, pitch, theta)
-    frac = _to_grid(np.linalg.inv(h), pts)
+    try:
+        h = _grow_grid(pts, pitch, theta)
+        frac = _to_grid(np.linalg.inv(h), pts)
+    except np.linalg.LinAlgError:
+        raise RackProblem("not_a_grid", "the labels read do not stand in a grid of wells") from None
     idx = np.rint(frac).astype(int)
     err = np.abs(frac - idx).max(axis=1)
     on_grid = err <= 0.35
@@ -165,12 +168,17 @@ def _pitch_and_turn(pts: np.ndarray) -> tuple[float, float]:
     pitch = float(np.median(d.min(axis=1)))
     if not pitch > 0:
         raise RackProblem("not_a_grid", "labels read on top of each other")
+    nearest = d.min(axis=1)
     near = (d < 1.3 * pitch)
     i, j = np.nonzero(near)
     v = pts[j] - pts[i]
     angles = np.arctan2(v[:, 1], v[:, 0])
-    theta = float(np.arctan2(np.sin(4 * angles).mean(), np.cos(4 * angles).mean()) / 4)
-    return pitch, theta
+    s4, c4 = np.sin(4 * angles).mean(), np.cos(4 * angles).mean()
+    # a grid: most labels have a neighbour one pitch away, and the neighbours run along two square axes
+    regular = float(np.mean((nearest > 0.8 * pitch) & (nearest < 1.25 * pitch)))
+    if regular < 0.6 or math.hypot(s4, c4) < 0.6:
+        raise RackProblem("not_a_grid", "the labels read do not stand in a grid of wells")
+    return pitch, float(np.arctan2(s4, c4) / 4)
 
 
 def _to_grid(inv: np.ndarray, pts: np.ndarray) -> np.ndarray:
@@ -219,7 +227,8 @@ def _grow_grid(pts: np.ndarray, pitch: float, theta: float) -> np.ndarray:
         frac = _to_grid(np.linalg.inv(h), pts[sel])
         idx = np.rint(frac)
         good = np.abs(frac - idx).max(axis=1) <= 0.35
-        if good.sum() >= 3:
+        # a fit needs labels off one line (a single filled row keeps the pitch-and-turn map)
+        if good.sum() >= 3 and np.linalg.matrix_rank(np.c_[idx[good], np.ones(int(good.sum()))]) == 3:
             try:
                 fitted = _fit(idx[good], pts[sel][good])
             except np.linalg.LinAlgError:

@@ -313,3 +313,15 @@ def test_the_ingest_stores_a_rack_once_and_refuses_forged_and_malformed_ones(sit
     assert deliver((bad.topic, bad.payload)) == {"quarantined": 1, "presence": 0}
     assert [r["msg_id"] for r in store.iter_results() if r["kind"] == "rack"] == [str(good.msg_id)]
     assert store.counts()["rejections"] == {"bad_signature": 2, "bad_rack_position": 1}
+
+
+def test_a_rack_with_one_filled_row_and_a_heap_of_codes() -> None:
+    row = [_code(f"T0{c:02d}00000", 100 + 50 * c, 300) for c in range(8)]
+    reading = locate(row, RackLayout(6, 8))
+    assert [t.position for t in reading.tubes] == [f"A{c + 1}" for c in range(8)]
+    assert len(reading.missing) == 40 and not reading.anchored  # which row it is cannot be told
+    heap = [_code(f"T{i:08d}", int(x), int(y)) for i, (x, y) in
+            enumerate(np.random.default_rng(1).uniform(0, 400, size=(12, 2)))]
+    with pytest.raises(RackProblem) as exc:
+        locate(heap, RackLayout(6, 8))
+    assert exc.value.reason in ("not_a_grid", "does_not_fit")
