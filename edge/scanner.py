@@ -1,6 +1,8 @@
 """The box's barcode scanner: more codes read, in less time, than either decoder library alone.
 
-:class:`FrameScanner` decodes camera frames in these steps (each a cheap check first):
+:class:`FrameScanner` returns every code in a frame, not the first: passes are merged by position and
+text (one symbol read by two passes is one code; two copies of a label at two places are two). It
+decodes camera frames in these steps (each a cheap check first):
 
 1. **Region of interest.** After a code was read, the next frames are first searched only around where
    it was (the box grown by half its size). A person holds a phone still for a second or two, so most
@@ -8,13 +10,15 @@
    searched whole, so a second code entering the picture is not missed.
 2. **Reduced full frame.** Frames wider than ``work_width`` are searched at half (or quarter) size:
    a code big enough to be held up is big enough there, and a 1080p frame costs a quarter.
-3. **Full resolution where something was seen.** When the reduced frame located a symbol it could not
-   decode, the symbol's region is cut from the full-resolution frame and decoded again; a reduced
-   frame in which nothing at all was seen is searched at full resolution every ``full_res_every``-th
-   time (codes held far away).
+3. **Full resolution.** A frame whose reduced copy showed more than one code (a sheet of labels, a rack),
+   every still image and every ``every_code`` frame is searched again whole at full resolution, and the
+   results merged: small codes are lost in the reduced pass. Otherwise, where the reduced frame located a
+   symbol it could not decode, the symbol's region is cut from the full-resolution frame and decoded
+   again (also when other codes of the frame were read); a reduced frame in which nothing at all was seen
+   is searched at full resolution every ``full_res_every``-th time (codes held far away).
 4. **Flattened frame.** A frame in which nothing at all was seen is, every ``enhance_every``-th time,
    searched again with the light divided out (glare, shadows) and sharpened.
-5. **Second pass with preprocessing.** A located but unreadable symbol is retried with the light
+5. **Second pass with preprocessing.** Every located symbol no pass could read is retried with the light
    flattened, contrast normalisation, median smoothing, up- or down-scaling, histogram equalisation and
    inversion, each with zxing-cpp's local and its global binariser
    (:func:`edge.imageprep.retry_variants`), and finally with zbar.
