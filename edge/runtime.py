@@ -22,7 +22,7 @@ from edge.feedback import Feedback, NoFeedback, NoPrinter, TicketSink
 from edge.flows.base import ButtonPress, FlowContext, IdPresented
 from edge.identity import from_id_card
 from edge.flows.runner import Alert, FlowRunner
-from edge.station import Station
+from edge.station import RACK_LABELS, Station
 from mqtt import sealed
 from mqtt.outbox import DeviceIdentity, Outbox
 from mqtt.uplink import Uplink, UplinkSettings
@@ -309,7 +309,8 @@ def build_station(cfg: EdgeConfig, outbox: Outbox, *, feedback: Feedback | None 
         documents = DocumentWorker(MrzReader(cfg.mrz), lambda zone: runner.submit(IdPresented(from_mrz(zone))),
                                    every=cfg.station.document_every).start()
     station = Station(source or frame_source(cfg.station), runner, dedupe_window=cfg.station.dedupe_window,
-                      decode_options=decode_options(cfg.station), documents=documents)
+                      decode_options=decode_options(cfg.station), documents=documents,
+                      rack_labels=RACK_LABELS if racks else None)
     parts = StationParts(station, runner, printer, lights, online, documents=documents)
     if cfg.idcard.port:
         parts.start_idcard(cfg.idcard.port, cfg.idcard.poll_interval)
