@@ -31,16 +31,24 @@ class Symbology(enum.StrEnum):
     CODE128 = "Code128"
     CODE39 = "Code39"
     EAN13 = "EAN13"
+    DATAMATRIX = "DataMatrix"
 
     @property
     def is_linear(self) -> bool:
         """True for the 1D symbologies."""
+        return self not in (Symbology.QR, Symbology.DATAMATRIX)
+
+    @property
+    def is_label(self) -> bool:
+        """True for the codes printed on tube and wristband labels (everything but QR codes)."""
         return self is not Symbology.QR
 
 
 ALL_SYMBOLOGIES: frozenset[Symbology] = frozenset(Symbology)
 QR_ONLY: frozenset[Symbology] = frozenset({Symbology.QR})
 LINEAR: frozenset[Symbology] = frozenset(s for s in Symbology if s.is_linear)
+TUBE_LABELS: frozenset[Symbology] = frozenset({Symbology.DATAMATRIX, Symbology.CODE128})
+"""What a rack's tubes carry: a Data Matrix on the cap or bottom, or a Code 128 label."""
 
 
 class Decoder(enum.StrEnum):
@@ -151,7 +159,8 @@ class Backend(Protocol):
 
 
 _ZX_FORMATS = {Symbology.QR: zxingcpp.BarcodeFormat.QRCode, Symbology.CODE128: zxingcpp.BarcodeFormat.Code128,
-               Symbology.CODE39: zxingcpp.BarcodeFormat.Code39, Symbology.EAN13: zxingcpp.BarcodeFormat.EAN13}
+               Symbology.CODE39: zxingcpp.BarcodeFormat.Code39, Symbology.EAN13: zxingcpp.BarcodeFormat.EAN13,
+               Symbology.DATAMATRIX: zxingcpp.BarcodeFormat.DataMatrix}
 _ZX_BACK = {v: k for k, v in _ZX_FORMATS.items()}
 
 
@@ -175,7 +184,9 @@ class ZxingBackend:
         if formats is None:
             formats = self._formats[symbologies] = tuple(_ZX_FORMATS[s] for s in sorted(symbologies))
         binarizer = zxingcpp.Binarizer.GlobalHistogram if global_binarizer else zxingcpp.Binarizer.LocalAverage
-        found = zxingcpp.read_barcodes(gray, formats=formats, try_rotate=harder and bool(symbologies & LINEAR),
+        # zxing-cpp finds a Data Matrix turned by anything but a right angle only with try_rotate
+        rotate = (harder and bool(symbologies & LINEAR)) or Symbology.DATAMATRIX in symbologies
+        found = zxingcpp.read_barcodes(gray, formats=formats, try_rotate=rotate,
                                        try_downscale=harder, try_invert=harder, binarizer=binarizer,
                                        text_mode=zxingcpp.TextMode.Plain, return_errors=True)
         reading = Reading()
@@ -231,7 +242,10 @@ class ZbarBackend:
                  Symbology.CODE39: pyzbar.ZBarSymbol.CODE39, Symbology.EAN13: pyzbar.ZBarSymbol.EAN13}
         back = {v.name: k for k, v in names.items()}
         reading = Reading()
-        for sym in pyzbar.decode(gray, symbols=[names[s] for s in symbologies]):
+        asked = [names[s] for s in symbologies if s in names]  # zbar reads no Data Matrix
+        if not asked:
+            return reading
+        for sym in pyzbar.decode(gray, symbols=asked):
             fmt = back.get(sym.type)
             if fmt is None:
                 continue

@@ -197,7 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("decode", help="decode barcodes in images: one JSON line per image (exit 0 if none found)")
     s.add_argument("images", nargs="+", help="image files or folders of images")
-    s.add_argument("--formats", nargs="+", choices=["QRCode", "Code128", "Code39", "EAN13"],
+    s.add_argument("--formats", nargs="+", choices=["QRCode", "Code128", "Code39", "EAN13", "DataMatrix"],
                    help="symbologies to look for (default: all)")
     s.add_argument("--fast", action="store_true", help="the camera loop's effort instead of every retry")
     s.set_defaults(func=cmd_decode)

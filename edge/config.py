@@ -80,7 +80,8 @@ class StationSection(StrictModel):
                       description="What the station does: checkin (clinic desk), masstest (pooled sampling), "
                                   "vaccination (vaccination room) or report (medical reports read by the camera, "
                                   "the button takes the photo)")
-    symbologies: list[str] | None = Field(None, description="Codes to look for (QRCode, Code128, Code39, EAN13); "
+    symbologies: list[str] | None = Field(None, description="Codes to look for (QRCode, Code128, Code39, EAN13, "
+                                                            "DataMatrix); "
                                                             "default: QRCode for checkin, all for masstest")
     pool_capacity: int = Field(10, ge=1, le=100, description="masstest: people per tube (10-in-1, 20-in-1 ...)")
     tube_pattern: str = Field(r"[A-Za-z0-9\-]{6,40}", description="masstest: full-match regular expression "
@@ -168,6 +169,39 @@ class VaccinationSection(StrictModel):
     extra_schedules: list[str] = Field(default_factory=list, description="Extra schedule files (self-paid vaccines)")
 
 
+class MasstestSection(StrictModel):
+    """Rack scans at a mass-testing station: the operator holds the button and the next frame is read as a
+    photo of a tube rack (every tube label with its position)."""
+
+    rack_rows: int = Field(8, ge=1, le=16, description="Rows of the rack (letters A..): 8 for 96 tubes, 6 for 48")
+    rack_columns: int = Field(12, ge=1, le=24, description="Columns of the rack (numbers 1..): 12 for 96 tubes, "
+                                                           "8 for 48")
+    rack_symbologies: list[str] = Field(["DataMatrix", "Code128"], description="Tube labels looked for in a "
+                                        "rack photo (DataMatrix, Code128)")
+    rack_pattern: str = Field(r"RACK-[A-Za-z0-9\-]{1,40}", description="Full-match regular expression of the "
+                              "rack's own label; a code off the grid that matches it names the rack in the result")
+    rack_on_hold: bool = Field(True, description="Holding the operator button (gpio button_hold seconds) reads a "
+                                                 "rack; false: racks are not read at this station")
+
+    @field_validator("rack_symbologies")
+    @classmethod
+    def _rack_symbologies(cls, v: list[str]) -> list[str]:
+        if not v or any(name not in ("DataMatrix", "Code128") for name in v):
+            raise ValueError("rack_symbologies: one or both of DataMatrix, Code128")
+        return v
+
+    @field_validator("rack_pattern")
+    @classmethod
+    def _pattern(cls, v: str) -> str:
+        import re
+
+        try:
+            re.compile(v)
+        except re.error as exc:
+            raise ValueError(f"not a regular expression: {exc}") from None
+        return v
+
+
 class LoggingSection(StrictModel):
     """Log level."""
 
@@ -190,6 +224,7 @@ class EdgeConfig(StrictModel):
     trust: TrustSection = TrustSection()
     retention: RetentionSection = RetentionSection()
     vaccination: VaccinationSection = VaccinationSection()
+    masstest: MasstestSection = MasstestSection()
     provisioning: ProvisioningSection = ProvisioningSection()
     logging: LoggingSection = LoggingSection()
     base_dir: str | None = Field(None, description="Folder relative paths are resolved against (default: the file's)")

@@ -22,7 +22,7 @@ from edge.feedback import Feedback, NoFeedback, NoPrinter, TicketSink
 from edge.flows.base import ButtonPress, FlowContext, IdPresented
 from edge.identity import from_id_card
 from edge.flows.runner import Alert, FlowRunner
-from edge.station import Station
+from edge.station import RACK_LABELS, Station
 from mqtt import sealed
 from mqtt.outbox import DeviceIdentity, Outbox
 from mqtt.uplink import Uplink, UplinkSettings
@@ -250,7 +250,7 @@ def build_station(cfg: EdgeConfig, outbox: Outbox, *, feedback: Feedback | None 
     """The configured flow in its runner, the station feeding it, and the configured printer and lights.
 
     The printer's state changes become ``alert`` results and signals (``printer`` part); the operator
-    button closes a tube (mass testing).
+    button closes a tube (mass testing), and held reads the rack under the camera (``[masstest]``).
     """
     from edge.sources import build_flow, decode_options, frame_source
 
@@ -267,7 +267,8 @@ def build_station(cfg: EdgeConfig, outbox: Outbox, *, feedback: Feedback | None 
     online = build_lookup(cfg, outbox.identity) if outbox.identity is not None else None
     ctx = FlowContext(outbox, feedback or NoFeedback(), tickets or NoPrinter(), verifier=build_verifier(cfg, online),
                       clinic=cfg.device.clinic, pseudonym_key=key, send_id_number=cfg.identity.send_id_number)
-    flow = vaccination_flow(cfg, ctx, online) if cfg.station.flow == "vaccination" else build_flow(cfg.station, ctx)
+    flow = (vaccination_flow(cfg, ctx, online) if cfg.station.flow == "vaccination"
+            else build_flow(cfg.station, ctx, cfg.masstest))
     runner = FlowRunner(flow, ctx, max_pending=cfg.station.max_pending)
     if printer is not None:
         seen: list[str] = []
@@ -288,9 +289,18 @@ def build_station(cfg: EdgeConfig, outbox: Outbox, *, feedback: Feedback | None 
 
         tessdata = cfg.station.report_tessdata
         documents = ReportWorker(lambda: ReportReader(tessdata), runner.submit).start()
+    racks = cfg.station.flow == "masstest" and cfg.masstest.rack_on_hold
+    if racks:
+        from edge.rackscan import RackWorker
+        from edge.sources import rack_options
+
+        layout, rack_decode = rack_options(cfg.masstest)
+        documents = RackWorker(layout, runner.submit, rack_decode).start()
     if lights is not None:
         lights.on_press(documents.request if cfg.station.flow == "report" else
                         lambda: runner.submit(ButtonPress("close")))
+        if racks:  # the button held (the press before it closes the open tube): read the rack under the camera
+            lights.on_hold(documents.request)
     if cfg.mrz is not None and cfg.station.flow == "checkin":
         from edge.documents.mrz_ocr import MrzReader
         from edge.documents.worker import DocumentWorker
@@ -299,7 +309,8 @@ def build_station(cfg: EdgeConfig, outbox: Outbox, *, feedback: Feedback | None 
         documents = DocumentWorker(MrzReader(cfg.mrz), lambda zone: runner.submit(IdPresented(from_mrz(zone))),
                                    every=cfg.station.document_every).start()
     station = Station(source or frame_source(cfg.station), runner, dedupe_window=cfg.station.dedupe_window,
-                      decode_options=decode_options(cfg.station), documents=documents)
+                      decode_options=decode_options(cfg.station), documents=documents,
+                      rack_labels=RACK_LABELS if racks else None)
     parts = StationParts(station, runner, printer, lights, online, documents=documents)
     if cfg.idcard.port:
         parts.start_idcard(cfg.idcard.port, cfg.idcard.poll_interval)

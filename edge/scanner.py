@@ -1,6 +1,8 @@
 """The box's barcode scanner: more codes read, in less time, than either decoder library alone.
 
-:class:`FrameScanner` decodes camera frames in these steps (each a cheap check first):
+:class:`FrameScanner` returns every code in a frame, not the first: passes are merged by position and
+text (one symbol read by two passes is one code; two copies of a label at two places are two). It
+decodes camera frames in these steps (each a cheap check first):
 
 1. **Region of interest.** After a code was read, the next frames are first searched only around where
    it was (the box grown by half its size). A person holds a phone still for a second or two, so most
@@ -8,13 +10,15 @@
    searched whole, so a second code entering the picture is not missed.
 2. **Reduced full frame.** Frames wider than ``work_width`` are searched at half (or quarter) size:
    a code big enough to be held up is big enough there, and a 1080p frame costs a quarter.
-3. **Full resolution where something was seen.** When the reduced frame located a symbol it could not
-   decode, the symbol's region is cut from the full-resolution frame and decoded again; a reduced
-   frame in which nothing at all was seen is searched at full resolution every ``full_res_every``-th
-   time (codes held far away).
+3. **Full resolution.** A frame whose reduced copy showed more than one code (a sheet of labels, a rack),
+   every still image and every ``every_code`` frame is searched again whole at full resolution, and the
+   results merged: small codes are lost in the reduced pass. Otherwise, where the reduced frame located a
+   symbol it could not decode, the symbol's region is cut from the full-resolution frame and decoded
+   again (also when other codes of the frame were read); a reduced frame in which nothing at all was seen
+   is searched at full resolution every ``full_res_every``-th time (codes held far away).
 4. **Flattened frame.** A frame in which nothing at all was seen is, every ``enhance_every``-th time,
    searched again with the light divided out (glare, shadows) and sharpened.
-5. **Second pass with preprocessing.** A located but unreadable symbol is retried with the light
+5. **Second pass with preprocessing.** Every located symbol no pass could read is retried with the light
    flattened, contrast normalisation, median smoothing, up- or down-scaling, histogram equalisation and
    inversion, each with zxing-cpp's local and its global binariser
    (:func:`edge.imageprep.retry_variants`), and finally with zbar.
@@ -35,7 +39,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from edge.barcodes import (ALL_SYMBOLOGIES, Box, DecodedCode, Reading, Symbology, ZbarBackend,
+from edge.barcodes import (ALL_SYMBOLOGIES, TUBE_LABELS, Box, DecodedCode, Reading, Symbology, ZbarBackend,
                            ZxingBackend)
 from edge.imageprep import check_frame, crop_gray, flattened, green, retry_variants, to_gray
 
@@ -66,7 +70,8 @@ class DecodeOptions:
     full resolution (for codes too small to be seen reduced); ``enhance_every``: how often such a frame is
     searched again with glare and uneven light divided out (0: never).
     ``second_pass``: retry located symbols with preprocessing. ``thorough``: retry the whole image
-    with preprocessing when nothing was found (still images).
+    with preprocessing when nothing was found (still images). ``every_code``: a frame expected to hold many
+    codes (a rack): always also searched at full resolution, and every located symbol retried.
     """
 
     symbologies: frozenset[Symbology] = ALL_SYMBOLOGIES
@@ -79,6 +84,7 @@ class DecodeOptions:
     enhance_every: int = 3
     second_pass: bool = True
     thorough: bool = False
+    every_code: bool = False
 
     def __post_init__(self) -> None:
         if not self.symbologies:
@@ -89,7 +95,11 @@ class DecodeOptions:
 
 
 STILL_IMAGE = DecodeOptions(track=False, thorough=True, fallback=Fallback.ALWAYS)
-"""Options for photos and files: no tracking, every retry."""
+"""Options for photos and files: no tracking, every retry, every code."""
+
+RACK = DecodeOptions(symbologies=TUBE_LABELS, track=False, every_code=True, enhance_every=0,
+                     fallback=Fallback.NEVER)
+"""Options for a rack photo: tube labels only, full resolution, every located label retried."""
 
 
 @dataclass(slots=True)
@@ -128,6 +138,8 @@ class FrameScanner:
         self._tracks: list[_Track] = []
         self._frame_no = 0
         self._last_full = -10**9
+        self.unread: list[Box] = []
+        """Symbols the last full-frame search located but could not read (a rack's damaged labels)."""
 
     def reset(self) -> None:
         """Forget tracked regions (e.g. after the camera was reopened)."""
@@ -170,32 +182,39 @@ class FrameScanner:
         reading = self._zxing.read(gray, self.options.symbologies)
         codes = [c.moved(step, 0, 0) for c in reading.codes] if step > 1 else reading.codes
         candidates = [Box(c.x0 * step, c.y0 * step, c.x1 * step, c.y1 * step) for c in reading.candidates]
-        if step > 1 and not codes:
+        if step > 1 and (self.options.every_code or self.options.thorough or len(codes) > 1):
+            # a frame with many codes (a rack, a sheet of labels): small ones are read only at full resolution
+            full_res = self._zxing.read(green(frame), self.options.symbologies, harder=False)
+            found = _new_codes(full_res.codes, codes)
+            self.stats.full_res_reads += len(found)
+            codes += found
+            candidates += full_res.candidates
+        elif step > 1:
             # small codes may only be readable at full resolution: look where the reduced frame saw one,
             # and every few frames (every still image) search the whole frame at full resolution
-            for box in candidates:
-                found = self._read_region(frame, box.grown(0.25, w, h), harder=True).codes
+            for box in _unread(candidates, codes):
+                found = _new_codes(self._read_region(frame, box.grown(0.25, w, h), harder=True).codes, codes)
                 self.stats.full_res_reads += len(found)
                 codes += found
-            if not codes and not candidates and (self.options.thorough
-                                                 or self._frame_no % self.options.full_res_every == 0):
+            if not codes and not candidates and self._frame_no % self.options.full_res_every == 0:
                 full_res = self._zxing.read(green(frame), self.options.symbologies, harder=False)
                 self.stats.full_res_reads += len(full_res.codes)
                 codes += full_res.codes
                 candidates += full_res.candidates
-        if codes:
-            return _unique(codes)
-        if not candidates and self.options.enhance_every and self._frame_no % self.options.enhance_every == 0:
+        if not codes and not candidates and self.options.enhance_every and \
+                self._frame_no % self.options.enhance_every == 0:
             # nothing seen at all: every few frames look again with glare and uneven light divided out
             enhanced = self._zxing.read(flattened(gray), self.options.symbologies, harder=False)
             codes = [c.moved(step, 0, 0) for c in enhanced.codes]
             self.stats.enhanced_reads += len(codes)
             candidates = [Box(c.x0 * step, c.y0 * step, c.x1 * step, c.y1 * step) for c in enhanced.candidates]
-            if codes:
+            if codes and not self.options.every_code:
                 return _unique(codes)
         if self.options.second_pass:
-            for box in candidates:
-                codes += self._second_pass(frame, box.grown(0.25, w, h))
+            # every located symbol no pass has read yet gets the preprocessed retries, not just the first
+            for box in _merged(_unread(candidates, codes)):
+                codes += _new_codes(self._second_pass(frame, box.grown(0.25, w, h)), codes)
+        self.unread = _merged(_unread(candidates, codes))
         if codes:
             return _unique(codes)
         full = Box(0, 0, w, h)
@@ -261,16 +280,50 @@ def _overlaps(a: Box, b: Box) -> bool:
     return a.x0 < b.x1 and b.x0 < a.x1 and a.y0 < b.y1 and b.y0 < a.y1
 
 
+def _same(a: DecodedCode, b: DecodedCode) -> bool:
+    """The same symbol read twice: same format and text, and one's centre inside the other's box."""
+    if a.format is not b.format or a.text != b.text:
+        return False
+    ca, cb, ba, bb = a.center, b.center, a.box, b.box
+    return (ba.x0 <= cb.x <= ba.x1 and ba.y0 <= cb.y <= ba.y1) or (bb.x0 <= ca.x <= bb.x1 and bb.y0 <= ca.y <= bb.y1)
+
+
 def _unique(codes: list[DecodedCode]) -> list[DecodedCode]:
-    """Drop the same code read twice (two overlapping regions, or a region and the full frame)."""
-    seen: set[tuple[Symbology, str, int, int]] = set()
-    out = []
+    """Drop the same symbol read twice (two passes, two overlapping regions, a region and the full frame),
+    keeping the first read; the same text at two places (two copies of a label) stays twice."""
+    out: list[DecodedCode] = []
     for c in codes:
-        center = c.center
-        key = (c.format, c.text, center.x // 32, center.y // 32)
-        if key not in seen:
-            seen.add(key)
+        if not any(_same(c, o) for o in out):
             out.append(c)
+    return out
+
+
+def _new_codes(found: list[DecodedCode], known: list[DecodedCode]) -> list[DecodedCode]:
+    """The codes of ``found`` that are not already in ``known``."""
+    return [c for c in _unique(found) if not any(_same(c, k) for k in known)]
+
+
+def _unread(candidates: list[Box], codes: list[DecodedCode]) -> list[Box]:
+    """Located symbols whose centre lies in no decoded code's box (the others were read by some pass)."""
+    boxes = [c.box for c in codes]
+    out = []
+    for box in candidates:
+        cx, cy = (box.x0 + box.x1) // 2, (box.y0 + box.y1) // 2
+        if not any(b.x0 <= cx <= b.x1 and b.y0 <= cy <= b.y1 for b in boxes):
+            out.append(box)
+    return out
+
+
+def _merged(boxes: list[Box]) -> list[Box]:
+    """``boxes`` with overlapping ones joined (one symbol located by two passes is retried once)."""
+    out: list[Box] = []
+    for box in boxes:
+        for i, o in enumerate(out):
+            if _overlaps(o, box):
+                out[i] = Box(min(o.x0, box.x0), min(o.y0, box.y0), max(o.x1, box.x1), max(o.y1, box.y1))
+                break
+        else:
+            out.append(box)
     return out
 
 

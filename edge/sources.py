@@ -1,19 +1,21 @@
-"""Pick the station's camera, decoder settings and flow from ``[station]`` in edge.toml."""
+"""Pick the station's camera, decoder settings and flow from ``[station]`` (and ``[masstest]``) in edge.toml."""
 
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 from pathlib import Path
 
 from drivers.camera import (VIDEO_SUFFIXES, FileFrameSource, FrameSource, LatestFrameGrabber, OpenCVFrameSource,
                             Picamera2FrameSource)
 from drivers.sim_camera import SimulatedQrCamera, generate_health_card_token
 from edge.barcodes import ALL_SYMBOLOGIES, QR_ONLY, Symbology
-from edge.config import StationSection
+from edge.config import MasstestSection, StationSection
 from edge.flows.base import Flow, FlowContext
 from edge.flows.checkin import CheckinFlow
 from edge.flows.masstest import MassTestFlow, PoolSettings
-from edge.scanner import DecodeOptions, Fallback
+from edge.rack import RackLayout
+from edge.scanner import RACK, DecodeOptions, Fallback
 
 FOREIGN_CODES = ("https://example.org/not-a-health-card", "E1D10AAC:1", "HC1:NCFOXN%TS3DH3ZSUZK+.V0ETD%65NL-AH")
 
@@ -61,7 +63,11 @@ def symbologies(station: StationSection) -> frozenset[Symbology]:
     """The codes the station looks for: configured, or what its flow needs."""
     if station.symbologies:
         return frozenset(Symbology(s) for s in station.symbologies)
-    return ALL_SYMBOLOGIES if station.flow in ("masstest", "vaccination") else QR_ONLY
+    if station.flow == "masstest":
+        return ALL_SYMBOLOGIES
+    if station.flow == "vaccination":  # trace codes and wristbands: 1D
+        return ALL_SYMBOLOGIES - {Symbology.DATAMATRIX}
+    return QR_ONLY
 
 
 def decode_options(station: StationSection) -> DecodeOptions:
@@ -69,13 +75,20 @@ def decode_options(station: StationSection) -> DecodeOptions:
     return DecodeOptions(symbologies=symbologies(station), fallback=Fallback(station.decode_fallback))
 
 
-def build_flow(station: StationSection, ctx: FlowContext) -> Flow:
+def rack_options(masstest: MasstestSection) -> tuple[RackLayout, DecodeOptions]:
+    """The rack's layout and the decoder settings for a rack photo, from the ``[masstest]`` section."""
+    return (RackLayout(masstest.rack_rows, masstest.rack_columns),
+            replace(RACK, symbologies=frozenset(Symbology(s) for s in masstest.rack_symbologies)))
+
+
+def build_flow(station: StationSection, ctx: FlowContext, masstest: MasstestSection | None = None) -> Flow:
     """The configured flow over ``ctx``."""
     if station.flow == "report":
         from edge.flows.reports import ReportFlow
 
         return ReportFlow(ctx, attach_window=station.report_attach_window)
     if station.flow == "masstest":
+        rack_pattern = (masstest or MasstestSection()).rack_pattern
         return MassTestFlow(ctx, PoolSettings(capacity=station.pool_capacity, tube_pattern=station.tube_pattern,
-                                              rebind_window=station.rebind_window))
+                                              rebind_window=station.rebind_window, rack_pattern=rack_pattern))
     return CheckinFlow(ctx)

@@ -8,7 +8,9 @@ printing and signals happen in the flow thread, so a slow disk or printer never 
 Live cameras should be wrapped in :class:`~drivers.camera.LatestFrameGrabber`, which keeps only the
 newest frame and reopens a failing device with backoff; the loop reports the grabber's state changes
 (camera lost, camera back) to the flow thread as :class:`~edge.flows.runner.Alert` s. A 1D code (a
-tube label) counts only once it was read the same way in two frames. A
+tube label) counts only once it was read the same way in two frames. At a station that reads racks
+(``rack_labels``), a frame with that many labels shows a rack (read on request by
+:class:`~edge.rackscan.RackWorker`), and none of its labels is a scan. A
 :class:`~drivers.camera.CameraError` from an unwrapped source ends :meth:`Station.run`.
 """
 
@@ -31,6 +33,8 @@ from edge.scanner import DecodeOptions, FrameScanner
 logger = logging.getLogger(__name__)
 
 DEFAULT_DEDUPE_WINDOW = 3.0
+RACK_LABELS = 3
+"""At a station that reads racks, a frame with this many tube or wristband labels or more shows a rack."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +43,8 @@ class StationStats:
 
     ``decoded`` counts codes read (including re-reads), ``scans`` new codes handed to the flow,
     ``busy_refused`` new codes the flow thread could not take, ``dropped_frames`` frames the source
-    discarded because the loop was behind, ``camera_errors`` times the camera was lost.
+    discarded because the loop was behind, ``camera_errors`` times the camera was lost, ``rack_frames`` frames
+    whose labels were not scans because there were too many of them (a rack in view).
     """
 
     frames: int = 0
@@ -49,6 +54,7 @@ class StationStats:
     busy_refused: int = 0
     dropped_frames: int = 0
     camera_errors: int = 0
+    rack_frames: int = 0
 
 
 class Station:
@@ -60,7 +66,7 @@ class Station:
 
     def __init__(self, source: FrameSource, runner: FlowRunner, *, scanner: FrameScanner | None = None,
                  dedupe_window: float = DEFAULT_DEDUPE_WINDOW, decode_options: DecodeOptions | None = None,
-                 linear_confirm: int = 2, documents: Any = None) -> None:
+                 linear_confirm: int = 2, documents: Any = None, rack_labels: int | None = None) -> None:
         self.source = source
         self.documents = documents
         self.runner = runner
@@ -68,6 +74,7 @@ class Station:
         self.repeats = RepeatFilter(dedupe_window)
         self.dedupe_window = dedupe_window
         self.linear_confirm = linear_confirm
+        self.rack_labels = rack_labels
         self._sightings: dict[tuple[str, str], tuple[int, float]] = {}
         self._stats = StationStats()
         self._seen_errors = 0
@@ -126,6 +133,10 @@ class Station:
         if self.documents is not None:
             self.documents.offer(frame, bool(codes))
         scans = []
+        if self.rack_labels is not None and sum(c.format.is_label for c in codes) >= self.rack_labels:
+            # a rack or a tray of tubes in view: its photo is the rack scan's
+            self._count(rack_frames=1)
+            codes = [c for c in codes if not c.format.is_label]
         for code in codes:
             if code.format.is_linear and not self._confirmed(code.format.value, code.text):
                 continue

@@ -143,7 +143,7 @@ def test_station_watchdog_stops_when_the_flow_thread_hangs(tmp_path, monkeypatch
     monkeypatch.setenv("WATCHDOG_PID", str(os.getpid()))
     monkeypatch.setattr(daemons, "STUCK_AFTER", 1.0)
     monkeypatch.setattr(daemons, "stop_event_on_signals", lambda: stop)
-    monkeypatch.setattr(sources, "build_flow", lambda station, ctx: HangingFlow())
+    monkeypatch.setattr(sources, "build_flow", lambda station, ctx, masstest=None: HangingFlow())
     result: list[int] = []
     worker = threading.Thread(target=lambda: result.append(daemons.run_station(cfg)), daemon=True)
     worker.start()

@@ -158,3 +158,18 @@ def test_max_frames_and_stop(box: Outbox) -> None:
     stop = threading.Event()
     stop.set()
     assert Station(SimulatedQrCamera([None], loop=True), runner).run(stop=stop).frames == 0
+
+
+def test_a_rack_in_view_opens_no_tube_where_racks_are_read_and_labels_pass_elsewhere(box: Outbox) -> None:
+    from edge.station import RACK_LABELS
+    from tests.hw_sim.camera import MemoryCamera
+    from tests.hw_sim.rack import render_rack
+
+    photo = render_rack(2, 3, seed=3, missing=0, damaged=0, fill=0.5, width=1280, height=720)
+    ctx = make_ctx(box)
+    runner = FlowRunner(MassTestFlow(ctx), ctx)
+    racks = _run(Station(MemoryCamera([photo.frame] * 2), runner, rack_labels=RACK_LABELS), runner)
+    assert (racks.rack_frames, racks.scans) == (2, 0)
+    runner = FlowRunner(MassTestFlow(ctx), ctx)
+    plain = _run(Station(MemoryCamera([photo.frame] * 2), runner), runner)
+    assert (plain.rack_frames, plain.scans) == (0, 6)  # every label is a scan where racks are not read

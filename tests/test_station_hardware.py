@@ -104,3 +104,41 @@ def test_id_card_on_the_reader_checks_in_and_prints_a_masked_receipt(tmp_path: P
         assert msg.body["kind"] == "id_card" and len(msg.body["id_ref"]) == 32 and msg.body["outcome"] == "green"
         parts.close()
         box.close()
+
+
+def test_masstest_button_held_reads_the_rack_prints_its_summary_and_signals(tmp_path: Path, key) -> None:
+    from edge.rack import RackLayout
+    from tests.hw_sim.camera import MemoryCamera
+    from tests.hw_sim.rack import render_rack
+
+    photo = render_rack(6, 8, seed=31, angle=8.0, perspective=0.04, missing=2, damaged=1)
+    with PrinterSimulator() as sim:
+        box = open_box(tmp_path / "o.db", key)
+        cfg = _config(tmp_path, sim.path, "masstest", masstest={"rack_rows": 6, "rack_columns": 8})
+        cfg = cfg.model_copy(update={"gpio": cfg.gpio.model_copy(update={"button_hold": 0.2})})
+        held = threading.Event()
+
+        def hold_button() -> None:  # the operator holds the button until the box has asked for the photo
+            button.drive_low()
+            wait_until(lambda: parts.documents.requested == 1, 5)
+            button.drive_high()
+            held.set()
+
+        parts = build_station(cfg, box, source=MemoryCamera([photo.frame] * 3, before={1: hold_button}))
+        button = parts.lights._button.pin  # type: ignore[union-attr]
+        assert parts.documents.layout == RackLayout(6, 8)
+        parts.runner.start()
+        parts.station.run()
+        assert held.is_set() and parts.documents.wait_idle(20) and parts.runner.wait_idle(10)
+        (msg,) = [m for m in stored(box, key) if m.kind == "rack"]
+        assert {t["position"]: t["tube"] for t in msg.body["tubes"]}.items() <= photo.tubes.items()
+        assert set(msg.body["missing"]) == photo.missing
+        (ticket,) = sim.wait_for_tickets(1)
+        assert any("6x8" in line for line in ticket.texts)
+        # the press closed no tube (attention), the rack with a smeared label is attention too, on the amber light
+        assert dict(parts.runner.stats.signals) == {"attention": 2}
+        assert parts.station.stats.rack_frames == 3 and parts.station.stats.scans == 0  # no tube opened by the rack
+        amber = parts.lights._light.leds[Color.AMBER].pin  # type: ignore[union-attr]
+        assert any(s.state for s in amber.states)
+        parts.close()
+        box.close()

@@ -1,6 +1,6 @@
 """Mass testing with pooled sampling: one tube, up to N people, one signed binding.
 
-The operator scans a tube's barcode to open it, then each person's health-card code; the tube closes
+The operator scans a tube's barcode (Code 128, Data Matrix ...) to open it, then each person's health-card code; the tube closes
 with the operator button or when the next tube's barcode is scanned, and a signed ``pool`` result
 binds the tube to its people. States::
 
@@ -40,6 +40,14 @@ People may also show an ID card (an :class:`~edge.flows.base.IdPresented` event)
 keyed pseudonym of their number (refused with ``no_pseudonym_key`` when the box has no key, and with the
 validation code when the number does not validate).
 
+A rack photo (a :class:`~edge.rackscan.RackRead`, the operator button held) becomes one signed ``rack``
+result: every tube with its position and the ``pool`` result that closed it on this box, the unreadable and
+the missing wells (body rules in :mod:`mqtt.rackbody`); the rack ticket is printed. Every well read and the
+grid anchored is ``accepted``; unreadable wells are ``attention`` / ``rack_unreadable``, an assumed grid
+place ``attention`` / ``rack_edge_assumed``; a photo with no rack is ``rejected`` with the reason
+(``too_few_codes``, ``not_a_grid``, ``rack_turned``, ``does_not_fit``), one tube at two positions
+``rejected`` / ``duplicate_tube``.
+
 ``pool`` body: ``flow`` (``"masstest"``), ``tube``, ``tube_format``,
 ``id_members`` (the ID pseudonyms of people who showed an ID card), ``count``, ``capacity``, ``opened_at``, ``closed_at`` (ISO 8601 UTC), ``closed_by`` (``"button"`` or
 ``"next_tube"``). The health cards' 64-hex card indexes, which the central service needs to recall the
@@ -56,17 +64,21 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
+from edge.barcodes import Symbology
 from edge.feedback import Signal
 from edge.flows.base import ButtonPress, Event, FlowContext, FlowOutcome, IdPresented, Scan
 from edge.identity import PresentedId
 from edge.payloads import PayloadKind, classify_payload
+from edge.rackscan import RackRead
 from edge.verify import card_index, card_ref
 from mqtt.outbox import OutboxError
+from mqtt.rackbody import RACK_KIND, RackInvalid, check_rack
 
 logger = logging.getLogger(__name__)
 
 POOL_KIND = "pool"
 DEFAULT_TUBE_PATTERN = r"[A-Za-z0-9\-]{6,40}"
+DEFAULT_RACK_PATTERN = r"RACK-[A-Za-z0-9\-]{1,40}"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS pool_tubes (
@@ -83,16 +95,19 @@ CREATE INDEX IF NOT EXISTS pool_members_person ON pool_members (person, added);
 class PoolSettings:
     """``capacity``: people per tube (10-in-1, 20-in-1 ...); ``tube_pattern``: what a tube barcode looks
     like (a full-match regular expression over the 1D code's text); ``rebind_window``: seconds during
-    which a person bound to one tube is refused for another (0 disables the check)."""
+    which a person bound to one tube is refused for another (0 disables the check); ``rack_pattern``: what a
+    rack's own label looks like (a code off the grid of a rack photo that matches it names the rack)."""
 
     capacity: int = 10
     tube_pattern: str = DEFAULT_TUBE_PATTERN
     rebind_window: float = 12 * 3600.0
+    rack_pattern: str = DEFAULT_RACK_PATTERN
 
     def __post_init__(self) -> None:
         if not 1 <= self.capacity <= 100:
             raise ValueError("capacity must be 1..100")
         re.compile(self.tube_pattern)
+        re.compile(self.rack_pattern)
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +134,7 @@ class MassTestFlow:
         self.ctx = ctx
         self.settings = settings
         self._tube_re = re.compile(settings.tube_pattern)
+        self._rack_re = re.compile(settings.rack_pattern)
         ctx.outbox.state(lambda conn: [conn.execute(stmt) for stmt in _SCHEMA.split(";") if stmt.strip()])
         tube = self.open_tube
         if tube is not None:
@@ -139,12 +155,14 @@ class MassTestFlow:
 
     # -- events -------------------------------------------------------------------------------------------
 
-    def handle(self, event: Event) -> FlowOutcome | None:
+    def handle(self, event: Event | RackRead) -> FlowOutcome | None:
+        if isinstance(event, RackRead):
+            return self._rack(event)
         if isinstance(event, ButtonPress):
             return self._button(event) if event.button == "close" else None
         if isinstance(event, IdPresented):
             return self._person_by_id(event.identity)
-        if event.symbology.is_linear:
+        if event.symbology is not Symbology.QR:  # a tube label: Code 128, Data Matrix ...
             return self._tube(event)
         return self._person(event)
 
@@ -272,6 +290,68 @@ class MassTestFlow:
             "opened": _iso(tube.opened), "closed": _iso(now)})
         return FlowOutcome(Signal.ACCEPTED, message_id=str(msg.msg_id), ticket=ticket,
                            detail={**self._detail(tube), "closed": True})
+
+    # -- racks ------------------------------------------------------------------------------------------
+
+    def _rack(self, event: RackRead) -> FlowOutcome:
+        """One signed ``rack`` result for a rack photo: every tube with its position and its pool."""
+        reading = event.reading
+        if reading is None:
+            return FlowOutcome(Signal.REJECTED, reason=event.problem, detail={"message": event.message})
+        unreadable = list(reading.unreadable)
+        tubes: list[dict[str, Any]] = []
+        where: dict[str, str] = {}
+        for t in reading.tubes:
+            if not self._tube_re.fullmatch(t.text):  # a code that is no tube label stands in this well
+                unreadable.append(t.position)
+                continue
+            if t.text in where:
+                return FlowOutcome(Signal.REJECTED, reason="duplicate_tube",
+                                   detail={"positions": [where[t.text], t.position]})
+            where[t.text] = t.position
+            tubes.append({"position": t.position, "tube": t.text, "format": t.format.value, "pool": None})
+        pools = self._pools([t["tube"] for t in tubes])
+        for t in tubes:
+            t["pool"] = pools.get(t["tube"])
+        labels = [c.text for c in reading.off_grid if self._rack_re.fullmatch(c.text)]
+        order = {p: i for i, p in enumerate(reading.layout.positions())}
+        unreadable.sort(key=order.__getitem__)
+        body: dict[str, Any] = {
+            "flow": "masstest", "layout": reading.layout.name, "rows": reading.layout.rows,
+            "columns": reading.layout.columns, "tubes": tubes, "unreadable": unreadable,
+            "missing": list(reading.missing), "count": len(tubes), "anchored": reading.anchored,
+            "rack": labels[0] if len(labels) == 1 else None, "read_at": _iso(self.ctx.wall_clock()),
+            "decode_ms": round(event.decode_ms, 1),
+        }
+        try:
+            check_rack(body)  # never sign what the central service would refuse
+        except RackInvalid as exc:
+            logger.error("rack result not recorded: %s", exc)
+            return FlowOutcome(Signal.REJECTED, reason=exc.reason)
+        msg, error = self.ctx.publish(RACK_KIND, body)
+        detail = {"tubes": len(tubes), "unreadable": unreadable, "missing": body["missing"],
+                  "pooled": sum(t["pool"] is not None for t in tubes), "anchored": reading.anchored}
+        if msg is None:
+            return FlowOutcome(Signal.NOT_RECORDED, reason=error, detail=detail)
+        logger.info("rack %s recorded: %d tubes, %d unreadable, %d missing: %s", reading.layout.name, len(tubes),
+                    len(unreadable), len(body["missing"]), msg.msg_id)
+        ticket = self.ctx.print_ticket("rack", {
+            "layout": reading.layout.name, "count": len(tubes), "wells": reading.layout.wells,
+            "unreadable": ", ".join(unreadable) or "-", "missing": ", ".join(body["missing"]) or "-",
+            "rack": body["rack"] or "-", "station": self.ctx.clinic, "read": body["read_at"]})
+        reason = "rack_unreadable" if unreadable else None if reading.anchored else "rack_edge_assumed"
+        return FlowOutcome(Signal.ATTENTION if reason else Signal.ACCEPTED, reason=reason,
+                           message_id=str(msg.msg_id), ticket=ticket, detail=detail)
+
+    def _pools(self, tubes: list[str]) -> dict[str, str]:
+        """The ``pool`` result id of each of ``tubes`` closed on this box."""
+        if not tubes:
+            return {}
+        marks = ",".join("?" * len(tubes))
+        rows = self.ctx.outbox.state(lambda conn: conn.execute(
+            f"SELECT tube, message_id FROM pool_tubes WHERE state = 'closed' AND message_id IS NOT NULL "
+            f"AND tube IN ({marks})", tubes).fetchall())
+        return {r[0]: r[1] for r in rows}
 
     @staticmethod
     def _detail(tube: OpenTube) -> dict[str, Any]:

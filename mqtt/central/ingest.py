@@ -29,7 +29,7 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, x25519
 
-from mqtt import auditchain, envelope, lookup, receipts, sealed, topics
+from mqtt import auditchain, envelope, lookup, rackbody, receipts, sealed, topics
 from mqtt.central import trust
 from mqtt.central.config import CentralConfig
 from mqtt.central.store import DUPLICATE, QUARANTINED, SEQ_CONFLICT, STORED, Rejection, SqlStore, StoreUnavailable, \
@@ -426,6 +426,13 @@ class Ingest:
                                            msg.body)
             except auditchain.ChainInvalid as exc:
                 problem = str(exc)
+        if held is None and msg.kind == rackbody.RACK_KIND:
+            try:
+                rackbody.check_rack(msg.body)  # signed by a box of ours, and still hostile input
+            except rackbody.RackInvalid as exc:
+                held = exc.reason
+                logger.warning("device %s: rack result %s refused: %s", msg.device, msg.msg_id, exc,
+                               extra={"EHC_REASON": exc.reason, "EHC_DEVICE": msg.device})
         stored = body_json(msg.body)
         if held is None and len(stored.encode()) > MAX_BODY_JSON:  # signed: kept whole aside, receipted
             held = "body_too_large"

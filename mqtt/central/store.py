@@ -315,6 +315,21 @@ class SqlStore:
                         "id_members": body.get("id_members", [])})
         return out
 
+    def rack_places(self, tube: str) -> list[dict[str, Any]]:
+        """Where a tube stood in the stored ``rack`` results, oldest first: ``{"msg_id", "device", "position",
+        "layout", "rack", "pool"}`` (``pool``: the message id of the tube's ``pool`` result, or null)."""
+        rows = self._exec("SELECT msg_id, device_id, body_json FROM results WHERE kind = 'rack' "
+                          "ORDER BY received_at").fetchall()
+        self._end_read()
+        out = []
+        for msg_id, device, body_json in rows:
+            body = json.loads(body_json)
+            for t in body.get("tubes", []):
+                if t.get("tube") == tube:
+                    out.append({"msg_id": msg_id, "device": device, "position": t.get("position"),
+                                "layout": body.get("layout"), "rack": body.get("rack"), "pool": t.get("pool")})
+        return out
+
     # -- enrollment tokens ---------------------------------------------------------------------------
     def add_token(self, token_hash: str, clinic: str, serial: str, expires_at: float, reenroll: bool = False) -> None:
         """Store a new one-time token (only its hash); ``reenroll``: it may replace a registered box (admin)."""

@@ -26,6 +26,8 @@ SAMPLES: dict[str, dict[str, Any]] = {
               "outcome": "已登记 Registered", "note": "请到 3 号窗口候诊 Please wait at window 3"},
     "pool": {"tube": "T20250314-0042", "count": 10, "capacity": 10, "opened": "09:12", "closed": "09:41",
              "station": "采样点 3 / Station 3"},
+    "rack": {"layout": "8x12", "count": 93, "wells": 96, "unreadable": "C4, F11", "missing": "H12",
+             "rack": "RACK-0042", "station": "采样点 3 / Station 3", "read": "2025-03-14T10:02:00+00:00"},
     "selftest": {"device_id": "box-0042", "clinic": "clinic-7",
                  "checks": [{"part": "identity 身份", "status": "pass"}, {"part": "clock 时钟", "status": "pass"},
                             {"part": "camera 摄像头", "status": "pass"}, {"part": "broker", "status": "FAIL"},
