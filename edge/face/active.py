@@ -50,7 +50,7 @@ MOUTH_NEUTRAL = 0.06
 CLOSER = 1.2
 """Face width (edge to edge) at or above this multiple of the neutral width counts as moved closer."""
 CLOSER_NEUTRAL = 1.08
-DARK = 40.0
+DARK = 20.0
 """Mean grey level (0–255) of a frame under which it counts as too dark to judge."""
 EYES_CLOSED = 0.6
 """Eye openness below this fraction of the person's neutral level counts as closed."""
@@ -209,8 +209,12 @@ class ActiveLiveness:
     def __init__(self, pipe: FacePipeline, iris: IrisModel, *, challenges: list[Challenge] | None = None,
                  time_limit: float = 12.0, passive: PassiveLiveness | None = None,
                  reference: np.ndarray | None = None, threshold: float = THRESHOLD,
-                 rng: random.Random | None = None, keep_best: int = 5) -> None:
+                 rng: random.Random | None = None, keep_best: int = 5,
+                 deliberate: tuple[Challenge, ...] | None = None) -> None:
         self.pipe, self.iris, self.passive = pipe, iris, passive
+        # actions that count as deliberate (done unasked: not live); blinks are spontaneous
+        self.deliberate = frozenset(deliberate if deliberate is not None else
+                                    [c for c in Challenge if c is not Challenge.BLINK])
         self.keep_best = keep_best
         self._best: list[tuple[float, np.ndarray]] = []  # (quality, embedding) of frontal frames: memory only
         self.dark = 0
@@ -326,12 +330,13 @@ class ActiveLiveness:
             Challenge.OPEN_MOUTH: mouth >= MOUTH_OPEN,
             Challenge.MOVE_CLOSER: width >= CLOSER,
         }
-        frontal = abs(yaw) <= YAW_NEUTRAL and mouth <= MOUTH_NEUTRAL and eyes >= EYES_OPEN
+        mouth_ok = mouth <= MOUTH_NEUTRAL or Challenge.OPEN_MOUTH not in self.deliberate
+        frontal = abs(yaw) <= YAW_NEUTRAL and mouth_ok and eyes >= EYES_OPEN
         neutral = frontal and width <= CLOSER_NEUTRAL
         self._keep(sig, emb, frontal)
         want = self.challenges[self.index]
         # a deliberate action that was not asked for: a recording playing its own script (blinks are spontaneous)
-        wrong = [c for c, on in active.items() if on and c != want and c != Challenge.BLINK]
+        wrong = [c for c, on in active.items() if on and c != want and c in self.deliberate]
         if wrong and not self._armed:
             return self._fail(Decision.NOT_LIVE, f"did {wrong[0]} when asked to {want}")
         if not self._armed:
