@@ -17,8 +17,6 @@ References, crops and embeddings live in memory only; nothing here writes to dis
 
 from __future__ import annotations
 
-import base64
-import binascii
 import io
 import logging
 from dataclasses import dataclass, field
@@ -29,11 +27,13 @@ from PIL import Image
 
 from edge.face.geometry import as_pil
 from edge.face.pipeline import FacePipeline
+from mqtt.face import decode_template, encode_template
+
+__all__ = ["Reference", "ReferenceRefused", "card_reference", "decode_template", "encode_template", "load_wlt_plugins",
+           "page_reference", "photo_zone", "sharpness"]
 
 logger = logging.getLogger(__name__)
 
-EMBEDDING_DIM = 128
-TEMPLATE_BYTES = EMBEDDING_DIM * 2  # float16
 WLT_ENTRY_POINTS = "ehc_edge.wlt_decoders"
 PITCH_MM = 2.54
 """MRZ character pitch: the zone's length gives the page's scale."""
@@ -123,34 +123,6 @@ def page_reference(frame: np.ndarray | Image.Image, corners: np.ndarray, fmt: st
     assert face.embedding is not None
     logger.info("data page photo taken as reference (face %.0f px, sharpness %.0f)", width, sharp)
     return Reference("document_photo", face.embedding, {"face_px": round(width, 1), "sharpness": round(sharp, 1)})
-
-
-# -- enrolled templates ------------------------------------------------------------------------------------
-
-def encode_template(embedding: np.ndarray) -> str:
-    """A 128-d embedding as base64url float16 (256 bytes), L2-normalised first: what is sealed and stored."""
-    e = np.asarray(embedding, dtype=np.float64).reshape(-1)
-    if e.shape != (EMBEDDING_DIM,) or not np.all(np.isfinite(e)):
-        raise ValueError("a template is a finite 128-d embedding")
-    e = e / (np.linalg.norm(e) or 1.0)
-    return base64.urlsafe_b64encode(e.astype("<f2").tobytes()).rstrip(b"=").decode("ascii")
-
-
-def decode_template(text: object) -> np.ndarray:
-    """The embedding of a template; ValueError unless it is exactly 128 finite float16 of unit length."""
-    if not isinstance(text, str) or len(text) > 400:
-        raise ValueError("template must be base64url text")
-    try:
-        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-    except (binascii.Error, ValueError):
-        raise ValueError("template is not base64url") from None
-    if len(raw) != TEMPLATE_BYTES:
-        raise ValueError("template must be 256 bytes")
-    e = np.frombuffer(raw, dtype="<f2").astype(np.float64)
-    norm = float(np.linalg.norm(e)) if np.all(np.isfinite(e)) else 0.0
-    if not 0.98 <= norm <= 1.02:
-        raise ValueError("template is not a unit-length embedding")
-    return e / norm
 
 
 # -- ID card photo (WLT) -------------------------------------------------------------------------------------
