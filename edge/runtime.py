@@ -195,6 +195,21 @@ def vaccination_flow(cfg: EdgeConfig, ctx: FlowContext, records: Any) -> Any:
     return VaccinationFlow(ctx, products, records=records, schedule=schedule)
 
 
+def identity_documents(cfg: EdgeConfig, runner: FlowRunner, tap: Any) -> Any:
+    """The identity desk's frame consumers: the MRZ reader (with the page for the portrait), then the face tap."""
+    from edge.face.tap import FrameTee
+
+    parts: list[Any] = []
+    if cfg.mrz is not None:
+        from edge.documents.mrz_ocr import MrzReader
+        from edge.documents.worker import DocumentWorker
+        from edge.identity import from_mrz
+
+        parts.append(DocumentWorker(MrzReader(cfg.mrz), lambda zone, page: runner.submit(
+            IdPresented(from_mrz(zone), page=page)), every=cfg.station.document_every, with_page=True).start())
+    return FrameTee([*parts, tap])
+
+
 @dataclass
 class StationParts:
     """A station, the flow runner it feeds, and the drivers to close when it stops."""
@@ -267,7 +282,21 @@ def build_station(cfg: EdgeConfig, outbox: Outbox, *, feedback: Feedback | None 
     online = build_lookup(cfg, outbox.identity) if outbox.identity is not None else None
     ctx = FlowContext(outbox, feedback or NoFeedback(), tickets or NoPrinter(), verifier=build_verifier(cfg, online),
                       clinic=cfg.device.clinic, pseudonym_key=key, send_id_number=cfg.identity.send_id_number)
-    flow = vaccination_flow(cfg, ctx, online) if cfg.station.flow == "vaccination" else build_flow(cfg.station, ctx)
+    tap = None
+    if cfg.station.flow == "identity":
+        from edge.face.tap import FrameTap
+        from edge.flows.identity import FaceDesk, IdentityFlow
+
+        tap = FrameTap()
+        f = cfg.face
+        flow: Any = IdentityFlow(ctx, FaceDesk(frames=tap.frames, templates=online, threshold=f.threshold,
+                                               model_dir=cfg.path(f.model_dir) if f.model_dir else None,
+                                               time_limit=f.time_limit, mode=f.mode, adult_age=f.adult_age,
+                                               guardian_window=f.guardian_window, consent_text=f.consent_text))
+    elif cfg.station.flow == "vaccination":
+        flow = vaccination_flow(cfg, ctx, online)
+    else:
+        flow = build_flow(cfg.station, ctx)
     runner = FlowRunner(flow, ctx, max_pending=cfg.station.max_pending)
     if printer is not None:
         seen: list[str] = []
@@ -298,6 +327,8 @@ def build_station(cfg: EdgeConfig, outbox: Outbox, *, feedback: Feedback | None 
 
         documents = DocumentWorker(MrzReader(cfg.mrz), lambda zone: runner.submit(IdPresented(from_mrz(zone))),
                                    every=cfg.station.document_every).start()
+    if tap is not None:
+        documents = identity_documents(cfg, runner, tap)
     station = Station(source or frame_source(cfg.station), runner, dedupe_window=cfg.station.dedupe_window,
                       decode_options=decode_options(cfg.station), documents=documents)
     parts = StationParts(station, runner, printer, lights, online, documents=documents)

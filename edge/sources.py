@@ -69,8 +69,14 @@ def decode_options(station: StationSection) -> DecodeOptions:
     return DecodeOptions(symbologies=symbologies(station), fallback=Fallback(station.decode_fallback))
 
 
-def build_flow(station: StationSection, ctx: FlowContext) -> Flow:
-    """The configured flow over ``ctx``."""
+def build_flow(station: StationSection, ctx: FlowContext, desk: object = None) -> Flow:
+    """The configured flow over ``ctx`` (the identity desk also needs its :class:`edge.flows.identity.FaceDesk`)."""
+    if station.flow == "identity":
+        from edge.flows.identity import FaceDesk, IdentityFlow
+
+        if not isinstance(desk, FaceDesk):
+            raise ValueError("the identity flow needs a FaceDesk (camera frames and the template lookup)")
+        return IdentityFlow(ctx, desk)
     if station.flow == "report":
         from edge.flows.reports import ReportFlow
 

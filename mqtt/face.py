@@ -7,8 +7,9 @@ Three message kinds (see ``docs/face.md``, "Messages"):
   embedding. The central ingest checks every field (:func:`check_face_check`) and quarantines a body that
   does not pass.
 * ``face_enrol`` (``evt/face_enrol``): an enrolment with its consent record; the template (a 128-d float16
-  embedding, :func:`encode_template`) is sealed to the central X25519 key (:mod:`mqtt.sealed`), bound to the
-  topic and message id. The ingest opens it only to check it and stores it still sealed.
+  embedding, :func:`encode_template`) is the sealed ``personal`` part (sealed to the central X25519 key by the
+  outbox, :mod:`mqtt.sealed`, bound to the topic and message id). The ingest opens it only to check it, never
+  writes it to the ``personal`` table, and keeps it still sealed with the consent record.
 * ``face`` (``req/face`` → ``rsp/face``): a box asks for the template enrolled for an ID pseudonym; the request
   carries a fresh X25519 public key (``epk``) made for this request only, and the central service seals the
   template to it, bound to the reply topic and the reply's message id, inside a reply signed by the central key.
@@ -42,7 +43,7 @@ CHALLENGES = ("blink", "turn_left", "turn_right", "move_closer", "open_mouth")
 ID_KINDS = ("health_card", "id_card", "mrz")
 REFERENCES = ("document_photo", "enrolled", "id_card_photo")
 CONSENT_BY = ("self", "guardian")
-_HEX32 = re.compile(r"^[0-9a-f]{32}\Z")
+_HEX32 = re.compile(r"^[0-9a-f]{16}(?:[0-9a-f]{16})?\Z")  # an ID pseudonym (32) or a health card's ref (16)
 _RID = re.compile(r"^[0-9a-f]{16}\Z")
 _NAME = re.compile(r"^[a-z_]{1,40}\Z")
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
@@ -50,7 +51,7 @@ _CHECK_KEYS = frozenset({"flow", "id_ref", "id_kind", "reference", "decision", "
                          "liveness", "models"})
 _LIVENESS_KEYS = frozenset({"outcome", "challenges", "completed", "frames", "frames_used", "passive",
                             "passive_checked", "min_same_person"})
-_ENROL_KEYS = frozenset({"flow", "id_ref", "id_kind", "consent", "template", "liveness", "models"})
+_ENROL_KEYS = frozenset({"flow", "id_ref", "id_kind", "consent", "personal", "liveness", "models"})
 _CONSENT_KEYS = frozenset({"by", "guardian_ref", "guardian_check", "text", "at_ms"})
 
 
@@ -142,6 +143,11 @@ def check_face_check(body: Any) -> None:
             and (b["same"] is None or isinstance(b["same"], bool)) and _num(b["score"], -1.0, 1.0)
             and _num(b["threshold"], 0.05, 0.95, none=False) and _models(b["models"])):
         raise FaceInvalid("face_check field out of range")
+    if b["decision"] == "no_reference":
+        if b["liveness"] is not None or b["reference"] is not None or b["reason"] is None or b["score"] is not None \
+                or b["same"] is not None:
+            raise FaceInvalid("no_reference: no capture, no reference, a reason")
+        return
     check_liveness(b["liveness"])
     live = b["liveness"]["outcome"] == "live"
     compared = b["decision"] in ("match", "no_match")
@@ -150,8 +156,6 @@ def check_face_check(body: Any) -> None:
     if compared and not (live and b["reference"] is not None and b["same"] == (b["decision"] == "match")
                          and b["same"] == (b["score"] >= b["threshold"])):
         raise FaceInvalid("decision does not follow from the score, threshold and liveness")
-    if b["decision"] == "no_reference" and (b["reference"] is not None or b["reason"] is None):
-        raise FaceInvalid("no_reference names why and no reference")
     if b["decision"] in OUTCOMES and b["decision"] != b["liveness"]["outcome"]:
         raise FaceInvalid("decision and liveness outcome differ")
 
@@ -174,9 +178,9 @@ def check_face_enrol(body: Any) -> dict[str, Any]:
     check_liveness(body["liveness"])
     if body["liveness"]["outcome"] != "live":
         raise FaceInvalid("a template comes only from a live capture")
-    if not isinstance(body["template"], dict):
-        raise FaceInvalid("template must be a sealed part")
-    return body["template"]
+    if not isinstance(body["personal"], dict):
+        raise FaceInvalid("the template must be a sealed part")
+    return body["personal"]
 
 
 # -- fetching an enrolled template ------------------------------------------------------------------------------

@@ -57,6 +57,8 @@ EYES_CLOSED = 0.6
 EYES_OPEN = 0.8
 SAME_PERSON = 0.45
 """Minimum embedding cosine of every frame to the first one (same session, same camera: stricter than 1:1)."""
+SAME_PERSON_TURNED = 0.3
+"""The same, for a frame whose head is turned (yaw change ≥ ``YAW_TURNED``): a turned face embeds further away."""
 FROZEN_PIXELS = 0.5
 """Mean absolute pixel change (0–255) under which a frame is a repeat of the previous one."""
 FROZEN_FRAMES = 5
@@ -286,7 +288,8 @@ class ActiveLiveness:
             self._first_emb = emb
         same = cosine(self._first_emb, emb)
         self._min_same = min(self._min_same, same)
-        if same < SAME_PERSON:
+        turned = bool(self._baseline) and abs(sig.yaw - float(np.median([b.yaw for b in self._baseline]))) >= YAW_TURNED
+        if same < (SAME_PERSON_TURNED if turned else SAME_PERSON):
             return self._fail(Decision.NOT_LIVE, "a different person")
         if self.reference is not None:
             self._ref_scores.append(cosine(self.reference, emb))

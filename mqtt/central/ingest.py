@@ -364,7 +364,7 @@ class Ingest:
         """Keep an enrolment's template, still sealed, with its consent record (after the result's commit)."""
         m, body = res.message, res.message.body
         topic = topics.event(res.clinic, m.device, face.ENROL_KIND)
-        self.store.put_face_template(body["id_ref"], res.clinic, m.device, str(m.msg_id), topic, body["template"],
+        self.store.put_face_template(body["id_ref"], res.clinic, m.device, str(m.msg_id), topic, body["personal"],
                                      body["consent"])
         logger.info("device %s: face template enrolled (%s consent)", m.device, body["consent"]["by"])
 
@@ -462,6 +462,8 @@ class Ingest:
                 problem = str(exc)
         if held is None and msg.kind in (face.CHECK_KIND, face.ENROL_KIND):
             held = self._check_face(msg, item.topic)
+        if msg.kind == face.ENROL_KIND:
+            personal = None  # the template stays sealed (face_templates), never in the personal table
         stored = body_json(msg.body)
         if held is None and len(stored.encode()) > MAX_BODY_JSON:  # signed: kept whole aside, receipted
             held = "body_too_large"

@@ -181,3 +181,68 @@ def passport_frame(photo: Image.Image, pipe: FacePipeline, seed: int = 0, blur: 
     page, lines = passport_page(photo, pipe, rng)
     capture = Capture(fill=0.8, angle=float(rng.uniform(-3, 3)), blur=blur, light=0.1, noise=2.0, jpeg_quality=92)
     return render_frame(page, capture, rng), lines
+
+
+class DeskCamera:
+    """The simulated identity-desk camera (a :class:`drivers.camera.FrameSource`, BGR 640×480 frames).
+
+    Before the desk starts a capture it shows ``document`` (a BGR frame, e.g. :func:`passport_frame`) if given,
+    else the person standing still. During a capture what it shows depends on ``act``:
+
+    * ``"answer"``: the person does what the desk asks now (``asked()``: the challenge name), after ``react``
+      frames, holds it ``hold`` frames and comes back to neutral, again while it is still asked: a live person
+      following the LEDs;
+    * ``"still"``: the photo held up: only sensor noise changes (a print or a phone showing a photo);
+    * ``"replay"``: a recording of the person answering another session (``replay``: action names), looped.
+
+    It stops (``finished``) after ``limit`` frames.
+    """
+
+    def __init__(self, person: FaceAnimator, asked, capturing, *, act: str = "answer",  # type: ignore[no-untyped-def]
+                 document: np.ndarray | None = None, replay: list[str] | None = None, limit: int = 600,
+                 react: int = 2, hold: int = 3, rest: int = 3) -> None:
+        from drivers.camera import FileFrameSource
+
+        class _Source(FileFrameSource):
+            def _open(inner) -> None:  # noqa: N805
+                pass
+
+            @property
+            def finished(inner) -> bool:  # noqa: N805
+                return self.count >= self.limit
+
+            def _read(inner) -> np.ndarray | None:  # noqa: N805
+                return self.next_frame()
+
+        from pathlib import Path
+
+        self.source = _Source(Path("."))
+        self.person, self.asked, self.capturing, self.act = person, asked, capturing, act
+        self.document, self.limit = document, limit
+        self.react, self.hold, self.rest = react, hold, rest
+        self.replay = script(replay or [], lead=2) if act == "replay" else []
+        self.count = 0
+        self._plan: list[Pose] = []
+        self._last: str | None = None
+        self.captured = False
+
+    def next_frame(self) -> np.ndarray | None:
+        if self.count >= self.limit:
+            return None
+        self.count += 1
+        if not self.capturing():
+            if self.document is not None and not self.captured:
+                return self.document
+            return self.person.frame(Pose())[:, :, ::-1]
+        self.captured = True
+        if self.act == "replay":
+            pose = self.replay[self.count % len(self.replay)]
+        elif self.act == "still":
+            pose = Pose()
+        else:
+            now = self.asked()
+            if now is not None and (now != self._last or not self._plan):  # still asked: do it again
+                self._plan = [Pose()] * self.react + [ACTIONS[now]] * self.hold + [Pose()] * self.rest
+            self._last = now
+            pose = self._plan.pop(0) if self._plan else Pose()
+        return self.person.frame(pose)[:, :, ::-1]
