@@ -212,8 +212,13 @@ class ActiveLiveness:
                  time_limit: float = 12.0, passive: PassiveLiveness | None = None,
                  reference: np.ndarray | None = None, threshold: float = THRESHOLD,
                  rng: random.Random | None = None, keep_best: int = 5,
-                 deliberate: tuple[Challenge, ...] | None = None) -> None:
+                 deliberate: tuple[Challenge, ...] | None = None, observe: int = 0) -> None:
         self.pipe, self.iris, self.passive = pipe, iris, passive
+        # observe=n: a recorded clip, no prompts: record every action seen (done, then back to neutral) and call
+        # conclude() at its end: live when n different actions were seen
+        self.observe = observe
+        self.seen: list[str] = []
+        self._doing: set[Challenge] = set()
         # actions that count as deliberate (done unasked: not live); blinks are spontaneous
         self.deliberate = frozenset(deliberate if deliberate is not None else
                                     [c for c in Challenge if c is not Challenge.BLINK])
@@ -337,6 +342,12 @@ class ActiveLiveness:
         frontal = abs(yaw) <= YAW_NEUTRAL and mouth_ok and eyes >= EYES_OPEN
         neutral = frontal and width <= CLOSER_NEUTRAL
         self._keep(sig, emb, frontal)
+        if self.observe:
+            self._doing |= {c for c, on in active.items() if on}
+            if neutral:
+                self.seen += [str(c) for c in sorted(self._doing) if str(c) not in self.seen]
+                self._doing = set()
+            return False
         want = self.challenges[self.index]
         # a deliberate action that was not asked for: a recording playing its own script (blinks are spontaneous)
         wrong = [c for c, on in active.items() if on and c != want and c in self.deliberate]
@@ -356,6 +367,18 @@ class ActiveLiveness:
                 return self._finish()
         return False
 
+    def conclude(self) -> LivenessResult:
+        """End an observed clip: live when ``observe`` different actions were seen (and passive agrees)."""
+        if self.decision is None:
+            if len(self.seen) >= self.observe:
+                self.index = len(self.challenges)
+                self._finish()
+            elif self.frames and self.missing == self.frames:
+                self._fail(Decision.INCONCLUSIVE, "too dark" if self.dark * 2 > self.frames else "no face in view")
+            else:
+                self._fail(Decision.NOT_LIVE, f"{len(self.seen)} action(s) seen, {self.observe} needed")
+        return self.result()
+
     def _finish(self) -> bool:
         if self._passive and float(np.median(self._passive)) < 0.5:
             return self._fail(Decision.NOT_LIVE, "passive liveness: presentation attack")
@@ -372,8 +395,8 @@ class ActiveLiveness:
         return LivenessResult(
             decision=decision,
             reason=reason,
-            challenges=[str(c) for c in self.challenges],
-            completed=self.index,
+            challenges=list(self.seen) if self.observe else [str(c) for c in self.challenges],
+            completed=len(self.seen) if self.observe else self.index,
             frames=self.frames,
             min_same_person=round(self._min_same, 4) if self._first_emb is not None else None,
             passive_score=round(float(np.median(self._passive)), 4) if self._passive else None,

@@ -169,3 +169,28 @@ class LiveCheck:
 def prompt_text(challenge: Challenge | None) -> str:
     """The printed and shown guidance for a challenge."""
     return PROMPTS[challenge] if challenge is not None else "Thank you"
+
+
+CLIP_ACTIONS = 2
+"""Different actions (blink, turn left, turn right, move closer) a recorded clip must show to be live."""
+
+
+def check_clip(frames: Iterable[tuple[float, np.ndarray]], reference: np.ndarray | None, pipe: FacePipeline,
+               iris: IrisModel, passive: PassiveLiveness | None = None, *, threshold: float = THRESHOLD,
+               template: list[np.ndarray] | None = None) -> FaceCheck:
+    """The video check of a recorded clip (no prompts can be shown): live when at least :data:`CLIP_ACTIONS`
+    different actions are seen, with the same person throughout, no frozen frames and (when provisioned) the
+    passive models agreeing; then its best frontal frames against ``reference``. A clip made from a still photo
+    shows no action: ``live`` false. With ``template`` (a list), a live clip's best-frames embedding is appended to it
+    (enrolment; memory only)."""
+    started = time.perf_counter()
+    session = ActiveLiveness(pipe, iris, challenges=[Challenge.BLINK], time_limit=float("inf"), passive=passive,
+                             threshold=threshold, deliberate=DELIBERATE, observe=CLIP_ACTIONS)
+    for t, frame in frames:
+        if session.feed(frame, t):
+            break
+    session.conclude()
+    if template is not None and session.decision is Decision.LIVE and session.best_embedding() is not None:
+        template.append(session.best_embedding())
+    checker = LiveCheck(pipe, iris, passive, threshold=threshold, challenges=[Challenge.BLINK])
+    return checker.decide(session, reference, time.perf_counter() - started)
