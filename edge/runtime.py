@@ -220,6 +220,7 @@ class StationParts:
     lights: Any = None
     online: Any = None
     documents: Any = None
+    tap: Any = None  # the identity desk's camera tap (edge.face.tap.FrameTap)
     idcard_stop: threading.Event = field(default_factory=threading.Event)
     idcard_thread: threading.Thread | None = None
 
@@ -331,7 +332,7 @@ def build_station(cfg: EdgeConfig, outbox: Outbox, *, feedback: Feedback | None 
         documents = identity_documents(cfg, runner, tap)
     station = Station(source or frame_source(cfg.station), runner, dedupe_window=cfg.station.dedupe_window,
                       decode_options=decode_options(cfg.station), documents=documents)
-    parts = StationParts(station, runner, printer, lights, online, documents=documents)
+    parts = StationParts(station, runner, printer, lights, online, documents=documents, tap=tap)
     if cfg.idcard.port:
         parts.start_idcard(cfg.idcard.port, cfg.idcard.poll_interval)
     return parts

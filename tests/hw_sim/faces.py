@@ -195,12 +195,13 @@ class DeskCamera:
     * ``"still"``: the photo held up: only sensor noise changes (a print or a phone showing a photo);
     * ``"replay"``: a recording of the person answering another session (``replay``: action names), looped.
 
-    It stops (``finished``) after ``limit`` frames.
+    It stops (``finished``) after ``limit`` frames shown during captures; outside a capture it shows a frame
+    every ``idle`` seconds (a camera's pace), not counted.
     """
 
     def __init__(self, person: FaceAnimator, asked, capturing, *, act: str = "answer",  # type: ignore[no-untyped-def]
                  document: np.ndarray | None = None, replay: list[str] | None = None, limit: int = 600,
-                 react: int = 2, hold: int = 3, rest: int = 3) -> None:
+                 react: int = 2, hold: int = 3, rest: int = 3, idle: float = 0.0) -> None:
         from drivers.camera import FileFrameSource
 
         class _Source(FileFrameSource):
@@ -222,6 +223,7 @@ class DeskCamera:
         self.react, self.hold, self.rest = react, hold, rest
         self.replay = script(replay or [], lead=2) if act == "replay" else []
         self.count = 0
+        self.idle = idle
         self._plan: list[Pose] = []
         self._last: str | None = None
         self.captured = False
@@ -229,11 +231,15 @@ class DeskCamera:
     def next_frame(self) -> np.ndarray | None:
         if self.count >= self.limit:
             return None
-        self.count += 1
         if not self.capturing():
+            if self.idle:
+                import time
+
+                time.sleep(self.idle)
             if self.document is not None and not self.captured:
                 return self.document
             return self.person.frame(Pose())[:, :, ::-1]
+        self.count += 1
         self.captured = True
         if self.act == "replay":
             pose = self.replay[self.count % len(self.replay)]
