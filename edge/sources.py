@@ -44,7 +44,9 @@ def frame_source(station: StationSection) -> FrameSource:
     if cam == "sim":
         return simulated_queue(10_000, width=640, height=480, fps=station.fps, loop=True)
     if cam == "picamera2":
+        # the identity desk's face models need colour; the scanning flows take the cheaper grey (Y) plane
         return LatestFrameGrabber(Picamera2FrameSource(width=station.width, height=station.height, fps=station.fps,
+                                                       gray=station.flow != "identity",
                                                        autofocus=station.autofocus,
                                                        exposure_us=int(station.exposure) if station.exposure else None))
     if cam.startswith("/dev/video") or cam.isdigit():

@@ -144,3 +144,37 @@ def test_template_round_trip_and_refusals(pipe) -> None:
     for bad in ("", "AAAA", 5, encode_template(e)[:-4], "A" * 342):
         with pytest.raises(ValueError):
             decode_template(bad)
+
+
+TESS = shared_dir() / "models" / "tessdata"
+
+
+@pytest.mark.skipif(not (TESS / "mrz.traineddata").is_file(), reason=f"shared models folder not found: {TESS}")
+def test_data_page_portrait_is_found_from_the_zone_and_checked(pipe, tmp_path) -> None:
+    from edge.documents.mrz_ocr import MrzReader, MrzSettings
+    from edge.face.embed import cosine
+    from edge.face.reference import ReferenceRefused, page_reference
+    from tests.hw_sim.faces import passport_frame
+
+    photo = _photo(SAME_PERSON_PHOTO)
+    frame, _ = passport_frame(photo, pipe, seed=3)
+    with MrzReader(MrzSettings(tessdata=str(TESS), cache_dir=str(tmp_path))) as reader:
+        assert reader.read(frame) is not None
+        corners = reader.last_zone
+    ref = page_reference(frame[:, :, ::-1], corners, "TD3", 44, pipe)
+    assert ref.source == "document_photo" and cosine(ref.embedding, pipe.faces(photo)[0].embedding) > 0.8
+    blurred, _ = passport_frame(photo, pipe, seed=3, blur=4.0)  # same page, same place, out of focus
+    with pytest.raises(ReferenceRefused) as exc:
+        page_reference(blurred[:, :, ::-1], corners, "TD3", 44, pipe)
+    assert exc.value.reason == "page_photo_blurred"
+    small = np.asarray(Image.fromarray(frame[:, :, ::-1]).resize((320, 240)))  # the page far from the camera
+    with pytest.raises(ReferenceRefused) as exc:
+        page_reference(small, corners / 4, "TD3", 44, pipe)
+    assert exc.value.reason in ("page_photo_too_small", "no_page_photo")
+    with pytest.raises(ReferenceRefused) as exc:  # the zone's other side: no portrait above a TD1 zone
+        page_reference(frame[:, :, ::-1], corners, "TD1", 30, pipe)
+    assert exc.value.reason == "no_page_photo"
+    empty = np.full_like(frame, 200)
+    with pytest.raises(ReferenceRefused) as exc:
+        page_reference(empty, corners, "TD3", 44, pipe)
+    assert exc.value.reason == "no_page_photo"

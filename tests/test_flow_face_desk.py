@@ -209,3 +209,34 @@ def test_central_seal_key_opens_nothing_of_a_face_check(box, key, person) -> Non
     flow.handle(IdPresented(_id()))
     (msg,) = stored(box, key)
     assert personal(msg) == {} and CENTRAL_SEAL is not None
+
+
+def test_a_licensed_wlt_decoder_gives_the_card_photo_as_reference(box, key, person) -> None:
+    import dataclasses
+    import io
+
+    from drivers.idcard.card import set_photo_decoder
+    from edge.face.reference import load_wlt_plugins
+
+    class VendorWlt:
+        """Stands in for a licensed decoder: the 'decoded' WLT blob is a photo of the holder."""
+
+        name = "test-wlt"
+
+        def decode(self, wlt: bytes) -> bytes:
+            assert wlt == b"\x01" * 1024
+            buf = io.BytesIO()
+            _photo(SAME).save(buf, "PNG")
+            return buf.getvalue()
+
+    assert load_wlt_plugins() is None  # none installed here: cards need an enrolled reference
+    set_photo_decoder(VendorWlt())
+    try:
+        assert load_wlt_plugins() == "test-wlt"
+        flow, _ = _flow(box, person, templates=Templates())
+        out = flow.handle(IdPresented(dataclasses.replace(_id(), photo=b"\x01" * 1024)))
+    finally:
+        set_photo_decoder(None)
+    assert out.detail["decision"] == "match", flow.last_check
+    (msg,) = stored(box, key)
+    assert msg.body["reference"] == "id_card_photo" and flow.desk.templates.asked == []
