@@ -70,3 +70,38 @@ def test_unreadable_clip_and_faceless_reference(tmp_path, capsys) -> None:
     Image.new("RGB", (200, 200), (128, 128, 128)).save(blank)
     code, out = _run(capsys, "verify", "--video", str(tmp_path / "x.avi"), "--reference", str(blank))
     assert code == 2 and out["error"] == "no_face"
+
+
+def test_enroll_from_a_clip_with_consent_into_the_outbox(tmp_path, person, capsys, site, store) -> None:
+    from edge import config as edge_config
+    from edge.identity import pseudonym
+    from edge.runtime import load_identity, open_outbox
+    from mqtt import envelope, face, sealed, topics
+    from provisioning.site import add_device
+
+    path = add_device(site, store, "box-0009", "clinic-a", tmp_path / "box")
+    clip = _clip(tmp_path / "enrol.avi", [person.frame(p) for p in script(["move_closer", "blink"])])
+    args = ["enroll", "--config", str(path), "--video", str(clip), "--document", "resident", "--id-number", "X99",
+            "--consent", "guardian"]
+    code, out = _run(capsys, *args)
+    assert code == 2 and out["enrolled"] is False  # a guardian's consent names the guardian and their check
+    code, out = _run(capsys, *args[:-1], "self")
+    assert code == 0 and out["enrolled"] is True, out
+    cfg = edge_config.load(path)
+    assert out["id_ref"] == pseudonym(cfg.path(cfg.identity.pseudonym_key).read_bytes(), "resident", "X99")
+    box = open_outbox(cfg, load_identity(cfg))
+    try:
+        (row,) = box.pending(limit=10)
+    finally:
+        box.close()
+    msg = envelope.verify(row.payload, row.topic, load_identity(cfg).key.public_key())
+    assert msg.kind == "face_enrol" and msg.body["consent"]["by"] == "self"
+    face.check_face_enrol(msg.body)
+    central = sealed.load_private(site.config.path(site.config.enrollment.seal_key))
+    fields = sealed.open_sealed(msg.body["personal"], central, topics.event("clinic-a", "box-0009", "face_enrol"),
+                                msg.msg_id.bytes)
+    assert face.check_template_fields(fields).shape == (128,)
+    still = _clip(tmp_path / "still.avi", [person.frame(Pose()) for _ in range(30)])
+    code, out = _run(capsys, "enroll", "--config", str(path), "--video", str(still), "--document", "resident",
+                     "--id-number", "X98", "--consent", "self")
+    assert code == 2 and out["live"] is False

@@ -240,3 +240,18 @@ def test_a_licensed_wlt_decoder_gives_the_card_photo_as_reference(box, key, pers
     assert out.detail["decision"] == "match", flow.last_check
     (msg,) = stored(box, key)
     assert msg.body["reference"] == "id_card_photo" and flow.desk.templates.asked == []
+
+
+def test_a_health_card_code_is_an_identity_whose_reference_must_be_enrolled(box, key, person) -> None:
+    from tests.flow_helpers import qr
+    from tests.hw_sim.camera import health_card_tokens
+
+    (token,) = health_card_tokens(1, seed=8)
+    templates = Templates()
+    flow, _ = _flow(box, person, templates=templates)
+    out = flow.handle(qr(token))
+    (msg,) = stored(box, key)
+    assert out.reason == "no_reference" and msg.body["id_kind"] == "health_card"
+    assert msg.body["reason"] == "needs_enrolled" and templates.asked == [msg.body["id_ref"]]
+    assert token not in str(msg.body) and token[:64] not in str(msg.body)
+    assert flow.handle(qr("https://example.org/not-a-card")).signal is Signal.REJECTED

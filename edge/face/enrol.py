@@ -4,7 +4,8 @@ The same record as the desk's enrolment mode (:mod:`edge.flows.identity`): the c
 actions seen, :func:`edge.face.desk.check_clip`); the mean embedding of its best frontal frames is the template,
 sealed to the central X25519 key as the ``personal`` part of a signed ``face_enrol`` result, with the consent
 record in clear (who consented, the guardian's pseudonym and passed face check for a child). Only the ID number's
-pseudonym leaves the box; the uplink delivers the result. Prints ``{"enrolled", "id_ref", "message_id", "live",
+pseudonym leaves the box; the uplink delivers the result. The command writes the outbox as a process of its own:
+it starts a new boot of the outbox's sequence, as a station restart does. Prints ``{"enrolled", "id_ref", "message_id", "live",
 "reason"}``; exits 0 when enrolled, 2 when the clip is not live or the consent is incomplete.
 """
 
@@ -58,6 +59,7 @@ def enrol_from_clip(args: Any, frames: Iterable[tuple[float, np.ndarray]]) -> in
             "liveness": result.evidence(), "models": result.models}
     face.check_face_enrol({**body, "personal": {}})
     box = open_outbox(cfg, load_identity(cfg))
+    box.start_boot()  # a writer of its own: a new boot, as a station restart would (the centre sees a new boot)
     try:
         msg = box.enqueue(face.ENROL_KIND, body, personal={"template": face.encode_template(kept[0]),
                                                            "model": spec(MODEL).version})
