@@ -136,6 +136,7 @@ PATTERNS: dict[Signal, Pattern] = {
     Signal.NOT_RECORDED: Pattern(((Color.RED, 1), (Color.OFF, 1)), Sound.LONG, lasting=False),
     Signal.FAULT: Pattern(((Color.RED, 2), (Color.OFF, 2)), Sound.NONE, lasting=True),
     Signal.PROVISIONING: Pattern(((Color.AMBER, 2), (Color.GREEN, 2)), Sound.NONE, lasting=True),
+    Signal.PROMPT: Pattern(((Color.AMBER, 0),), Sound.SHORT, lasting=False),
 }
 """The look and sound of every :class:`~edge.feedback.Signal`."""
 

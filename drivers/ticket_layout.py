@@ -52,7 +52,8 @@ logger = logging.getLogger(__name__)
 
 TEMPLATE_DIR = Path(__file__).resolve().parent / "tickets"
 PAPER_COLUMNS: dict[str, int] = {"58mm": 32, "80mm": 48}
-KINDS = ("queue", "pool", "rack", "selftest", "registration", "report", "report_summary", "vaccination")
+KINDS = ("queue", "pool", "rack", "selftest", "registration", "report", "report_summary", "vaccination",
+         "face_guidance", "face_check")
 """The ticket kinds the box prints; each has a template file in :data:`TEMPLATE_DIR`."""
 
 Align = Literal["left", "center", "right"]

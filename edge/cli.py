@@ -204,7 +204,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("verify", help="verify a credential (EHC1:, HC1:, shc:/) and print the verdict as JSON")
     sub.add_parser("idcard", help="ID card reader tools: idcard read --port DEV [--timeout S]")
-    sub.add_parser("face", help="1:1 face verification: face compare A B (JSON: same, score, threshold)")
+    sub.add_parser("face", help="face verification: face compare A B; face verify --video CLIP --reference PHOTO; "
+                                "face enroll")
     sub.add_parser("status", help="one screen for a technician; exit 1 when something needs attention")
     sub.add_parser("retention", help="delete printed tickets, finished tubes and stale files")
     sub.add_parser("logs", help="logs rotate [--keep-days N]: rotate the journal, drop old entries (as root)")

@@ -76,7 +76,7 @@ class StationSection(StrictModel):
     autofocus: bool = Field(True, description="Continuous autofocus where the camera has it")
     exposure: float | None = Field(None, gt=0, description="Fixed exposure (picamera2: microseconds; V4L2: the "
                                                            "driver's units); automatic when unset")
-    flow: str = Field("checkin", pattern=r"^(checkin|masstest|vaccination|report)$",
+    flow: str = Field("checkin", pattern=r"^(checkin|masstest|vaccination|report|identity)$",
                       description="What the station does: checkin (clinic desk), masstest (pooled sampling), "
                                   "vaccination (vaccination room) or report (medical reports read by the camera, "
                                   "the button takes the photo)")
@@ -202,6 +202,23 @@ class MasstestSection(StrictModel):
         return v
 
 
+class FaceSection(StrictModel):
+    """The identity desk (``[station] flow = "identity"``): face verification with liveness."""
+
+    mode: str = Field("verify", pattern=r"^(verify|enrol)$", description="'verify': check a person against a "
+                      "trusted reference; 'enrol': record a reference template with consent (desk enrolment)")
+    model_dir: str | None = Field(None, description="Folder of the MiniFASNet passive-liveness models (the shared "
+                                                    "model bundle); absent: active liveness only")
+    threshold: float = Field(0.36, gt=0.05, lt=0.95, description="Cosine at or above which the live face is the "
+                                                                "reference's person")
+    time_limit: float = Field(20.0, ge=5, le=120, description="Seconds from the first challenge to the decision")
+    adult_age: int = Field(18, ge=14, le=21, description="Below this age a guardian consents to enrolment")
+    guardian_window: float = Field(300.0, ge=30, le=1800, description="Seconds a guardian's passed check stays "
+                                                                      "valid for enrolling a child")
+    consent_text: str = Field("face-consent-v1", min_length=1, max_length=64,
+                              description="Version of the consent text the person (or guardian) agreed to")
+
+
 class LoggingSection(StrictModel):
     """Log level."""
 
@@ -225,6 +242,7 @@ class EdgeConfig(StrictModel):
     retention: RetentionSection = RetentionSection()
     vaccination: VaccinationSection = VaccinationSection()
     masstest: MasstestSection = MasstestSection()
+    face: FaceSection = FaceSection()
     provisioning: ProvisioningSection = ProvisioningSection()
     logging: LoggingSection = LoggingSection()
     base_dir: str | None = Field(None, description="Folder relative paths are resolved against (default: the file's)")

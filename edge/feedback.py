@@ -27,6 +27,7 @@ class Signal(enum.StrEnum):
     not_recorded    red blink + long beep: the result could NOT be stored; scan again or call staff
     fault           red blink until cleared: a device fault (camera, printer, storage)
     provisioning    provisioning mode: the box waits for a technician
+    prompt          amber + short beep: do the next step the identity desk asks (a face challenge)
     ==============  ========================================================================
     """
 
@@ -37,6 +38,7 @@ class Signal(enum.StrEnum):
     NOT_RECORDED = "not_recorded"
     FAULT = "fault"
     PROVISIONING = "provisioning"
+    PROMPT = "prompt"
 
 
 class Feedback(Protocol):

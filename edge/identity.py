@@ -33,6 +33,7 @@ class PresentedId:
     expired: bool = False
     birth_date: dt.date | None = field(default=None, repr=False)
     at: float = field(default_factory=time.perf_counter)
+    photo: bytes = field(default=b"", repr=False)  # an ID card's WLT photo (opaque; only a licensed plug-in reads it)
 
 
 def from_id_card(card: Any, today: dt.date | None = None) -> PresentedId:
@@ -42,7 +43,7 @@ def from_id_card(card: Any, today: dt.date | None = None) -> PresentedId:
     result = validate_card(card, today=today)
     return PresentedId(source="id_card", document=card.card_type.value, number=card.id_number,
                        name=card.display_name, valid=result.valid, code=result.code, expired=card.expired(today),
-                       birth_date=card.birth_date)
+                       birth_date=card.birth_date, photo=card.photo)
 
 
 def from_mrz(result: Any, today: dt.date | None = None) -> PresentedId:

@@ -24,7 +24,7 @@ from typing import Any
 import uuid6
 from cryptography.hazmat.primitives.asymmetric import ec, x25519
 
-from mqtt import envelope, lookup, topics
+from mqtt import envelope, face, lookup, topics
 from mqtt.outbox import DeviceIdentity
 from mqtt.relay import RelayClient
 
@@ -44,6 +44,8 @@ class LookupClient:
         self.reply_topic = topics.reply(identity.clinic, identity.device, lookup.KIND)
         self.record_request_topic = topics.request(identity.clinic, identity.device, lookup.RECORD_KIND)
         self.record_reply_topic = topics.reply(identity.clinic, identity.device, lookup.RECORD_KIND)
+        self.face_request_topic = topics.request(identity.clinic, identity.device, face.TEMPLATE_KIND)
+        self.face_reply_topic = topics.reply(identity.clinic, identity.device, face.TEMPLATE_KIND)
         self.relay = RelayClient(relay, self._on_message)
         self.connected = self.relay.connected
         self._lock = threading.Lock()
@@ -61,12 +63,13 @@ class LookupClient:
         self.relay.stop()
 
     def _on_message(self, topic: str, payload: bytes) -> None:
-        if topic not in (self.reply_topic, self.record_reply_topic):
+        if topic not in (self.reply_topic, self.record_reply_topic, self.face_reply_topic):
             return
-        opener = lookup.open_record if topic == self.record_reply_topic else lookup.open_answer
+        opener = (face.open_answer if topic == self.face_reply_topic else
+                  lookup.open_record if topic == self.record_reply_topic else lookup.open_answer)
         try:
             rid, answer = opener(payload, topic, self.central)
-        except lookup.LookupInvalid as exc:
+        except (lookup.LookupInvalid, face.FaceInvalid) as exc:
             self.stats["bad_answers"] += 1
             logger.warning("ignoring lookup answer: %s", exc)
             return
@@ -99,6 +102,24 @@ class LookupClient:
         body = lookup.record_request_body(rid, child_ref)
         return self._ask(rid, lambda msg_id: body, lookup.RECORD_KIND)  # type: ignore[no-any-return]
 
+    def face_template(self, id_ref: str) -> tuple[str, Any]:
+        """The face template enrolled for ``id_ref`` at this clinic: ``("found", embedding)``, ``("not_found",
+        None)`` or ``("unavailable", None)`` (no answer in time, or an answer that does not open). The template
+        is sealed to a key made for this request only and is held in memory only."""
+        rid, key = os.urandom(8).hex(), x25519.X25519PrivateKey.generate()
+        body = face.request_body(rid, id_ref, key.public_key())
+        answer = self._ask(rid, lambda msg_id: body, face.TEMPLATE_KIND)
+        if answer is None:
+            return "unavailable", None
+        if not answer.found:
+            return "not_found", None
+        try:
+            return "found", face.open_template(answer, key, self.face_reply_topic)
+        except face.FaceInvalid as exc:
+            self.stats["bad_answers"] += 1
+            logger.warning("face template answer refused: %s", exc)
+            return "unavailable", None
+
     def _ask(self, rid: str, body_for: Callable[[uuid.UUID], dict[str, Any]], kind: str | None = None) -> Any:
         """Sign and send the request whose body ``body_for(message id)`` builds; the answer or None."""
         kind = kind or lookup.KIND
@@ -106,7 +127,8 @@ class LookupClient:
         if not self.connected.is_set():
             self.stats["offline"] += 1
             return None
-        topic = self.record_request_topic if kind == lookup.RECORD_KIND else self.request_topic
+        topic = {lookup.RECORD_KIND: self.record_request_topic,
+                 face.TEMPLATE_KIND: self.face_request_topic}.get(kind, self.request_topic)
         msg_id = uuid6.uuid7()
         message = envelope.Message(self.identity.device, 0, 0, kind, body_for(msg_id), msg_id=msg_id)
         data = envelope.sign(message, topic, self.identity.key)

@@ -195,6 +195,21 @@ def vaccination_flow(cfg: EdgeConfig, ctx: FlowContext, records: Any) -> Any:
     return VaccinationFlow(ctx, products, records=records, schedule=schedule)
 
 
+def identity_documents(cfg: EdgeConfig, runner: FlowRunner, tap: Any) -> Any:
+    """The identity desk's frame consumers: the MRZ reader (with the page for the portrait), then the face tap."""
+    from edge.face.tap import FrameTee
+
+    parts: list[Any] = []
+    if cfg.mrz is not None:
+        from edge.documents.mrz_ocr import MrzReader
+        from edge.documents.worker import DocumentWorker
+        from edge.identity import from_mrz
+
+        parts.append(DocumentWorker(MrzReader(cfg.mrz), lambda zone, page: runner.submit(
+            IdPresented(from_mrz(zone), page=page)), every=cfg.station.document_every, with_page=True).start())
+    return FrameTee([*parts, tap])
+
+
 @dataclass
 class StationParts:
     """A station, the flow runner it feeds, and the drivers to close when it stops."""
@@ -205,6 +220,7 @@ class StationParts:
     lights: Any = None
     online: Any = None
     documents: Any = None
+    tap: Any = None  # the identity desk's camera tap (edge.face.tap.FrameTap)
     idcard_stop: threading.Event = field(default_factory=threading.Event)
     idcard_thread: threading.Thread | None = None
 
@@ -267,8 +283,21 @@ def build_station(cfg: EdgeConfig, outbox: Outbox, *, feedback: Feedback | None 
     online = build_lookup(cfg, outbox.identity) if outbox.identity is not None else None
     ctx = FlowContext(outbox, feedback or NoFeedback(), tickets or NoPrinter(), verifier=build_verifier(cfg, online),
                       clinic=cfg.device.clinic, pseudonym_key=key, send_id_number=cfg.identity.send_id_number)
-    flow = (vaccination_flow(cfg, ctx, online) if cfg.station.flow == "vaccination"
-            else build_flow(cfg.station, ctx, cfg.masstest))
+    tap = None
+    if cfg.station.flow == "identity":
+        from edge.face.tap import FrameTap
+        from edge.flows.identity import FaceDesk, IdentityFlow
+
+        tap = FrameTap()
+        f = cfg.face
+        flow: Any = IdentityFlow(ctx, FaceDesk(frames=tap.frames, templates=online, threshold=f.threshold,
+                                               model_dir=cfg.path(f.model_dir) if f.model_dir else None,
+                                               time_limit=f.time_limit, mode=f.mode, adult_age=f.adult_age,
+                                               guardian_window=f.guardian_window, consent_text=f.consent_text))
+    elif cfg.station.flow == "vaccination":
+        flow = vaccination_flow(cfg, ctx, online)
+    else:
+        flow = build_flow(cfg.station, ctx, cfg.masstest)
     runner = FlowRunner(flow, ctx, max_pending=cfg.station.max_pending)
     if printer is not None:
         seen: list[str] = []
@@ -308,10 +337,12 @@ def build_station(cfg: EdgeConfig, outbox: Outbox, *, feedback: Feedback | None 
 
         documents = DocumentWorker(MrzReader(cfg.mrz), lambda zone: runner.submit(IdPresented(from_mrz(zone))),
                                    every=cfg.station.document_every).start()
+    if tap is not None:
+        documents = identity_documents(cfg, runner, tap)
     station = Station(source or frame_source(cfg.station), runner, dedupe_window=cfg.station.dedupe_window,
                       decode_options=decode_options(cfg.station), documents=documents,
                       rack_labels=RACK_LABELS if racks else None)
-    parts = StationParts(station, runner, printer, lights, online, documents=documents)
+    parts = StationParts(station, runner, printer, lights, online, documents=documents, tap=tap)
     if cfg.idcard.port:
         parts.start_idcard(cfg.idcard.port, cfg.idcard.poll_interval)
     return parts

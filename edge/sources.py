@@ -46,7 +46,9 @@ def frame_source(station: StationSection) -> FrameSource:
     if cam == "sim":
         return simulated_queue(10_000, width=640, height=480, fps=station.fps, loop=True)
     if cam == "picamera2":
+        # the identity desk's face models need colour; the scanning flows take the cheaper grey (Y) plane
         return LatestFrameGrabber(Picamera2FrameSource(width=station.width, height=station.height, fps=station.fps,
+                                                       gray=station.flow != "identity",
                                                        autofocus=station.autofocus,
                                                        exposure_us=int(station.exposure) if station.exposure else None))
     if cam.startswith("/dev/video") or cam.isdigit():
@@ -81,8 +83,15 @@ def rack_options(masstest: MasstestSection) -> tuple[RackLayout, DecodeOptions]:
             replace(RACK, symbologies=frozenset(Symbology(s) for s in masstest.rack_symbologies)))
 
 
-def build_flow(station: StationSection, ctx: FlowContext, masstest: MasstestSection | None = None) -> Flow:
-    """The configured flow over ``ctx``."""
+def build_flow(station: StationSection, ctx: FlowContext, masstest: MasstestSection | None = None,
+               desk: object = None) -> Flow:
+    """The configured flow over ``ctx`` (the identity desk also needs its :class:`edge.flows.identity.FaceDesk`)."""
+    if station.flow == "identity":
+        from edge.flows.identity import FaceDesk, IdentityFlow
+
+        if not isinstance(desk, FaceDesk):
+            raise ValueError("the identity flow needs a FaceDesk (camera frames and the template lookup)")
+        return IdentityFlow(ctx, desk)
     if station.flow == "report":
         from edge.flows.reports import ReportFlow
 

@@ -31,7 +31,8 @@ from mqtt.client import connect_properties, new_client
 from mqtt.outbox import DeviceIdentity, Outbox
 from mqtt.relay import RelayServer
 
-REQUEST_KINDS = ("lookup", "record")  # what the station may ask over the relay (mqtt.lookup KIND, RECORD_KIND)
+REQUEST_KINDS = ("lookup", "record", "face")  # what the station may ask over the relay (mqtt.lookup KIND,
+# RECORD_KIND; mqtt.face TEMPLATE_KIND)
 
 logger = logging.getLogger(__name__)
 

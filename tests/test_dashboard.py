@@ -14,6 +14,7 @@ from cryptography import x509
 
 from mqtt.central.dashboard import charts
 from mqtt.central.dashboard.accounts import Accounts, UserError
+from mqtt.central.dashboard.actions import NotAllowed
 from mqtt.central.dashboard.app import Dashboard, build_app
 from mqtt.central.dashboard.auth import (COOKIE, PasswordError, Sessions, Throttle, check_login, check_password,
                                          hash_password)
@@ -346,3 +347,38 @@ def test_the_dashboard_tables_and_queries_on_postgresql(tmp_path, pg_url):
         assert [(e.user, e.action) for e in d.accounts.audit_log()] == [("north", "login")]
     finally:
         store.close()
+
+
+# -- face templates --------------------------------------------------------------------------------------
+def test_an_admin_revokes_a_face_template_audited_and_others_cannot(dash):
+    sealed_part = {"v": 1, "alg": "x", "epk": "e", "ct": "c"}
+    consent = {"by": "guardian", "guardian_ref": "cd" * 16, "guardian_check": None, "text": "face-consent-v1",
+               "at_ms": 1}
+    with dash.accounts.db() as store:
+        store.put_face_template("ab" * 16, "clinic-east", "box-b01", "m1", "t", sealed_part, consent)
+        store.put_face_template("ef" * 16, "clinic-north", "box-a01", "m2", "t", sealed_part, consent)
+    dash.accounts.add_user("north-admin", "admin", "clinic-north", hash_password(PASSWORD))
+    tech = client(dash, "tech")
+    assert tech.get("/faces", follow_redirects=False).status_code in (302, 303, 403)
+    with pytest.raises(NotAllowed):
+        dash.actions.revoke_face(dash.accounts.user("tech"), "ab" * 16)
+    scoped = client(dash, "north-admin")
+    page_ = scoped.get("/faces")
+    assert page_.status_code == 200 and "ef" * 16 in page_.text and "ab" * 16 not in page_.text
+    r = scoped.post("/faces/revoke", data={"csrf": csrf_of(page_.text), "id_ref": "ab" * 16, "confirm": "abababab"})
+    assert r.status_code == 404  # another clinic's template: not even shown
+    admin = client(dash, "admin")
+    page_ = admin.get("/faces")
+    assert "ab" * 16 in page_.text and "guardian" in page_.text
+    r = admin.post("/faces/revoke", data={"csrf": csrf_of(page_.text), "id_ref": "ab" * 16, "confirm": "wrong"})
+    assert r.status_code == 200
+    with dash.accounts.db() as store:
+        assert store.face_template("ab" * 16)["revoked_at"] is None
+    r = admin.post("/faces/revoke", data={"csrf": csrf_of(page_.text), "id_ref": "ab" * 16, "confirm": "abababab"})
+    assert r.status_code == 200 and "revoked" in r.text
+    with dash.accounts.db() as store:
+        row = store.face_template("ab" * 16)
+    assert row["revoked_at"] is not None and row["revoked_by"] == "admin" and row["sealed"] == {}
+    entries = [(e.user, e.target, e.result) for e in dash.accounts.audit_log(action="face_revoke")]
+    assert ("admin", "ab" * 16, "ok") in entries and ("north-admin", "ab" * 16, "refused") in entries
+    assert ("tech", "ab" * 16, "refused") in entries

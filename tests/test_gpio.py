@@ -155,7 +155,7 @@ def test_showing_the_same_lasting_signal_again_does_not_restart_it(fb: GpioFeedb
 
 RGB_COLOURS = {Signal.READY: (0, 0.2, 0), Signal.ACCEPTED: (0, 1, 0), Signal.ATTENTION: (1, 0.5, 0),
                Signal.REJECTED: (1, 0, 0), Signal.NOT_RECORDED: (1, 0, 0), Signal.FAULT: (1, 0, 0),
-               Signal.PROVISIONING: (1, 0.5, 0)}
+               Signal.PROVISIONING: (1, 0.5, 0), Signal.PROMPT: (1, 0.5, 0)}
 
 
 @pytest.mark.parametrize("signal", list(Signal))

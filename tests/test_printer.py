@@ -446,7 +446,7 @@ def test_queue_limit_refuses_with_a_clear_error(sim: PrinterSimulator, tmp_path:
 
 def test_bad_submissions_store_nothing(sim: PrinterSimulator, tmp_path: Path) -> None:
     with TicketPrinter(settings_for(sim), tmp_path) as printer:
-        with pytest.raises(UnknownTicketKind, match="known: pool, queue, rack, registration, report, report_summary, selftest"):
+        with pytest.raises(UnknownTicketKind, match="known: face_check, face_guidance, pool, queue, rack, registration, report, report_summary, selftest"):
             printer.submit("receipt", {})
         with pytest.raises(TicketFieldError, match="missing field"):
             printer.submit("pool", {"tube": "T1"})

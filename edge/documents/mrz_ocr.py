@@ -359,6 +359,7 @@ class MrzReader:
         self._api.SetVariable("user_defined_dpi", "300")
         self._ril_symbol = tesserocr.RIL.SYMBOL
         self.last_timings = MrzTimings()
+        self.last_zone: np.ndarray | None = None  # corners of the last zone read (frame pixels), see zone_corners
         logger.info("MRZ reader uses Tesseract model %r from %s (%.0f ms to load)%s", self.model, folder,
                     (time.perf_counter() - started) * 1000,
                     "" if self.model == "mrz" else ": without the MRZ model fewer zones will read")
@@ -386,12 +387,13 @@ class MrzReader:
         candidates = self.locate(gray) if min(gray.shape) >= 64 else []
         located = time.perf_counter()
         best: MrzResult | None = None
+        best_zone: ZoneCandidate | None = None
         tried = 0
         for candidate in candidates[:self.settings.max_candidates]:
             tried += 1
             result = self.read_zone(gray, candidate)
             if result is not None and (best is None or _score(result) > _score(best)):
-                best = result
+                best, best_zone = result, candidate
             if best is not None and best.valid:
                 break
         done = time.perf_counter()
@@ -399,6 +401,7 @@ class MrzReader:
                                        (done - started) * 1000, tried)
         if best is not None and not best.valid and 2 * _score(best) < len(best.checks):
             best = None  # most check digits wrong: text that is not a zone, or a zone beyond reading
+        self.last_zone = zone_corners(best_zone) if best is not None and best_zone is not None else None
         if best is not None:
             logger.debug("MRZ %s read, valid=%s, %d candidate(s), %.0f ms", best.format.value, best.valid, tried,
                          self.last_timings.total_ms)
@@ -585,6 +588,23 @@ def _warp(gray: np.ndarray, zone: ZoneCandidate, u0: float, v0: float, angle: fl
     img = Image.fromarray(gray).transform(size, Image.Transform.AFFINE, coeffs, Image.Resampling.BICUBIC,
                                           fillcolor=255)
     return np.asarray(img)
+
+
+def zone_corners(zone: ZoneCandidate) -> np.ndarray:
+    """The zone's text extent as four frame points (x, y): top-left, top-right, bottom-right, bottom-left, in
+    the reading direction (the face photo of a data page is found relative to them)."""
+    w, h = zone.work_size
+    s = zone.step
+    a = np.deg2rad(zone.angle)
+    cos, sin = np.cos(a), np.sin(a)
+    u0, u1 = min(b.x0 for b in zone.bands), max(b.x1 for b in zone.bands)
+    v0, v1 = zone.bands[0].y0, zone.bands[-1].y1 + 1
+    out = []
+    for u, v in ((u0, v0), (u1, v0), (u1, v1), (u0, v1)):
+        x = cos * (u - w / 2) - sin * (v - h / 2) + w / 2
+        y = sin * (u - w / 2) + cos * (v - h / 2) + h / 2
+        out.append((x * s + (s - 1) / 2, y * s + (s - 1) / 2))
+    return np.array(out, dtype=np.float64)
 
 
 def _same_zone(a: ZoneCandidate, b: ZoneCandidate) -> bool:

@@ -27,13 +27,16 @@ logger = logging.getLogger(__name__)
 class DocumentWorker(FrameThread):
     """Reads MRZs from offered frames in a thread of its own."""
 
-    def __init__(self, reader: Any, on_document: Callable[[Any], None], *, every: int = 10,
-                 dedupe_window: float = 10.0) -> None:
+    def __init__(self, reader: Any, on_document: Callable[..., None], *, every: int = 10,
+                 dedupe_window: float = 10.0, with_page: bool = False) -> None:
         if every < 1:
             raise ValueError("every must be >= 1")
         super().__init__("documents")
         self.reader = reader
         self.on_document = on_document
+        # with_page: on_document(zone, page) also gets the frame the zone was read in and where the zone lay
+        # (edge.flows.base.PageCapture), for the identity desk's portrait; the frame stays in memory
+        self.with_page = with_page
         self.every = every
         self.repeats = RepeatFilter(dedupe_window)
         self.read_count = self.found = 0
@@ -73,4 +76,11 @@ class DocumentWorker(FrameThread):
             return
         self.found += 1
         logger.info("document zone read (valid: %s)", result.valid)
+        if self.with_page:
+            from edge.flows.base import PageCapture
+
+            corners = getattr(self.reader, "last_zone", None)
+            page = PageCapture(frame, corners, result.format.name, len(result.lines[0])) if corners is not None else None
+            self.on_document(result, page)
+            return
         self.on_document(result)

@@ -47,11 +47,18 @@ YAW_NEUTRAL = 0.06
 MOUTH_OPEN = 0.15
 """Mouth-opening change from neutral at or above which the mouth counts as open."""
 MOUTH_NEUTRAL = 0.06
+CLOSER = 1.2
+"""Face width (edge to edge) at or above this multiple of the neutral width counts as moved closer."""
+CLOSER_NEUTRAL = 1.08
+DARK = 20.0
+"""Mean grey level (0–255) of a frame under which it counts as too dark to judge."""
 EYES_CLOSED = 0.6
 """Eye openness below this fraction of the person's neutral level counts as closed."""
 EYES_OPEN = 0.8
 SAME_PERSON = 0.45
 """Minimum embedding cosine of every frame to the first one (same session, same camera: stricter than 1:1)."""
+SAME_PERSON_TURNED = 0.3
+"""The same, for a frame whose head is turned (yaw change ≥ ``YAW_TURNED``): a turned face embeds further away."""
 FROZEN_PIXELS = 0.5
 """Mean absolute pixel change (0–255) under which a frame is a repeat of the previous one."""
 FROZEN_FRAMES = 5
@@ -64,6 +71,12 @@ class Challenge(enum.StrEnum):
     TURN_LEFT = "turn_left"
     TURN_RIGHT = "turn_right"
     OPEN_MOUTH = "open_mouth"
+    MOVE_CLOSER = "move_closer"
+
+
+DESK_CHALLENGES = (Challenge.BLINK, Challenge.TURN_LEFT, Challenge.TURN_RIGHT, Challenge.MOVE_CLOSER)
+"""What the identity desk asks (two of them, in random order)."""
+CLASSIC_CHALLENGES = (Challenge.BLINK, Challenge.TURN_LEFT, Challenge.TURN_RIGHT, Challenge.OPEN_MOUTH)
 
 
 class Decision(enum.StrEnum):
@@ -77,13 +90,18 @@ PROMPTS = {
     Challenge.TURN_LEFT: "Please turn your head to your left",
     Challenge.TURN_RIGHT: "Please turn your head to your right",
     Challenge.OPEN_MOUTH: "Please open your mouth",
+    Challenge.MOVE_CLOSER: "Please move closer to the camera",
 }
 
+OUTCOMES = ("live", "no_face", "several_faces", "too_dark", "not_live", "timeout")
+"""What a session ends in, as shown to the person and recorded (``live`` is the only pass)."""
 
-def random_challenges(n: int = 3, rng: random.Random | None = None) -> list[Challenge]:
-    """``n`` challenges in random order, no challenge twice in a row, at most one of each turn."""
+
+def random_challenges(n: int = 3, rng: random.Random | None = None,
+                      pool: tuple[Challenge, ...] = CLASSIC_CHALLENGES) -> list[Challenge]:
+    """``n`` challenges from ``pool`` in random order, no challenge twice in a row, at most one of each turn."""
     rng = rng or random.SystemRandom()
-    pool = list(Challenge)
+    pool = list(pool)
     out: list[Challenge] = []
     while len(out) < n:
         c = rng.choice(pool)
@@ -103,6 +121,13 @@ class Signals:
     eye_openness: float = math.nan
     yaw: float = math.nan
     mouth: float = math.nan
+    width: float = math.nan
+
+
+def width_of(mesh: Mesh) -> float:
+    """Face width in pixels between the two face edges (grows as the person comes closer)."""
+    p = mesh.points[:, :2]
+    return float(np.linalg.norm(p[FACE_RIGHT_EDGE] - p[FACE_LEFT_EDGE]))
 
 
 def yaw_of(mesh: Mesh) -> float:
@@ -133,7 +158,19 @@ def measure(frame: np.ndarray | Image.Image, pipe: FacePipeline, iris: IrisModel
         return Signals(0), None, None
     right, left = iris.eyes(pil, face.mesh)
     openness = (right.openness() + left.openness()) / 2
-    return Signals(1, openness, yaw_of(face.mesh), mouth_of(face.mesh)), face.embedding, face.box
+    return (Signals(1, openness, yaw_of(face.mesh), mouth_of(face.mesh), width_of(face.mesh)), face.embedding,
+            face.box)
+
+
+def outcome_of(decision: Decision, reason: str) -> str:
+    """The session's outcome name (:data:`OUTCOMES`) from its decision and reason."""
+    if decision is Decision.LIVE:
+        return "live"
+    for key, name in (("faces in view", "several_faces"), ("too dark", "too_dark"), ("face not in view", "no_face"),
+                      ("no face", "no_face"), ("time limit", "timeout"), ("not finished", "timeout")):
+        if key in reason:
+            return name
+    return "not_live"
 
 
 @dataclass
@@ -155,6 +192,8 @@ class LivenessResult:
     reference_score: float | None = None
     matches_reference: bool | None = None
     signals: dict[str, float] = field(default_factory=dict)
+    outcome: str = "timeout"
+    best_frames: int = 0
 
 
 class ActiveLiveness:
@@ -172,8 +211,20 @@ class ActiveLiveness:
     def __init__(self, pipe: FacePipeline, iris: IrisModel, *, challenges: list[Challenge] | None = None,
                  time_limit: float = 12.0, passive: PassiveLiveness | None = None,
                  reference: np.ndarray | None = None, threshold: float = THRESHOLD,
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None, keep_best: int = 5,
+                 deliberate: tuple[Challenge, ...] | None = None, observe: int = 0) -> None:
         self.pipe, self.iris, self.passive = pipe, iris, passive
+        # observe=n: a recorded clip, no prompts: record every action seen (done, then back to neutral) and call
+        # conclude() at its end: live when n different actions were seen
+        self.observe = observe
+        self.seen: list[str] = []
+        self._doing: set[Challenge] = set()
+        # actions that count as deliberate (done unasked: not live); blinks are spontaneous
+        self.deliberate = frozenset(deliberate if deliberate is not None else
+                                    [c for c in Challenge if c is not Challenge.BLINK])
+        self.keep_best = keep_best
+        self._best: list[tuple[float, np.ndarray]] = []  # (quality, embedding) of frontal frames: memory only
+        self.dark = 0
         self.reference, self.threshold = reference, threshold
         self._ref_scores: list[float] = []
         self.challenges = challenges or random_challenges(3, rng)
@@ -193,7 +244,8 @@ class ActiveLiveness:
         self._neutral_since_prompt = False
         self._passive: list[float] = []
         # extremes of the signals relative to neutral (yaw and mouth: difference; eyes: ratio)
-        self._peak: dict[str, float] = {"yaw_min": 0.0, "yaw_max": 0.0, "mouth_max": 0.0, "eye_min_rel": 1.0}
+        self._peak: dict[str, float] = {"yaw_min": 0.0, "yaw_max": 0.0, "mouth_max": 0.0, "eye_min_rel": 1.0,
+                                        "width_max_rel": 1.0}
 
     @property
     def prompt(self) -> str | None:
@@ -223,6 +275,12 @@ class ActiveLiveness:
             if self._still >= FROZEN_FRAMES:
                 return self._fail(Decision.NOT_LIVE, "frozen picture (frames repeat)")
         self._prev = small
+        if float(small.mean()) < DARK:
+            self.dark += 1
+            self.missing += 1
+            if self.frames >= 10 and self.dark / self.frames > MAX_MISSING:
+                return self._fail(Decision.INCONCLUSIVE, "too dark")
+            return False
         sig, emb, box = measure(frame, self.pipe, self.iris)
         if sig.faces > 1:
             return self._fail(Decision.NOT_LIVE, f"{sig.faces} faces in view")
@@ -235,7 +293,8 @@ class ActiveLiveness:
             self._first_emb = emb
         same = cosine(self._first_emb, emb)
         self._min_same = min(self._min_same, same)
-        if same < SAME_PERSON:
+        turned = bool(self._baseline) and abs(sig.yaw - float(np.median([b.yaw for b in self._baseline]))) >= YAW_TURNED
+        if same < (SAME_PERSON_TURNED if turned else SAME_PERSON):
             return self._fail(Decision.NOT_LIVE, "a different person")
         if self.reference is not None:
             self._ref_scores.append(cosine(self.reference, emb))
@@ -243,27 +302,55 @@ class ActiveLiveness:
             self._passive.append(self.passive.check(frame, box).score)
         if len(self._baseline) < BASELINE_FRAMES:
             self._baseline.append(sig)
+            self._keep(sig, emb, True)
             return False
-        return self._respond(sig)
+        return self._respond(sig, emb)
 
-    def _respond(self, sig: Signals) -> bool:
+    def _keep(self, sig: Signals, emb: np.ndarray, neutral: bool) -> None:
+        """Remember the embedding of a frontal, eyes-open frame among the best ``keep_best`` (largest face)."""
+        if not neutral or self.keep_best <= 0:
+            return
+        self._best.append((sig.width, emb))
+        self._best.sort(key=lambda q: -q[0])
+        del self._best[self.keep_best:]
+
+    def best_embedding(self) -> np.ndarray | None:
+        """Mean of the best frontal frames' embeddings (L2-normalised), or None; memory only."""
+        if not self._best:
+            return None
+        mean = np.mean([e / (np.linalg.norm(e) or 1.0) for _, e in self._best], axis=0)
+        return mean / (np.linalg.norm(mean) or 1.0)
+
+    def _respond(self, sig: Signals, emb: np.ndarray) -> bool:
         base = self._baseline
         eyes = sig.eye_openness / (float(np.median([b.eye_openness for b in base])) or 1.0)
         yaw = sig.yaw - float(np.median([b.yaw for b in base]))
         mouth = sig.mouth - float(np.median([b.mouth for b in base]))
+        width = sig.width / (float(np.median([b.width for b in base])) or 1.0)
         pk = self._peak
         pk["yaw_min"], pk["yaw_max"] = min(pk["yaw_min"], yaw), max(pk["yaw_max"], yaw)
         pk["mouth_max"], pk["eye_min_rel"] = max(pk["mouth_max"], mouth), min(pk["eye_min_rel"], eyes)
+        pk["width_max_rel"] = max(pk["width_max_rel"], width)
         active = {
             Challenge.BLINK: eyes < EYES_CLOSED,
             Challenge.TURN_LEFT: yaw >= YAW_TURNED,
             Challenge.TURN_RIGHT: yaw <= -YAW_TURNED,
             Challenge.OPEN_MOUTH: mouth >= MOUTH_OPEN,
+            Challenge.MOVE_CLOSER: width >= CLOSER,
         }
-        neutral = abs(yaw) <= YAW_NEUTRAL and mouth <= MOUTH_NEUTRAL and eyes >= EYES_OPEN
+        mouth_ok = mouth <= MOUTH_NEUTRAL or Challenge.OPEN_MOUTH not in self.deliberate
+        frontal = abs(yaw) <= YAW_NEUTRAL and mouth_ok and eyes >= EYES_OPEN
+        neutral = frontal and width <= CLOSER_NEUTRAL
+        self._keep(sig, emb, frontal)
+        if self.observe:
+            self._doing |= {c for c, on in active.items() if on}
+            if neutral:
+                self.seen += [str(c) for c in sorted(self._doing) if str(c) not in self.seen]
+                self._doing = set()
+            return False
         want = self.challenges[self.index]
         # a deliberate action that was not asked for: a recording playing its own script (blinks are spontaneous)
-        wrong = [c for c, on in active.items() if on and c != want and c != Challenge.BLINK]
+        wrong = [c for c, on in active.items() if on and c != want and c in self.deliberate]
         if wrong and not self._armed:
             return self._fail(Decision.NOT_LIVE, f"did {wrong[0]} when asked to {want}")
         if not self._armed:
@@ -280,6 +367,18 @@ class ActiveLiveness:
                 return self._finish()
         return False
 
+    def conclude(self) -> LivenessResult:
+        """End an observed clip: live when ``observe`` different actions were seen (and passive agrees)."""
+        if self.decision is None:
+            if len(self.seen) >= self.observe:
+                self.index = len(self.challenges)
+                self._finish()
+            elif self.frames and self.missing == self.frames:
+                self._fail(Decision.INCONCLUSIVE, "too dark" if self.dark * 2 > self.frames else "no face in view")
+            else:
+                self._fail(Decision.NOT_LIVE, f"{len(self.seen)} action(s) seen, {self.observe} needed")
+        return self.result()
+
     def _finish(self) -> bool:
         if self._passive and float(np.median(self._passive)) < 0.5:
             return self._fail(Decision.NOT_LIVE, "passive liveness: presentation attack")
@@ -290,15 +389,20 @@ class ActiveLiveness:
     def result(self) -> LivenessResult:
         """The session's outcome so far (``inconclusive`` while undecided)."""
         ref = float(np.median(self._ref_scores)) if self._ref_scores else None
+        decision, reason = self.decision or Decision.INCONCLUSIVE, self.reason or "not finished"
+        if decision is Decision.INCONCLUSIVE and self.frames and self.missing == self.frames:
+            reason = "too dark" if self.dark * 2 > self.frames else "no face in view"
         return LivenessResult(
-            decision=self.decision or Decision.INCONCLUSIVE,
-            reason=self.reason or "not finished",
-            challenges=[str(c) for c in self.challenges],
-            completed=self.index,
+            decision=decision,
+            reason=reason,
+            challenges=list(self.seen) if self.observe else [str(c) for c in self.challenges],
+            completed=len(self.seen) if self.observe else self.index,
             frames=self.frames,
             min_same_person=round(self._min_same, 4) if self._first_emb is not None else None,
             passive_score=round(float(np.median(self._passive)), 4) if self._passive else None,
             reference_score=round(ref, 4) if ref is not None else None,
             matches_reference=ref >= self.threshold if ref is not None else None,
             signals={k: round(v, 4) for k, v in self._peak.items()},
+            outcome=outcome_of(decision, reason),
+            best_frames=len(self._best),
         )

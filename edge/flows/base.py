@@ -42,10 +42,23 @@ class ButtonPress:
 
 
 @dataclass(frozen=True, slots=True)
+class PageCapture:
+    """The camera frame in which a document's zone was read (BGR), where the zone lay in it, and its format.
+    Biometric data (the printed portrait): memory only, never logged or stored."""
+
+    frame: Any = field(repr=False)
+    corners: Any = field(repr=False)
+    format: str = "TD3"
+    chars: int = 44
+
+
+@dataclass(frozen=True, slots=True)
 class IdPresented:
-    """An identity document was read (ID card on the reader, or a passport's MRZ under the camera)."""
+    """An identity document was read (ID card on the reader, or a passport's MRZ under the camera).
+    ``page``: for a zone read by the camera, the frame it was read in (the identity desk takes the portrait)."""
 
     identity: PresentedId
+    page: PageCapture | None = field(default=None, repr=False)
 
     @property
     def at(self) -> float:

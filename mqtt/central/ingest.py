@@ -22,6 +22,7 @@ import os
 import queue
 import threading
 import time
+import uuid
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
@@ -29,7 +30,7 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, x25519
 
-from mqtt import auditchain, envelope, lookup, rackbody, receipts, sealed, topics
+from mqtt import auditchain, envelope, face, lookup, rackbody, receipts, sealed, topics
 from mqtt.central import trust
 from mqtt.central.config import CentralConfig
 from mqtt.central.store import DUPLICATE, QUARANTINED, SEQ_CONFLICT, STORED, Rejection, SqlStore, StoreUnavailable, \
@@ -330,6 +331,8 @@ class Ingest:
                     logger.warning("device %s: vaccination result %s stored without a record update: body incomplete",
                                    res.message.device, res.message.msg_id,
                                    extra={"EHC_REASON": "unrecordable_vaccination", "EHC_DEVICE": res.message.device})
+            if outcome == STORED and res.message.kind == face.ENROL_KIND and not res.quarantine:
+                self._after_commit(self._keep_template, res)
             index = lookup.pending_card_index(body, res.personal) if outcome == STORED else None
             if index is not None:
                 resolve_lookup(self.store, self.platform, str(res.message.msg_id), index,
@@ -357,7 +360,35 @@ class Ingest:
                          type(exc).__name__, str(exc)[:200])
             return False
 
-    def _answer_lookup(self, t: topics.Topic, rid: str, index: str, code_type: int) -> None:
+    def _keep_template(self, res: VerifiedResult) -> None:
+        """Keep an enrolment's template, still sealed, with its consent record (after the result's commit)."""
+        m, body = res.message, res.message.body
+        topic = topics.event(res.clinic, m.device, face.ENROL_KIND)
+        self.store.put_face_template(body["id_ref"], res.clinic, m.device, str(m.msg_id), topic, body["personal"],
+                                     body["consent"])
+        logger.info("device %s: face template enrolled (%s consent)", m.device, body["consent"]["by"])
+
+    def _answer_template(self, t: topics.Topic, rid: str, id_ref: str, epk: Any) -> None:
+        """Answer a box's template request: only the enrolling clinic's boxes get an unrevoked template."""
+        row = self.store.face_template(id_ref)
+        template, model = None, ""
+        if row is not None and row["revoked_at"] is None and row["clinic"] == t.clinic and self.seal_key is not None:
+            try:
+                fields = sealed.open_sealed(row["sealed"], self.seal_key, row["topic"], uuid.UUID(row["msg_id"]).bytes)
+                template, model = face.check_template_fields(fields), fields["model"]
+            except (sealed.SealedInvalid, face.FaceInvalid, ValueError) as exc:
+                logger.error("stored face template for a request from %s does not open: %s", t.device, exc)
+        elif row is not None and row["clinic"] != t.clinic:
+            self.counters["face_out_of_scope"] += 1
+            logger.warning("device %s asked for a face template enrolled in another clinic; not found",
+                           t.device, extra={"EHC_REASON": "face_out_of_scope", "EHC_DEVICE": t.device})
+        self.client.publish(topics.reply(t.clinic, t.device, face.TEMPLATE_KIND),
+                            face.sign_answer(t.clinic, t.device, rid, template, model, epk, self.signing_key), qos=1)
+
+    def _answer_lookup(self, t: topics.Topic, rid: str, index: str, code_type: Any) -> None:
+        if index.startswith("face:"):
+            self._answer_template(t, rid, index[5:], code_type)
+            return
         if index.startswith("record:"):
             birth, doses = self.store.vaccination_record(index[7:])
             record = lookup.ChildRecord(birth is not None or bool(doses), birth, tuple(doses))
@@ -384,7 +415,7 @@ class Ingest:
                 raise RejectedMessage("bad_status", t.device)
             return "presence", (t.device, "presence", value)
         if t.channel not in ("evt", "state", "health", "req") or (
-                t.channel == "req" and t.name not in (lookup.KIND, lookup.RECORD_KIND)):
+                t.channel == "req" and t.name not in (lookup.KIND, lookup.RECORD_KIND, face.TEMPLATE_KIND)):
             raise RejectedMessage("bad_topic", t.device)
         msg = self.verifier.open(t, key, item.topic, item.payload)
         if t.channel == "evt":
@@ -394,8 +425,11 @@ class Ingest:
                 if t.name == lookup.RECORD_KIND:
                     rid, ref = lookup.check_record_request(msg.body)
                     return "lookup", (t, (rid, "record:" + ref, 0))
+                if t.name == face.TEMPLATE_KIND:
+                    rid, ref, epk = face.check_request(msg.body)
+                    return "lookup", (t, (rid, "face:" + ref, epk))
                 return "lookup", (t, lookup.check_request(msg.body, self._request_opener(t, item.topic, msg)))
-            except lookup.LookupInvalid:
+            except (lookup.LookupInvalid, face.FaceInvalid):
                 raise RejectedMessage("bad_request", t.device) from None
         return "presence", (t.device, t.channel, msg.body)
 
@@ -433,10 +467,31 @@ class Ingest:
                 held = exc.reason
                 logger.warning("device %s: rack result %s refused: %s", msg.device, msg.msg_id, exc,
                                extra={"EHC_REASON": exc.reason, "EHC_DEVICE": msg.device})
+        if held is None and msg.kind in (face.CHECK_KIND, face.ENROL_KIND):
+            held = self._check_face(msg, item.topic)
+        if msg.kind == face.ENROL_KIND:
+            personal = None  # the template stays sealed (face_templates), never in the personal table
         stored = body_json(msg.body)
         if held is None and len(stored.encode()) > MAX_BODY_JSON:  # signed: kept whole aside, receipted
             held = "body_too_large"
         return VerifiedResult(t.clinic, msg, item.payload, personal, held, segment, problem, stored)
+
+    def _check_face(self, msg: envelope.Message, topic: str) -> str | None:
+        """Why a face result is held (``bad_face``), or None: every field checked; an enrolment's template is
+        opened to be checked, then kept sealed."""
+        try:
+            if msg.kind == face.CHECK_KIND:
+                face.check_face_check(msg.body)
+                return None
+            part = face.check_face_enrol(msg.body)
+            if self.seal_key is None:
+                raise RejectedMessage("no_seal_key", msg.device)
+            face.check_template_fields(sealed.open_sealed(part, self.seal_key, topic, msg.msg_id.bytes))
+        except (face.FaceInvalid, sealed.SealedInvalid) as exc:
+            logger.warning("device %s: %s result held: %s", msg.device, msg.kind, exc,
+                           extra={"EHC_REASON": "bad_face", "EHC_DEVICE": msg.device})
+            return "bad_face"
+        return None
 
     def _work(self) -> None:
         while not self._stop.is_set():

@@ -151,6 +151,10 @@ def _schema(blob: str, real: str, serial: str) -> list[str]:
             sha256 TEXT PRIMARY KEY, topic TEXT NOT NULL, reason TEXT NOT NULL, detail TEXT NOT NULL,
             device_id TEXT, payload {blob} NOT NULL, first_at {real} NOT NULL, last_at {real} NOT NULL,
             deliveries BIGINT NOT NULL)""",
+        f"""CREATE TABLE IF NOT EXISTS face_templates (
+            id_ref TEXT PRIMARY KEY, clinic TEXT NOT NULL, device_id TEXT NOT NULL, msg_id TEXT NOT NULL,
+            topic TEXT NOT NULL, sealed_json TEXT NOT NULL, consent_json TEXT NOT NULL, enrolled_at {real} NOT NULL,
+            revoked_at {real}, revoked_by TEXT)""",
         *central_audit.schema(real, serial),
     ]
 
@@ -671,6 +675,59 @@ class SqlStore:
         self._end_read()
         keys = ("key", "topic", "reason", "detail", "device_id", "first_at", "last_at", "deliveries")
         return [dict(zip(keys, r)) for r in rows]
+
+    # -- enrolled face templates (kept sealed to the central key) ---------------------------------------
+    def put_face_template(self, id_ref: str, clinic: str, device_id: str, msg_id: str, topic: str,
+                          sealed_part: dict[str, Any], consent: dict[str, Any]) -> None:
+        """Keep (or replace, on re-enrolment) the sealed template enrolled for ``id_ref`` with its consent."""
+        self._begin()
+        try:
+            self._exec("DELETE FROM face_templates WHERE id_ref = ?", (id_ref,))
+            self._exec("""INSERT INTO face_templates (id_ref, clinic, device_id, msg_id, topic, sealed_json,
+                          consent_json, enrolled_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)""",
+                       (id_ref, clinic, device_id, msg_id, topic, json.dumps(sealed_part), json.dumps(consent),
+                        time.time()))
+            self._commit()
+        except Exception:
+            self._rollback()
+            raise
+
+    def face_template(self, id_ref: str) -> dict[str, Any] | None:
+        """The enrolled template row for ``id_ref`` (still sealed), revoked or not; None when there is none."""
+        row = self._exec("""SELECT clinic, device_id, msg_id, topic, sealed_json, consent_json, enrolled_at, revoked_at,
+                            revoked_by FROM face_templates WHERE id_ref = ?""", (id_ref,)).fetchone()
+        self._end_read()
+        if row is None:
+            return None
+        keys = ("clinic", "device_id", "msg_id", "topic", "sealed", "consent", "enrolled_at", "revoked_at",
+                "revoked_by")
+        out = dict(zip(keys, row))
+        out["sealed"], out["consent"] = json.loads(out["sealed"]), json.loads(out["consent"])
+        return out
+
+    def face_templates(self, clinics: list[str] | None = None, limit: int = 500) -> list[dict[str, Any]]:
+        """Enrolments for the dashboard (no template): newest first, optionally only in ``clinics``."""
+        rows = self._exec("""SELECT id_ref, clinic, device_id, consent_json, enrolled_at, revoked_at, revoked_by
+                             FROM face_templates ORDER BY enrolled_at DESC""").fetchmany(limit)
+        self._end_read()
+        keys = ("id_ref", "clinic", "device_id", "consent", "enrolled_at", "revoked_at", "revoked_by")
+        out = [dict(zip(keys, r)) for r in rows if clinics is None or r[1] in clinics]
+        for r in out:
+            r["consent"] = json.loads(r["consent"])
+        return out
+
+    def revoke_face_template(self, id_ref: str, by: str) -> bool:
+        """Mark a template revoked (it is no longer handed out) and drop its sealed data; False when unknown
+        or already revoked."""
+        self._begin()
+        try:
+            n = self._exec("""UPDATE face_templates SET revoked_at = ?, revoked_by = ?, sealed_json = '{}'
+                              WHERE id_ref = ? AND revoked_at IS NULL""", (time.time(), by, id_ref)).rowcount
+            self._commit()
+        except Exception:
+            self._rollback()
+            raise
+        return bool(n)
 
     def personal(self, msg_id: str) -> dict[str, Any] | None:
         """The opened personal fields of a stored result, or None."""

@@ -125,6 +125,30 @@ class Actions:
         self.accounts.audit(user.name, "revoke", device_id, "ok" if done else "unknown_device")
         return done
 
+    def faces(self, user: User) -> list[dict[str, Any]]:
+        """Enrolled face templates an admin may see (no template: who, where, consent, revoked or not)."""
+        if not user.is_admin:
+            raise NotAllowed("face templates are for admins")
+        with self.accounts.db() as store:
+            rows = store.face_templates()
+        return [r for r in rows if user.sees(r["clinic"])]
+
+    def revoke_face(self, user: User, id_ref: str) -> bool:
+        """Revoke the face template enrolled for ``id_ref`` (admins only, within their clinics); audited.
+        False when there is none or it was revoked already."""
+        target = id_ref[:64]
+        if not user.is_admin:
+            self.accounts.audit(user.name, "face_revoke", target, "refused", "admins only")
+            raise NotAllowed("revoking a face template is for admins")
+        with self.accounts.db() as store:
+            row = store.face_template(id_ref)
+            if row is not None and not user.sees(row["clinic"]):
+                self.accounts.audit(user.name, "face_revoke", target, "refused", "outside the scope")
+                raise NotAllowed("no such template")
+            done = row is not None and store.revoke_face_template(id_ref, user.name)
+        self.accounts.audit(user.name, "face_revoke", target, "ok" if done else "unknown_template")
+        return done
+
     def command(self, user: User, device_id: str, name: str) -> CommandResult:
         """Send a remote command and wait for the box's signed answer."""
         if name not in COMMANDS:

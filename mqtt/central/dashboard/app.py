@@ -312,6 +312,24 @@ def build_app(dash: Dashboard) -> ASGIApp:
         who[1].flash.append(("ok", f"{device_id} revoked: the broker and the ingest refuse it from now on."))
         return RedirectResponse(f"/devices/{device_id}", 303)
 
+    @requires(lambda u: u.is_admin)
+    def get_faces(request: Request, who: tuple[User, Session]) -> Response:
+        return page(request, "faces.html", who, rows=dash.actions.faces(who[0]))
+
+    @requires(lambda u: u.is_admin)
+    def post_face_revoke(request: Request, who: tuple[User, Session], form: dict[str, str]) -> Response:
+        id_ref = form.get("id_ref", "").strip()
+        if not id_ref or form.get("confirm", "").strip() != id_ref[:8]:
+            who[1].flash.append(("error", "Type the first 8 characters of the reference to confirm."))
+            return RedirectResponse("/faces", 303)
+        try:
+            done = dash.actions.revoke_face(who[0], id_ref)
+        except NotAllowed:
+            return page(request, "not_found.html", who, 404)
+        who[1].flash.append(("ok", "Template revoked: no box gets it any more.") if done
+                            else ("error", "No such template, or revoked already."))
+        return RedirectResponse("/faces", 303)
+
     @requires(lambda u: u.can_act)
     def get_audit(request: Request, who: tuple[User, Session]) -> Response:
         user = who[0]
@@ -374,6 +392,8 @@ def build_app(dash: Dashboard) -> ASGIApp:
         Route("/actions", get_actions),
         Route("/actions/token", post_token, methods=["POST"]),
         Route("/audit", get_audit),
+        Route("/faces", get_faces, methods=["GET"]),
+        Route("/faces/revoke", post_face_revoke, methods=["POST"]),
         Route("/users", get_users, methods=["GET"]),
         Route("/users", post_users, methods=["POST"]),
         Route("/users/{name}/disable", post_user_disable, methods=["POST"]),
