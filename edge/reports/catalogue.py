@@ -38,6 +38,8 @@ DEFAULT_CATALOGUE = "catalogue.toml"
 ItemType = Literal["quantity", "qualitative", "text"]
 ITEM_TYPES = ("quantity", "qualitative", "text")
 
+LOCAL_CODE = re.compile(r"ehc:[a-z][a-z0-9-]*")
+"""Items with no LOINC code we are sure of carry a local code (``ehc:placenta-grade``)."""
 FUZZY_FLOOR = 0.75      # similarity below this is no match
 FUZZY_MARGIN = 0.12     # the best item must lead the next one by this much
 CONFUSION_COST = 0.25   # cost of substituting a character by one of its confusion group
@@ -108,7 +110,7 @@ def valid_loinc(code: str) -> bool:
     return bool(m) and loinc_check_digit(m.group(1)) == int(m.group(2))
 
 
-_LEADING = re.compile(r"^[\s*★☆△▲#※·•\-]*(?:\d{1,3}[.、)）\s]+)?[\s*★☆△▲※]*")
+_LEADING = re.compile(r"^[\s*★☆△▲#※·•\-]*(?:(?:No|NO|no)\.?\s*(?=\d))?(?:\d{1,3}[.、)）\s]+)?[\s*★☆△▲※]*")
 _PARENS = re.compile(r"[(（\[【]([^)）\]】]*)[)）\]】]")
 _SPACE = re.compile(r"[\s:：_]+")
 _MIXED = re.compile(r"^(.*[\u4e00-\u9fff])([a-zμγ][a-z0-9%#/+\-]*)$")       # 血小板计数plt
@@ -305,7 +307,7 @@ def _item(raw: Mapping[str, Any], where: str) -> ItemDef:
         if not isinstance(raw.get(key), str) or not raw[key]:
             raise CatalogueError(f"{where}: {key} is required text")
     code = raw["code"]
-    if not valid_loinc(code):
+    if not (valid_loinc(code) or LOCAL_CODE.fullmatch(code)):
         raise CatalogueError(f"{where}: {code!r} is not a LOINC code with a valid check digit")
     typ = raw.get("type", "quantity")
     if typ not in ITEM_TYPES:
