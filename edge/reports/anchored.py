@@ -27,7 +27,7 @@ from __future__ import annotations
 import logging
 import re
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from edge.reports.catalogue import Catalogue, Match
@@ -47,8 +47,8 @@ _BOUND = re.compile(r"[(（]?\s*(?:<=|>=|≤|≥|<|>)\s*" + _NUM + r"\s*[)）]?"
 _NUMBER = re.compile(_NUM)
 _QUAL = re.compile(r"弱阳性|阳性|阴性|未检出|检出|[(（]\s*[+\-±]{1,4}\s*[)）]|\+{1,4}|±|(?<![\d.])[-−](?![\d.])")
 _FLAG = re.compile(r"↑↑|↓↓|↑|↓|偏高|偏低|(?<![A-Za-z])[HL](?![A-Za-z/])|高|低")
-_FILLER = re.compile(r"^[\s:：]*(?:大约|约为|约|为|是|测得|测值|值|径线)?[\s:：]*")
-_BRACKET = re.compile(r"^\s*[(（\[]\s*[A-Za-z][A-Za-z0-9%#/+\-]*\s*[)）\]]")
+_FILLER = re.compile(r"[\s:：]*(?:大约|约为|约|为|是|测得|测值|值|径线)?[\s:：]*")
+_BRACKET = re.compile(r"\s*[(（\[]\s*[A-Za-z][A-Za-z0-9%#/+\-]*\s*[)）\]]")
 _CJK = re.compile(r"[\u4e00-\u9fff]")
 
 MULTI_CODES = frozenset({"11535-2"})
@@ -147,23 +147,23 @@ def name_of(text: str, cat: Catalogue, kind: str | None) -> tuple[Match, str, st
     t = strip_index(nfkc(text)).strip()
     if not t or INDEX.match(t) or is_value_text(t):
         return None
-    m = cat.match(t, kind=kind)
-    if m is not None and _plausible_name(t, m):
-        return m, t, ""
     cm = re.match(r"^([^:：]{1,40}?)\s*[:：]\s*(.*)$", t)
-    if cm:
+    if cm and "value" in assign(tokens(cm.group(2))):
         key = re.sub(r"(?:约为|约|为)$", "", cm.group(1).strip())
         m = cat.match(key, kind=kind)
         if m is not None and _plausible_name(key, m):
             return m, key, cm.group(2)
     for vm in re.finditer(r"(?<![A-Za-z\d.#%^*~/])(?:[<>≤≥]\s*)?\d|阴性|阳性|弱阳性|未检出", t):
         key = t[:vm.start()].strip()
-        if not key:
+        if not key or "value" not in assign(tokens(t[vm.start():])):
             continue
         key = re.sub(r"[\s:：]*(?:约为|约|为)?[\s:：]*$", "", key)
         m = cat.match(key, kind=kind)
         if m is not None and _plausible_name(key, m):
             return m, key, t[vm.start():]
+    m = cat.match(t, kind=kind)
+    if m is not None and _plausible_name(t, m):
+        return m, t, ""
     return None
 
 
@@ -178,6 +178,21 @@ def _plausible_name(text: str, m: Match) -> bool:
 def _is_abbr(text: str) -> bool:
     t = nfkc(text).strip()
     return bool(re.fullmatch(r"[A-Za-z][A-Za-z0-9%#/+\-]{0,11}", t)) and not _FLAG.fullmatch(t)
+
+
+def cell_kind(cat: Catalogue) -> Callable[[str], str]:
+    """What a cell holds, for :func:`edge.reports.geometry.build_page_from_lines`: ``index`` (a row number with
+    its dot), ``value`` (values, ranges, units, flags), ``name`` (an item the catalogue knows) or ``text``."""
+
+    def kind_of(text: str) -> str:
+        t = nfkc(text).strip()
+        if INDEX.match(t):
+            return "index"
+        if is_value_text(t):
+            return "value"
+        return "name" if name_of(t, cat, None) is not None else "text"
+
+    return kind_of
 
 
 # ------------------------------------------------------------------------------------------------ rows
