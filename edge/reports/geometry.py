@@ -81,6 +81,7 @@ def cut_line(line: TextLine, height: float) -> list[Piece]:
     if not text.strip():
         return []
     xs = _positions(line)
+    height = max(height, 0.75 * line.box.h)  # a title's characters are wider than the page's text
     blank = [ch.isspace() for ch in text]
     leader = [False] * len(text)
     for m in LEADER.finditer(text):
@@ -172,6 +173,28 @@ def group_rows(pieces: Sequence[Piece], height: float) -> list[list[Piece]]:
             keys.append([k])
     for row in rows:
         row.sort(key=lambda p: p.box.x)
+    return rows
+
+
+def mend_rows(rows: list[list[Piece]], height: float, kind_of: "CellKind") -> list[list[Piece]]:
+    """Rows split by a jittered box joined again: a row of names only and a neighbouring row of values
+    only, less than a text height apart and not overlapping horizontally, are one row."""
+    rows = sorted(rows, key=lambda r: statistics.median(_cy(p.box) for p in r))
+    kinds = [{kind_of(p.text) for p in r} for r in rows]
+    i = 0
+    while i + 1 < len(rows):
+        a, b = rows[i], rows[i + 1]
+        ka, kb = kinds[i], kinds[i + 1]
+        close = abs(statistics.median(_cy(p.box) for p in a) - statistics.median(_cy(p.box) for p in b)) < height
+        apart = not any(min(p.box.x + p.box.w, q.box.x + q.box.w) - max(p.box.x, q.box.x) > 0
+                        for p in a for q in b)
+        names_values = (ka <= {"name", "index"} and kb <= {"value"}) or (kb <= {"name", "index"} and ka <= {"value"})
+        if close and apart and names_values:
+            rows[i] = sorted(a + b, key=lambda p: p.box.x)
+            kinds[i] = ka | kb
+            del rows[i + 1], kinds[i + 1]
+            continue
+        i += 1
     return rows
 
 
@@ -304,8 +327,7 @@ def build_page_from_lines(lines: Sequence[TextLine], width: int, height: int, ki
         return PageText((), (), width, height, notes=tuple(notes), source="lines")
     th = max(8.0, float(statistics.median(ln.box.h for ln in lines)) * 0.8)
     pieces = [p for ln in lines for p in cut_line(ln, th)]
-    rows = group_rows(pieces, th)
-    rows.sort(key=lambda r: statistics.median(_cy(p.box) for p in r))
+    rows = mend_rows(group_rows(pieces, th), th, kind_of)
     in_block: set[int] = set()
     tables: list[Table] = []
     for first, end in _blocks(rows, th):
