@@ -55,6 +55,8 @@ MULTI_CODES = frozenset({"11535-2"})
 """Items a page may hold several of (one per discharge diagnosis)."""
 SPECIAL_CODES = frozenset({"11995-8", "ehc:placenta-grade", "ehc:nuchal-cord", "18185-9", "11875-2", "11535-2"})
 """Text items read by their own sentence patterns, not as ``name value``."""
+SENTENCE_ONLY = frozenset({"ehc:placenta-grade", "ehc:nuchal-cord", "18185-9", "11535-2"})
+"""Items only the sentence patterns read (the word path's ``key: value`` lines leave them alone)."""
 
 
 @dataclass
@@ -168,7 +170,10 @@ def name_of(text: str, cat: Catalogue, kind: str | None) -> tuple[Match, str, st
 
 
 def _plausible_name(text: str, m: Match) -> bool:
-    """A fuzzy match is taken only for a mostly Chinese name of three characters or more."""
+    """Items read from sentences only are no row names; a fuzzy match is taken only for a mostly Chinese
+    name of three characters or more."""
+    if m.item.code in SPECIAL_CODES:
+        return False
     if m.method != "fuzzy":
         return True
     cjk = len(_CJK.findall(text))

@@ -125,7 +125,8 @@ def normalise(text: str) -> str:
 
 
 def name_variants(text: str) -> list[str]:
-    """The forms of a name cell worth looking up: whole, without the parenthesis, and the parenthesis alone."""
+    """The forms of a name cell worth looking up: whole, without the parenthesis, the parenthesis alone,
+    and with a ``#`` / ``%`` / ``比率`` suffix spelt as the catalogue does (``单核细胞#`` → ``单核细胞绝对值``)."""
     whole = normalise(text)
     out = [whole] if whole else []
     inner = [normalise(g) for g in _PARENS.findall(unicodedata.normalize("NFKC", text))]
@@ -142,10 +143,20 @@ def name_variants(text: str) -> list[str]:
         m = _MIXED.match(v) or _MIXED_REV.match(v)
         if m:
             extra.extend(m.groups())
+    for v in (outer, whole):
+        m = _SUFFIX.match(v)
+        if m and _CJK_END.search(m.group(1)):
+            extra.extend(m.group(1) + alt for alt in _SUFFIXES[m.group(2)])
     for v in [outer, *inner, *extra]:
         if v and v not in out:
             out.append(v)
     return out
+
+
+_SUFFIXES = {"#": ("绝对值", "计数"), "%": ("百分比",), "比率": ("百分比",), "百分率": ("百分比",), "比例": ("百分比",),
+             "绝对值": ("计数",), "数": ("绝对值", "计数")}
+_SUFFIX = re.compile(r"^(.+?)(#|%|比率|百分率|比例|绝对值|数)$")
+_CJK_END = re.compile(r"[\u4e00-\u9fff]$")
 
 
 def _is_ascii(text: str) -> bool:

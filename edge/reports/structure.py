@@ -399,6 +399,8 @@ def _line_raws(line: Line, cat: Catalogue, kind: str | None) -> tuple[list[_Raw]
     while i < len(segs):
         seg = segs[i]
         key, rest, match = split_key(seg, cat, kind)
+        if match is not None and match.item.code in anchored.SENTENCE_ONLY:
+            match = None  # read from sentences only (edge.reports.anchored), never as "key: value" here
         if match is None:
             if raws and _VALUE_START.match(seg) and not _VALUE_START.match(raws[-1].value):
                 raws[-1].value = seg

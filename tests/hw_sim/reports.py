@@ -764,7 +764,7 @@ def _grid(pen: _Pen, header: list[str] | None, rows: list[list[str]], x0: float,
         xs.append(xs[-1] + n + spare / ncol)
     row_h = pen.size * (1.75 if ruled else 1.6)
     top = y
-    for k, r in enumerate(([header] if header else []) + rows):
+    for r in ([header] if header else []) + rows:
         for i, t in enumerate(r):
             if t:
                 pen.text((xs[i] + pad, y + (row_h - pen.size) / 2 - pen.size * 0.12), t)
@@ -781,7 +781,7 @@ def _grid(pen: _Pen, header: list[str] | None, rows: list[list[str]], x0: float,
         pen.line(x0, y + 3, x1, y + 3, 2)
     for r, c in marks or ():
         k = r + (1 if header else 0)
-        cx, cy = (xs[c] + xs[c + 1]) / 2, top + k * row_h + row_h / 2
+        cy = top + k * row_h + row_h / 2
         pen.draw.ellipse((xs[c] + 2, cy - row_h * 0.55, xs[c + 1] - 2, cy + row_h * 0.55), outline=60, width=2)
     return y, xs
 
