@@ -92,7 +92,7 @@ def tokens(text: str) -> list[tuple[str, str]]:
         if t[i].isspace():
             i += 1
             continue
-        for kind, rx in (("range", _RANGE), ("unit", _POWER_UNIT), ("bound", _BOUND), ("number", _NUMBER),
+        for kind, rx in (("unit", _POWER_UNIT), ("range", _RANGE), ("bound", _BOUND), ("number", _NUMBER),
                          ("unit", UNIT_WORDS), ("qual", _QUAL), ("flag", _FLAG)):
             m = rx.match(t, i)
             if m and m.end() > i:
