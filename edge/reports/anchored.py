@@ -38,7 +38,7 @@ logger = logging.getLogger(__name__)
 
 INDEX = re.compile(r"^(?:(?:No|NO|no)\.?\s*)?\d{1,3}\s*[.、)）]$|^(?:No|NO|no)\.?\s*\d{1,3}$")
 """A row number printed before the name (``10.``, ``10、``, ``No.10``)."""
-_LEADING_INDEX = re.compile(r"^\s*(?:(?:No|NO|no)\.?\s*)?\d{1,3}\s*[.、)）]\s*(?=\D)|^\s*(?:No|NO|no)\.?\s*\d{1,3}\s+")
+_LEADING_INDEX = re.compile(r"^\s*(?:(?:No|NO|no)\.?\s*)?\d{1,3}\s*[.、)）]\s*(?=\D)|^\s*(?:No|NO|no)\.?\s*\d{1,3}(?:\s+|(?=[^\d.\s]))")
 _NUM = r"\d+(?:\.\d+)?"
 _RANGE = re.compile(r"(?:参考(?:值|范围|区间)?\s*[:：]?\s*)?[(（\[]?\s*(" + _NUM + r")\s*(?:[-~—–－]{1,2}|至)\s*(" + _NUM
                     + r")\s*[)）\]]?")
@@ -121,7 +121,7 @@ def assign(toks: Sequence[tuple[str, str]]) -> dict[str, str]:
             got.setdefault("ref", text)
         elif kind == "unit":
             got.setdefault("unit", text)
-        elif kind == "flag" and "value" in got:
+        elif kind == "flag":
             got.setdefault("flag", text)
     return got
 
@@ -249,8 +249,36 @@ def join_multiline(rows: Sequence[Row], cat: Catalogue, kind: str | None) -> lis
     return out
 
 
-def row_raws(row: Row, cat: Catalogue, kind: str | None) -> list[Raw]:
-    """The items of one table row (see the module documentation)."""
+REF_WORDS = ("参考", "正常值", "正常范围", "范围", "区间", "reference", "ref.", "range", "normal")
+
+
+def ref_columns(rows: Sequence[Row], cat: Catalogue, kind: str | None) -> set[int]:
+    """Columns that hold reference ranges: right of a column of values (right of the names), and most of
+    their cells start with a range or a bound (``3.5-9.5``, ``<0.5``), or a header cell names them (参考范围,
+    Reference). A bound or a qualitative word in such a column is a range, never a value (a row whose result
+    cell is empty gives no item)."""
+    counts: dict[int, list[int]] = {}
+    titled: set[int] = set()
+    for row in rows:
+        for cell in row.cells:
+            toks = tokens(cell.text)
+            n = counts.setdefault(cell.col, [0, 0, 0, 0])
+            n[0] += 1
+            n[1] += bool(toks) and toks[0][0] in ("range", "bound")
+            n[2] += bool(toks) and toks[0][0] in ("number", "bound", "qual") and not INDEX.match(cell.text.strip())
+            n[3] += name_of(cell.text, cat, kind) is not None
+            if any(w in cell.text.lower() for w in REF_WORDS) and not toks:
+                titled.add(cell.col)
+    names = [c for c, n in counts.items() if n[3] >= 0.5 * n[0]]
+    if not names:
+        return set()
+    values = [c for c, n in counts.items() if c > min(names) and n[2] >= 0.5 * n[0]]
+    out = {c for c, n in counts.items() if n[0] >= 2 and n[1] >= 0.6 * n[0]} | titled
+    return {c for c in out if any(v < c for v in values)}
+
+
+def row_raws(row: Row, cat: Catalogue, kind: str | None, ref_cols: set[int] = frozenset()) -> list[Raw]:  # type: ignore[assignment]
+    """The items of one table row (see the module documentation); ``ref_cols``: :func:`ref_columns`."""
     cells = sorted(row.cells, key=lambda c: c.box.x)
     anchors: list[tuple[int, Match, str, str]] = []
     for i, cell in enumerate(cells):
@@ -274,7 +302,10 @@ def row_raws(row: Row, cat: Catalogue, kind: str | None) -> list[Raw]:
             fields = fields[1:]
         if k + 1 < len(anchors) and fields and INDEX.match(nfkc(fields[-1].text).strip()):
             fields = fields[:-1]  # the next table's row number
-        toks = tokens(rest) + [t for c in fields for t in tokens(c.text)]
+        toks = tokens(rest)
+        for c in fields:
+            toks += [("range" if c.col in ref_cols and k in ("bound", "qual") else k, x) for k, x in tokens(c.text)
+                     if not (c.col in ref_cols and k == "number")]
         got = assign(toks)
         if "value" not in got:
             continue
@@ -290,8 +321,9 @@ def table_raws(table: Table, cat: Catalogue, kind: str | None) -> tuple[list[Raw
     raws: list[Raw] = []
     leftovers: list[str] = []
     rows = ([table.header] if table.header is not None else []) + list(table.rows)
+    refs = ref_columns(rows, cat, kind)
     for row in join_multiline(rows, cat, kind):
-        got = row_raws(row, cat, kind)
+        got = row_raws(row, cat, kind, refs)
         if got:
             raws.extend(got)
         else:
@@ -396,8 +428,8 @@ def _keys(cat: Catalogue) -> _Keys:
     return _KEYS[id(cat)]
 
 
-_PROSE_VALUE = re.compile(r"(?P<value>(?:[<>≤≥]\s*)?" + _NUM + r")(?:\s*±\s*" + _NUM + r")?\s*(?P<unit>"
-                          + _POWER_UNIT.pattern + r"|" + UNIT_WORDS.pattern + r")?", re.IGNORECASE)
+_PROSE_VALUE = re.compile(r"(?P<value>(?:[<>≤≥]\s*)?" + _NUM + r")(?:\s*±\s*" + _NUM + r")?(?:\s*(?P<unit>"
+                          + _POWER_UNIT.pattern + r"|" + UNIT_WORDS.pattern + r"))?", re.IGNORECASE)
 _POSITION = re.compile(r"胎盘\s*(?:位于|附着于|附着在|附着|位置|附着位置)?\s*[:：]?\s*(?:子宫)?\s*"
                        r"(前壁偏左|前壁偏右|后壁偏左|后壁偏右|左前壁|右前壁|左后壁|右后壁|左侧壁|右侧壁|前壁|后壁|宫底|侧壁|下段)")
 _GRADE = re.compile(r"(?:成熟度|分级|Grannum)\s*[:：]?\s*(?:为)?\s*(III|II|I|Ⅲ|Ⅱ|Ⅰ|0|[123])\s*(\+)?\s*级?")

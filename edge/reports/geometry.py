@@ -278,8 +278,17 @@ def _blocks(rows: Sequence[Sequence[Piece]], height: float) -> list[tuple[int, i
                 j += 1  # a lone piece between two table rows (a name's second line, a stamp's text)
             else:
                 break
-        if sum(multi[i:j]) >= 2:
-            out.append((i, j))
+        if sum(multi[i:j]) >= 2 or len(rows[i]) >= 3:
+            # a lone piece just above or below, under the first column (a name's other line), belongs to it
+            first = min(p.box.x for p in rows[i])
+            if i > 0 and not multi[i - 1] and centre[i] - centre[i - 1] <= 1.6 * height \
+                    and abs(rows[i - 1][0].box.x - first) < 2 * height and (not out or out[-1][1] < i - 1):
+                i -= 1
+            last = min(p.box.x for p in rows[j - 1])
+            if j < len(rows) and not multi[j] and centre[j] - centre[j - 1] <= 1.6 * height \
+                    and abs(rows[j][0].box.x - last) < 2 * height:
+                j += 1
+            out.append((i, j))  # two rows or more, or one row of three cells and more
         i = j
     return out
 

@@ -624,7 +624,7 @@ def _structure_lines(page: PageText, cat: Catalogue, rules: RuleSet,
         return raws, leftovers, anchored.prose_items(page.lines, cat, kind)
 
     raws, leftovers, prose = read(title_kind)
-    first = [r.match.item for r in raws] + [cat.item(p.code) for p in prose if p.raw is not None]
+    first = [r.match.item for r in raws] + [cat.item(p.code) for p in prose if cat.get(p.code) is not None]
     kind = _choose_kind(title_kind, _vote(first), first)
     ctx_kind = kind if kind in cat.kinds else None
     if ctx_kind != title_kind:
