@@ -32,6 +32,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--personal", action="store_true", help="include the patient block read from the report")
     p.add_argument("--page-text", action="store_true", help="include the raw reading (lines and table cells)")
     p.add_argument("--tessdata", help="folder holding chi_sim and eng (default: $TESSDATA_PREFIX, then Debian's)")
+    p.add_argument("--engine", choices=("auto", "ppocr", "tesseract"), default="auto",
+                   help="auto: PP-OCR text lines when installed, Tesseract otherwise")
     return p
 
 
@@ -77,8 +79,8 @@ def ocr_main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     patient = _patient(args)
     try:
-        reader = ReportReader(args.tessdata)
-    except OcrModelError as exc:
+        reader = ReportReader(args.tessdata, engine=args.engine)
+    except (OcrModelError, ImportError, RuntimeError) as exc:
         print(json.dumps({"error": "ocr_model_missing", "detail": str(exc)}, ensure_ascii=False), flush=True)
         return 2
     failed = 0
@@ -102,7 +104,9 @@ def ocr_main(argv: list[str] | None = None) -> int:
             report = structure(read.text, patient=patient)
             out: dict[str, Any] = {"file": str(file)}
             out.update(report.to_json(personal=args.personal))
-            out["reading"] = {"notes": list(read.text.notes), "skew": round(read.captured.skew, 2),
+            out["reading"] = {"engine": read.timings.engine, "notes": list(read.text.notes),
+                              "to_check": sum(1 for i in report.items if i.review),
+                              "skew": round(read.captured.skew, 2),
                               "sharpness": round(read.captured.sharpness, 3),
                               "ms": round((time.perf_counter() - started) * 1000, 1)}
             if args.page_text:
