@@ -14,7 +14,7 @@ from edge.reports.geometry import build_page_from_lines, cut_line
 from edge.reports.model import Report
 from edge.reports.page import Box, TextLine
 from edge.reports.publish import summary_fields
-from edge.reports.structure import structure
+from edge.reports.structure import structure, structure_pages
 
 H = 28  # text height in pixels
 
@@ -255,3 +255,15 @@ def test_low_confidence_items_are_marked_for_a_person() -> None:
 def test_fuzzy_names_are_marked_for_a_person() -> None:
     got = items(read(table([["血小版计数", "210", "10^9/L", "125-350"]], [80, 500, 640, 860])))
     assert got["777-3"]["review"] is True and got["777-3"]["match"] == "fuzzy"
+
+
+def test_several_pages_of_one_report() -> None:
+    cat = load_catalogue()
+    first = build_page_from_lines(table(CBC[:2], XS), 1240, 1754, cell_kind(cat))
+    second = build_page_from_lines([tl(r[0], 80, 120 + 44 * k) for k, r in enumerate(CBC[2:])] +
+                                   [tl(r[1], 420, 120 + 44 * k) for k, r in enumerate(CBC[2:])] +
+                                   [tl(r[4], 860, 120 + 44 * k) for k, r in enumerate(CBC[2:])] +
+                                   [tl("第2页 共2页", 560, 1700)], 1240, 1754, cell_kind(cat))
+    r = structure_pages([first, second])
+    assert r.kind == "cbc" and {i.code for i in r.items} == {"6690-2", "789-8", "718-7", "777-3"}
+    assert r.missing == () and r.item("718-7").flag == "L"

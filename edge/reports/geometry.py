@@ -363,3 +363,29 @@ def build_page_from_lines(lines: Sequence[TextLine], width: int, height: int, ki
     logger.debug("line layout: %d lines, %d rows, %d tables, %d free lines", len(lines), len(rows), len(tables),
                  len(free))
     return PageText(tuple(free), tuple(tables), width, height, notes=tuple(notes), source="lines")
+
+
+def _shift(box: Box, dy: int) -> Box:
+    return Box(box.x, box.y + dy, box.w, box.h)
+
+
+def stack_pages(pages: Sequence[PageText]) -> PageText:
+    """Several pages of one report as one tall page (each below the one before), for one structuring: a
+    table continued on the next page and its title on the first one give one report."""
+    if len(pages) == 1:
+        return pages[0]
+    lines: list[Line] = []
+    tables: list[Table] = []
+    dy = 0
+    for page in pages:
+        lines += [Line(ln.text, ln.conf, _shift(ln.box, dy), ln.words) for ln in page.lines]
+        for t in page.tables:
+            rows = tuple(Row(tuple(Cell(c.text, c.conf, _shift(c.box, dy), c.col) for c in r.cells), _shift(r.box, dy))
+                         for r in t.rows)
+            header = None if t.header is None else Row(
+                tuple(Cell(c.text, c.conf, _shift(c.box, dy), c.col) for c in t.header.cells), _shift(t.header.box, dy))
+            tables.append(Table(header, rows, _shift(t.box, dy)))
+        dy += page.height
+    notes = tuple(n for p in pages for n in p.notes)
+    return PageText(tuple(lines), tuple(tables), max(p.width for p in pages), dy, pages[0].languages, notes,
+                    pages[0].source)

@@ -26,6 +26,7 @@ from typing import Any
 
 from edge.reports import anchored
 from edge.reports.catalogue import Catalogue, ItemDef, Match, load_catalogue, normalise
+from edge.reports.geometry import stack_pages
 from edge.reports.checks import LOW_CONFIDENCE, missing_items, run_checks
 from edge.reports.header import combine, has_personal, read_header
 from edge.reports.model import Check, Item, Report
@@ -34,7 +35,7 @@ from edge.reports.risk import RuleSet, grade_risk, load_rules
 from edge.reports.values import (UNIT_WORDS, RefRange, UnitError, Value, catalogue_range, compute_flag,
                                  convert_range, is_abnormal, norm_unit, parse_range, parse_value, to_canonical_read)
 
-__all__ = ["Report", "structure"]
+__all__ = ["Report", "structure", "structure_pages"]
 
 logger = logging.getLogger(__name__)
 
@@ -606,6 +607,13 @@ def structure(page: PageText, *, patient: Mapping[str, Any] | None = None, catal
     return Report(kind=kind, title=title, items=tuple(items), missing=missing, checks=all_checks, risk=risk,
                   patient=pat, facts=facts, report_date=hdr.report_date, findings=tuple(findings),
                   notes=tuple(page.notes))
+
+
+def structure_pages(pages: Sequence[PageText], **kw: Any) -> Report:
+    """:func:`structure` for several pages of one report (photographed one by one): the pages are stacked
+    (:func:`edge.reports.geometry.stack_pages`) and structured once, so the title on the first page names the
+    kind of every item and an item printed on two pages is reported once."""
+    return structure(stack_pages(pages), **kw)
 
 
 def _structure_lines(page: PageText, cat: Catalogue, rules: RuleSet,
