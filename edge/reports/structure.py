@@ -581,14 +581,14 @@ def structure(page: PageText, *, patient: Mapping[str, Any] | None = None, catal
             continue
         item = build_item(raw, m, checks)
         if item is not None:
-            items.append(item)
+            items.append(_sourced(item, "  ".join(c.text for c in raw.cells), m))
     for line in free_lines:
         raws, rest = _line_raws(line, cat, ctx_kind)
         for raw in raws:
             m = _resolve(raw, cat, ctx_kind)
             item = build_item(raw, m, checks) if m else None
-            if item is not None:
-                items.append(item)
+            if item is not None and m is not None:
+                items.append(_sourced(item, line.text.strip(), m))
         if line.text.strip() == title:
             continue
         findings.extend(s for s in rest if _is_finding(s))
@@ -607,6 +607,15 @@ def structure(page: PageText, *, patient: Mapping[str, Any] | None = None, catal
     return Report(kind=kind, title=title, items=tuple(items), missing=missing, checks=all_checks, risk=risk,
                   patient=pat, facts=facts, report_date=hdr.report_date, findings=tuple(findings),
                   notes=tuple(page.notes))
+
+
+def _sourced(item: Item, source: str, match: Match) -> Item:
+    """``item`` with the text it was read from, marked for a person to check when read with low confidence,
+    by a fuzzy name, or as a quantity whose value is not a number."""
+    d = match.item
+    review = item.confidence < LOW_CONFIDENCE or match.method == "fuzzy" or \
+        (d.type == "quantity" and not isinstance(item.value, float))
+    return dataclasses.replace(item, source=source, review=review)
 
 
 def structure_pages(pages: Sequence[PageText], **kw: Any) -> Report:
@@ -647,9 +656,7 @@ def _structure_lines(page: PageText, cat: Catalogue, rules: RuleSet,
         match = m if m is not None and m.item.code == raw.match.item.code else raw.match
         item = build_item(raw, match, checks)  # type: ignore[arg-type]
         if item is not None:
-            review = item.confidence < LOW_CONFIDENCE or match.method == "fuzzy" or \
-                (match.item.type == "quantity" and not isinstance(item.value, float))
-            items.append(dataclasses.replace(item, source=raw.source, review=review))
+            items.append(_sourced(item, raw.source, match))
     for p in prose:
         if p.raw is not None:
             continue
