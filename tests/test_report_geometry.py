@@ -267,3 +267,9 @@ def test_several_pages_of_one_report() -> None:
     r = structure_pages([first, second])
     assert r.kind == "cbc" and {i.code for i in r.items} == {"6690-2", "789-8", "718-7", "777-3"}
     assert r.missing == () and r.item("718-7").flag == "L"
+
+
+def test_prose_names_with_look_alike_characters() -> None:
+    got = items(read(_prose("双顶径(BPD)约7.3cm，头固(HC)约29.4cm，腹国约23.6cm。")))
+    assert got["11984-2"]["value"] == 294.0 and got["11820-8"]["value"] == 73.0
+    assert "11979-2" not in got  # 国 is no look-alike of 围: no name, no item

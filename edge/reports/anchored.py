@@ -47,7 +47,7 @@ _BOUND = re.compile(r"[(（]?\s*(?:<=|>=|≤|≥|<|>)\s*" + _NUM + r"\s*[)）]?"
 _NUMBER = re.compile(_NUM)
 _QUAL = re.compile(r"弱阳性|阳性|阴性|未检出|检出|[(（]\s*[+\-±]{1,4}\s*[)）]|\+{1,4}|±|(?<![\d.])[-−](?![\d.])")
 _FLAG = re.compile(r"↑↑|↓↓|↑|↓|偏高|偏低|(?<![A-Za-z])[HL](?![A-Za-z/])|高|低")
-_FILLER = re.compile(r"[\s:：]*(?:大约|约为|约|为|是|测得|测值|值|径线)?[\s:：]*")
+_FILLER = re.compile(r"[)）\]]?[\s:：]*(?:大约|约为|约|为|是|测得|测值|值|径线)?[\s:：]*")
 _BRACKET = re.compile(r"\s*[(（\[]\s*[A-Za-z][A-Za-z0-9%#/+\-]*\s*[)）\]]")
 _CJK = re.compile(r"[\u4e00-\u9fff]")
 
@@ -385,11 +385,14 @@ class _Keys:
     """The catalogue's names, aliases and abbreviations by first character, for finding names in prose."""
 
     def __init__(self, cat: Catalogue) -> None:
+        self.cat = cat
         self.by_first: dict[str, list[str]] = {}
         for item in cat.items:
             for key in (item.name, *item.aliases, *item.abbr):
                 k = nfkc(key).strip()
                 if len(k) >= 2 and " " not in k and "(" not in k and "（" not in k:
+                    if not k.isascii():
+                        k = cat.canonical(k)  # matched with look-alike characters as one (头固 is 头围)
                     self.by_first.setdefault(k[0], []).append(k)
         for v in self.by_first.values():
             v.sort(key=len, reverse=True)
@@ -398,11 +401,12 @@ class _Keys:
         """Non-overlapping (start, end, key) of the longest keys in ``text``; Latin keys only as whole
         upper-case words."""
         out = []
+        canon = "".join(ch if ch.isascii() else self.cat.canonical(ch) for ch in text)
         i = 0
         while i < len(text):
             hit = None
-            for k in self.by_first.get(text[i], ()):
-                if text.startswith(k, i):
+            for k in self.by_first.get(canon[i], ()):
+                if canon.startswith(k, i):
                     if k.isascii():
                         before = text[i - 1] if i else " "
                         after = text[i + len(k)] if i + len(k) < len(text) else " "
@@ -412,7 +416,7 @@ class _Keys:
                     hit = k
                     break
             if hit:
-                out.append((i, i + len(hit), hit))
+                out.append((i, i + len(hit), text[i:i + len(hit)]))
                 i += len(hit)
             else:
                 i += 1
