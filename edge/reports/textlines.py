@@ -93,48 +93,34 @@ class StageTimes:
 
 
 def _session(name: str, threads: int, model_dir: Path | None = None) -> Any:
-    """An ONNX Runtime session for the manifest model ``name`` (hash checked), single inference at a time."""
+    """An ONNX Runtime session for the manifest model ``name`` (hash checked)."""
+    from models_tflite.loader import verified_path
+
+    path = verified_path(name, model_dir)
+    sess = session_for(path, threads)
+    logger.info("loaded model %s (%s) with %s thread(s)", name, path.name, threads)
+    return sess
+
+
+def session_for(path: Path, threads: int = 1) -> Any:
+    """An ONNX Runtime session for the model file ``path`` as the box runs it: full graph optimisation,
+    ``threads`` intra-op threads, one inference at a time, the memory arena on and memory patterns off.
+    The file is not checked here: :func:`_session` checks a manifest model before calling it."""
     try:
         import onnxruntime as ort
     except ImportError:
         raise TextLineError("onnxruntime is not installed") from None
-    from models_tflite.loader import verified_path
-
-    path = verified_path(name, model_dir)
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.intra_op_num_threads = max(1, int(threads))
     opts.inter_op_num_threads = 1
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.log_severity_level = 3
-    # pages give every run a new input shape: a growing arena would keep the largest of each
-    opts.enable_cpu_mem_arena = False
+    # Every page and batch has a new input shape, so planned memory patterns never repeat. The arena stays:
+    # without it a worker runs 1.9 instead of 3.7 s per page (glibc's heap) or grows past 400 MB (glibc
+    # keeping the freed blocks); with it, it stays about 350 MB (bench/ocr_runtime.py).
     opts.enable_mem_pattern = False
-    sess = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
-    logger.info("loaded model %s (%s) on onnxruntime %s with %s thread(s)", name, path.name, ort.__version__,
-                threads)
-    return sess
-
-
-MMAP_THRESHOLD = 1 << 20
-"""Size from which glibc serves an allocation straight from the system (see :func:`bound_heap`)."""
-
-
-def bound_heap() -> bool:
-    """Make glibc hand every block of :data:`MMAP_THRESHOLD` and more straight back to the system when freed.
-
-    The detector's intermediate images are tens of megabytes and change size from page to page; with
-    glibc's default (a threshold that rises to the largest block freed) they are then carved from the heap,
-    which fragments and keeps growing: a worker reading pages climbs past 400 MB, against about 230 MB with
-    a fixed threshold. Process-wide and harmless elsewhere (small blocks are unaffected). Returns whether
-    it was applied (False off glibc)."""
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL("libc.so.6")
-        return bool(libc.mallopt(-3, MMAP_THRESHOLD))  # M_MMAP_THRESHOLD
-    except (OSError, AttributeError):
-        return False
+    return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
 
 
 def _bgr(page: np.ndarray) -> np.ndarray:
@@ -249,15 +235,13 @@ class PpOcrLines:
 
     ``threads``: intra-op threads per model; ``det_side``: the detector's longest input side;
     ``classify``: whether to check once per page if it is upside down; ``model_dir``: where non-bundled
-    models live (all three are bundled); ``heap``: apply :func:`bound_heap` (keeps a worker's memory flat).
+    models live (all three are bundled).
     """
 
     def __init__(self, *, threads: int = 1, det_side: int = DET_SIDE, classify: bool = True,
                  model_dir: Path | None = None, det_model: str = DET_MODEL, rec_model: str = REC_MODEL,
-                 cls_model: str = CLS_MODEL, heap: bool = True) -> None:
+                 cls_model: str = CLS_MODEL) -> None:
         self.det_side = int(det_side)
-        if heap and not bound_heap():
-            logger.debug("glibc mallopt unavailable: heap left as it is")
         self.classify = classify
         self.det = _session(det_model, threads, model_dir)
         self.rec = _session(rec_model, threads, model_dir)
