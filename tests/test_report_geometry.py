@@ -273,3 +273,10 @@ def test_prose_names_with_look_alike_characters() -> None:
     got = items(read(_prose("双顶径(BPD)约7.3cm，头固(HC)约29.4cm，腹国约23.6cm。")))
     assert got["11984-2"]["value"] == 294.0 and got["11820-8"]["value"] == 73.0
     assert "11979-2" not in got  # 国 is no look-alike of 围: no name, no item
+
+
+@pytest.mark.parametrize("printed,grade", [("II", "II"), ("Ⅱ", "II"), ("ll", "II"), ("I|", "II"), ("3", "III"),
+                                           ("0", "0"), ("I", "I")])
+def test_placenta_grade_as_a_recogniser_reads_it(printed: str, grade: str) -> None:
+    got = items(read(_prose(f"胎盘位于子宫前壁，成熟度{printed}级。")))
+    assert got["ehc:placenta-grade"]["value"] == grade

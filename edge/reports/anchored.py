@@ -436,7 +436,7 @@ _PROSE_VALUE = re.compile(r"(?P<value>(?:[<>≤≥]\s*)?" + _NUM + r")(?:\s*±\s
                           + _POWER_UNIT.pattern + r"|" + UNIT_WORDS.pattern + r"))?", re.IGNORECASE)
 _POSITION = re.compile(r"胎盘\s*(?:位于|附着于|附着在|附着|位置|附着位置)?\s*[:：]?\s*(?:子宫)?\s*"
                        r"(前壁偏左|前壁偏右|后壁偏左|后壁偏右|左前壁|右前壁|左后壁|右后壁|左侧壁|右侧壁|前壁|后壁|宫底|侧壁|下段)")
-_GRADE = re.compile(r"(?:成熟度|分级|Grannum)\s*[:：]?\s*(?:为)?\s*(III|II|I|Ⅲ|Ⅱ|Ⅰ|0|[123])\s*(\+)?\s*级?")
+_GRADE = re.compile(r"(?:成熟度|分级|Grannum)\s*[:：]?\s*(?:为)?\s*(Ⅲ|Ⅱ|Ⅰ|0|[123](?!\d)|[Il|丨]{1,3})\s*(\+)?\s*级?")
 _CORD = re.compile(r"脐带绕颈")
 _CORD_COUNT = re.compile(r"绕颈\s*([一二两三四1-4])\s*周")
 _GA = re.compile(r"(?:如|相当于|约|符合)?\s*孕\s*(\d{1,2})\s*(?:\+\s*(\d)\s*)?周(?:\s*(?:\+|又)?\s*(\d)\s*天)?")
@@ -519,7 +519,9 @@ def _special(para: Paragraph, kind: str | None, diagnoses: bool) -> list[ProseIt
     for m in _GRADE.finditer(text):
         sentence_start = max(text.rfind(ch, 0, m.start()) for ch in "。\n") + 1
         if "胎盘" in text[sentence_start:m.start()] or "胎盘" in text[m.start() - 2:m.start()]:
-            add("ehc:placenta-grade", _ROMAN.get(m.group(1), m.group(1)) + (m.group(2) or ""), m.start())
+            g = m.group(1)
+            grade = "I" * len(g) if re.fullmatch(r"[Il|丨]+", g) else _ROMAN.get(g, g)  # II read as ll, I|
+            add("ehc:placenta-grade", grade + (m.group(2) or ""), m.start())
     for m in _CORD.finditer(text):
         a, b = _clause(text, m.start())
         clause = text[a:b]
