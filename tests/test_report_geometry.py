@@ -275,7 +275,7 @@ def test_prose_names_with_look_alike_characters() -> None:
     assert "11979-2" not in got  # 国 is no look-alike of 围: no name, no item
 
 
-@pytest.mark.parametrize("printed,grade", [("II", "II"), ("Ⅱ", "II"), ("ll", "II"), ("I|", "II"), ("3", "III"),
+@pytest.mark.parametrize("printed,grade", [("II", "II"), ("Ⅱ", "II"), ("ll", "II"), ("I|", "II"), ("3", "III"), ("川", "III"),
                                            ("0", "0"), ("I", "I")])
 def test_placenta_grade_as_a_recogniser_reads_it(printed: str, grade: str) -> None:
     got = items(read(_prose(f"胎盘位于子宫前壁，成熟度{printed}级。")))

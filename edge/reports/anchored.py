@@ -436,7 +436,7 @@ _PROSE_VALUE = re.compile(r"(?P<value>(?:[<>≤≥]\s*)?" + _NUM + r")(?:\s*±\s
                           + _POWER_UNIT.pattern + r"|" + UNIT_WORDS.pattern + r"))?", re.IGNORECASE)
 _POSITION = re.compile(r"胎盘\s*(?:位于|附着于|附着在|附着|位置|附着位置)?\s*[:：]?\s*(?:子宫)?\s*"
                        r"(前壁偏左|前壁偏右|后壁偏左|后壁偏右|左前壁|右前壁|左后壁|右后壁|左侧壁|右侧壁|前壁|后壁|宫底|侧壁|下段)")
-_GRADE = re.compile(r"(?:成熟度|分级|Grannum)\s*[:：]?\s*(?:为)?\s*(Ⅲ|Ⅱ|Ⅰ|0|[123](?!\d)|[Il|丨]{1,3})\s*(\+)?\s*级?")
+_GRADE = re.compile(r"(?:成熟度|分级|Grannum)\s*[:：]?\s*(?:为)?\s*(Ⅲ|Ⅱ|Ⅰ|川|0|[123](?!\d)|[Il|丨]{1,3})\s*(\+)?\s*级?")
 _CORD = re.compile(r"脐带绕颈")
 _CORD_COUNT = re.compile(r"绕颈\s*([一二两三四1-4])\s*周")
 _GA = re.compile(r"(?:如|相当于|约|符合)?\s*孕\s*(\d{1,2})\s*(?:\+\s*(\d)\s*)?周(?:\s*(?:\+|又)?\s*(\d)\s*天)?")
@@ -444,7 +444,7 @@ _FETAL_POSITION = re.compile(r"胎位\s*[:：]?\s*(头位|臀位|横位|[LR][OS]
 _DIAGNOSIS = re.compile(r"出院诊断\s*[:：]?")
 _NUMBERED = re.compile(r"(?:^|(?<=\s)|(?<=[，,；;。]))(\d{1,2})\s*[.、)）](?!\d)")
 _HEADING = re.compile(r"^\s*[\u4e00-\u9fff]{2,8}\s*[:：]")
-_ROMAN = {"Ⅰ": "I", "Ⅱ": "II", "Ⅲ": "III", "1": "I", "2": "II", "3": "III"}
+_ROMAN = {"Ⅰ": "I", "Ⅱ": "II", "Ⅲ": "III", "川": "III", "1": "I", "2": "II", "3": "III"}
 _COUNT = {"一": "1", "二": "2", "两": "2", "三": "3", "四": "4"}
 
 
