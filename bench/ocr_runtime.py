@@ -19,8 +19,8 @@ The variants need ``models_tflite/convert_ppocr.py --variants DIR`` (default ``/
 configurations whose files are missing are skipped and said so. LiteRT is not measured: the PP-OCR
 models would need an ONNX → TensorFlow → TFLite conversion (onnx2tf) first.
 
-Accuracy, against the generator's ground truth: every printed field (item name, abbreviation, value,
-unit, reference range, ultrasound narrative line). ``fields``: the share found character for character
+Accuracy, against the generator's ground truth: every printed field (item name, abbreviation where
+printed, value, unit, reference range, ultrasound narrative line). ``fields``: the share found character for character
 inside one read line (spaces, full-width punctuation and ``×``/``x`` taken as one); ``chars``: the
 share of a field's characters matched in its best line (difflib), averaged over fields.
 
@@ -162,8 +162,9 @@ def render(folder: Path, n: int, seed: int) -> tuple[dict[str, list[str]], list[
         if any(note.startswith("curl") for note in straight.notes):
             cv2.imwrite(str(folder / name.replace(".png", ".dewarp.png")), straight.image)
         fields = []
-        for it in page.items:
-            fields += [it.name, it.abbr, it.value, it.unit] + ([it.ref] if it.ref else [])
+        for it in page.items:  # side-by-side tables print no abbreviation
+            fields += [it.name, it.value, it.unit] + ([it.abbr] if page.layout != "two_column" else []) \
+                + ([it.ref] if it.ref else [])
         truth[name] = [f for f in (_norm(x) for x in fields + page.narrative) if f]
     return truth, times
 
