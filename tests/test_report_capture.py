@@ -5,6 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
+from PIL import Image
 
 from edge.reports.capture import (CaptureRejected, NoText, PageCut, TooBlurred, TooDark, correct_page, dewarp, find_page,
                                   order_corners, sharpness, skew_angle, to_gray)
@@ -147,3 +148,11 @@ def test_a_flat_page_is_left_as_it_is() -> None:
     flat = np.asarray(make_report(31, "ruled").image)
     fixed, bend = dewarp(flat)
     assert bend == 0.0 and fixed is flat
+
+
+def test_correct_page_straightens_only_on_request() -> None:
+    page = make_report(31, "ruled")
+    page.image = Image.fromarray(_curl(np.asarray(page.image), 14))
+    frame = photograph(page, "scan").frame
+    assert not any(n.startswith("curl") for n in correct_page(frame).notes)
+    assert any(n.startswith("curl") for n in correct_page(frame, straighten=True).notes)

@@ -3,8 +3,8 @@
 :func:`correct_page` works on a reduced copy to find the page (the brightest large quadrilateral: Otsu
 threshold, closing, largest outer contour, polygon of four corners), warps the full-resolution grey
 frame to a flat page of at most :data:`MAX_WIDTH` pixels, removes what skew is left (the angle whose
-row projection of dark strokes is the most peaked), straightens text lines bent by a curled page
-(:func:`dewarp`: a smooth vertical displacement fitted to the centre lines of the runs of text), divides by the background (shadows, vignetting,
+row projection of dark strokes is the most peaked), on request straightens text lines bent by a curled
+page (:func:`dewarp`: a smooth vertical displacement fitted to the centre lines of the runs of text), divides by the background (shadows, vignetting,
 tinted paper) and stretches the contrast. A frame without visible page edges (a close shot or a scan)
 is taken whole.
 
@@ -390,8 +390,10 @@ def sharpness(page: np.ndarray) -> float:
     return lost / max(total, 1.0)
 
 
-def correct_page(frame: np.ndarray) -> CapturedPage:
-    """The corrected, flattened page in ``frame`` (BGR or grey ``uint8``).
+def correct_page(frame: np.ndarray, straighten: bool = False) -> CapturedPage:
+    """The corrected, flattened page in ``frame`` (BGR or grey ``uint8``); with ``straighten``, curled
+    text lines are straightened too (:func:`dewarp`; off by default: on the generated pages neither
+    reader gained from it, see docs/reports.md).
 
     Raises :class:`TooDark`, :class:`TooBlurred`, :class:`NoText` or :class:`PageCut` (all
     :class:`CaptureRejected`) for a frame that cannot be read.
@@ -420,7 +422,7 @@ def correct_page(frame: np.ndarray) -> CapturedPage:
     angle = skew_angle(page)
     if abs(angle) >= 0.2:
         page = _rotate(page, angle)
-    page, bend = dewarp(page)
+    page, bend = dewarp(page) if straighten else (page, 0.0)
     if bend:
         notes.append(f"curl of {bend:.0f} px straightened")
     if brightness < 1.6 * DARK_LEVEL:
