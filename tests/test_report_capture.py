@@ -5,8 +5,9 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
+from PIL import Image
 
-from edge.reports.capture import (CaptureRejected, NoText, PageCut, TooBlurred, TooDark, correct_page, find_page,
+from edge.reports.capture import (CaptureRejected, NoText, PageCut, TooBlurred, TooDark, correct_page, dewarp, find_page,
                                   order_corners, sharpness, skew_angle, to_gray)
 from tests.hw_sim.reports import available_fonts, blurred, darkened, make_report, photograph
 
@@ -118,3 +119,40 @@ def test_page_running_out_of_the_picture_is_rejected(photos: dict) -> None:
     with pytest.raises(PageCut) as caught:
         correct_page(shifted)
     assert caught.value.reason == "page_cut" and "whole page" in caught.value.instruction
+
+
+def _curl(image: np.ndarray, amp: float) -> np.ndarray:
+    """The page bent like paper curling up from a flat desk: rows sag by up to ``amp`` pixels."""
+    h, w = image.shape
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    map_y = yy + amp * np.sin(np.pi * xx / w + 0.2) * (0.5 + yy / h)
+    return cv2.remap(image, xx, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=255)
+
+
+def _straight_rules(image: np.ndarray) -> int:
+    """Ink in straight horizontal runs of 300 pixels (the table's rules, when they are level)."""
+    ink = (image < 128).astype(np.uint8)
+    return int(cv2.morphologyEx(ink, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, (300, 1))).sum())
+
+
+@pytest.mark.parametrize("seed", [31, 9])
+def test_a_curled_page_is_straightened(seed: int) -> None:
+    flat = np.asarray(make_report(seed, "ruled").image)
+    curled = _curl(flat, 12)
+    fixed, bend = dewarp(curled)
+    assert 8 <= bend <= 30
+    assert _straight_rules(fixed) > 2 * _straight_rules(curled)
+
+
+def test_a_flat_page_is_left_as_it_is() -> None:
+    flat = np.asarray(make_report(31, "ruled").image)
+    fixed, bend = dewarp(flat)
+    assert bend == 0.0 and fixed is flat
+
+
+def test_correct_page_straightens_only_on_request() -> None:
+    page = make_report(31, "ruled")
+    page.image = Image.fromarray(_curl(np.asarray(page.image), 14))
+    frame = photograph(page, "scan").frame
+    assert not any(n.startswith("curl") for n in correct_page(frame).notes)
+    assert any(n.startswith("curl") for n in correct_page(frame, straighten=True).notes)

@@ -24,7 +24,7 @@ CASES = [(layout, degradation) for degradation in DEGRADATIONS for layout in LAY
 
 @pytest.fixture(scope="module")
 def reader() -> Iterator[ReportReader]:
-    with ReportReader() as r:
+    with ReportReader(engine="tesseract") as r:  # the word path: Tesseract's words, layout and second readings
         yield r
 
 

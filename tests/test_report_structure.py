@@ -310,3 +310,12 @@ def test_coagulation_times_in_free_lines() -> None:
     assert (items["5902-2"]["value"], items["5902-2"]["unit"], items["5902-2"]["flag"]) == (11.8, "s", "N")
     assert (items["3173-2"]["flag"], items["3173-2"]["ref"]["text"]) == ("H", "25-37")
     assert items["3255-7"]["ref"]["source"] == "catalogue" and items["3255-7"]["flag"] == "H"
+
+
+def test_word_path_items_carry_their_source_and_low_confidence_ones_are_marked() -> None:
+    p = page(["血常规检验报告单"], [table(["项目", "结果", "单位", "参考范围"], [["血红蛋白", "98", "g/L", "115-150"]],
+                                          conf=40.0)])
+    item = structure(p).to_json()["items"][0]
+    assert item["source"] == "血红蛋白  98  g/L  115-150" and item["review"] is True
+    sure = by_code(cbc_ruled())["718-7"]
+    assert sure["review"] is False and sure["source"].startswith("血红蛋白")

@@ -3,7 +3,8 @@
 :func:`correct_page` works on a reduced copy to find the page (the brightest large quadrilateral: Otsu
 threshold, closing, largest outer contour, polygon of four corners), warps the full-resolution grey
 frame to a flat page of at most :data:`MAX_WIDTH` pixels, removes what skew is left (the angle whose
-row projection of dark strokes is the most peaked), divides by the background (shadows, vignetting,
+row projection of dark strokes is the most peaked), on request straightens text lines bent by a curled
+page (:func:`dewarp`: a smooth vertical displacement fitted to the centre lines of the runs of text), divides by the background (shadows, vignetting,
 tinted paper) and stretches the contrast. A frame without visible page edges (a close shot or a scan)
 is taken whole.
 
@@ -263,6 +264,112 @@ def _rotate(page: np.ndarray, angle: float) -> np.ndarray:
     return cv2.warpAffine(page, m, (w, h), flags=cv2.INTER_LINEAR, borderValue=255)
 
 
+CURL_MIN = 5.0
+"""Least bend (pixels, peak to peak across the corrected page) of the text lines that :func:`dewarp`
+straightens. Flat generated pages measure up to about 4 px (the fit's own noise) and the text-line
+detector reads a bend of a few pixels as it is; below this, remapping would only soften the print."""
+
+
+def _text_rows(page: np.ndarray) -> list[np.ndarray]:
+    """Centre lines of the long runs of text on a reduced page: for each, an array of (x, y) samples."""
+    ink = (page < 160).astype(np.uint8)
+    h, w = ink.shape
+    # drop table rules running down the page (they would join every row of a table into one blob)
+    ink &= 1 - cv2.morphologyEx(ink, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, (1, max(20, h // 30))))
+    # join the characters of a line, not the lines: wide and flat
+    joined = cv2.morphologyEx(ink, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_RECT, (max(9, w // 60), 1)))
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(joined, connectivity=8)
+    rows = []
+    for k in range(1, n):
+        x, y, bw, bh, area = stats[k]
+        if bw < w / 30 or bh > h / 30 or bh < 3 or bw < 3 * bh:
+            continue
+        sub = (labels[y:y + bh, x:x + bw] == k) & (ink[y:y + bh, x:x + bw] > 0)
+        count = sub.sum(axis=0)
+        cols = np.nonzero(count >= 1)[0]
+        if len(cols) < bw / 3:
+            continue
+        ys = (sub[:, cols] * np.arange(bh)[:, None]).sum(axis=0) / count[cols] + y
+        # median of bins of 6 columns: the centre of the ink, steady across letters of different shapes
+        xs = cols + x
+        bins = xs // 6
+        pts = [(float(xs[bins == b].mean()), float(np.median(ys[bins == b]))) for b in np.unique(bins)]
+        if len(pts) >= 4:
+            rows.append(np.array(pts))
+    return rows
+
+
+def curl_field(page: np.ndarray, width: int = 800) -> tuple[np.ndarray, float] | None:
+    """The vertical bend of the text lines of ``page``: coefficients of a smooth field ``dy(x, y)`` (cubic
+    in x, quadratic in y, in coordinates scaled to 0–1) and its peak-to-peak size in page pixels; None when
+    fewer than eight runs of text are found.
+
+    Every long run of text (rules included) gives the centre of its ink along x; each row's own height
+    is a free unknown, so only the bend common to neighbouring rows is fitted (least squares)."""
+    h, w = page.shape
+    f = width / w
+    small = cv2.resize(page, (width, max(1, int(round(h * f)))), interpolation=cv2.INTER_AREA)
+    rows = _text_rows(small)
+    if len(rows) < 8:
+        return None
+    sh, sw = small.shape
+    a_rows, b = [], []
+    for k, pts in enumerate(rows):
+        u = pts[:, 0] / sw - 0.5
+        v = np.full(len(pts), pts[:, 1].mean() / sh)
+        basis = _basis(u, v)
+        onehot = np.zeros((len(pts), len(rows)))
+        onehot[:, k] = 1.0
+        a_rows.append(np.hstack([basis, onehot]))
+        b.append(pts[:, 1])
+    a, y = np.vstack(a_rows), np.concatenate(b)
+    nb = _basis(np.zeros(1), np.zeros(1)).shape[1]
+    coef = _ridge(a, y, nb)
+    # refit without the samples that disagree (table rules meeting text, underlines)
+    resid = np.abs(a @ coef - y)
+    keep = resid <= max(1.0, 2.5 * float(np.median(resid)))
+    coef = _ridge(a[keep], y[keep], nb)
+    field = coef[:nb] / f
+    uu, vv = np.meshgrid(np.linspace(-0.5, 0.5, 25), np.linspace(0, 1, 25))
+    bend = _basis(uu.ravel(), vv.ravel()) @ field
+    bend = bend.reshape(25, 25)
+    size = float((bend.max(axis=1) - bend.min(axis=1)).max())
+    return field, size
+
+
+def _ridge(a: np.ndarray, y: np.ndarray, nb: int, lam: float = 1.0) -> np.ndarray:
+    """Least squares with the first ``nb`` (field) coefficients pulled towards zero: a bend that the text
+    does not show clearly is not invented."""
+    reg = np.zeros((nb, a.shape[1]))
+    reg[:, :nb] = np.sqrt(lam) * np.eye(nb)
+    return np.linalg.lstsq(np.vstack([a, reg]), np.concatenate([y, np.zeros(nb)]), rcond=None)[0]
+
+
+def _basis(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Smooth bends along x (no constant: a row's own height is separate), varying down the page."""
+    cols = [u ** i * v ** j for j in range(3) for i in range(1, 4)]
+    return np.stack(cols, axis=1)
+
+
+def dewarp(page: np.ndarray) -> tuple[np.ndarray, float]:
+    """``page`` with its curled text lines straightened, and the bend removed (pixels); the page itself
+    and 0.0 when the lines bend less than :data:`CURL_MIN` (or too few are found to tell)."""
+    found = curl_field(page)
+    if found is None or found[1] < CURL_MIN:
+        return page, 0.0
+    field, size = found
+    h, w = page.shape
+    # the field is smooth: evaluate it on a coarse grid and let OpenCV interpolate the remap
+    gx, gy = np.meshgrid(np.linspace(0, w - 1, 64), np.linspace(0, h - 1, 64))
+    dy = (_basis((gx / w - 0.5).ravel(), (gy / h).ravel()) @ field).reshape(64, 64).astype(np.float32)
+    dy = cv2.resize(dy, (w, h), interpolation=cv2.INTER_CUBIC)
+    map_x, map_y = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    map_y += dy
+    flat = cv2.remap(page, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    logger.debug("curl of %.1f px straightened", size)
+    return flat, size
+
+
 def sharpness(page: np.ndarray) -> float:
     """How much of the print's edge contrast a further blur would remove (0 = already blurred, about 0.8
     for crisp print): the share of horizontal and vertical pixel differences near ink that a 9-pixel box
@@ -283,8 +390,10 @@ def sharpness(page: np.ndarray) -> float:
     return lost / max(total, 1.0)
 
 
-def correct_page(frame: np.ndarray) -> CapturedPage:
-    """The corrected, flattened page in ``frame`` (BGR or grey ``uint8``).
+def correct_page(frame: np.ndarray, straighten: bool = False) -> CapturedPage:
+    """The corrected, flattened page in ``frame`` (BGR or grey ``uint8``); with ``straighten``, curled
+    text lines are straightened too (:func:`dewarp`; off by default: on the generated pages neither
+    reader gained from it, see docs/reports.md).
 
     Raises :class:`TooDark`, :class:`TooBlurred`, :class:`NoText` or :class:`PageCut` (all
     :class:`CaptureRejected`) for a frame that cannot be read.
@@ -313,6 +422,9 @@ def correct_page(frame: np.ndarray) -> CapturedPage:
     angle = skew_angle(page)
     if abs(angle) >= 0.2:
         page = _rotate(page, angle)
+    page, bend = dewarp(page) if straighten else (page, 0.0)
+    if bend:
+        notes.append(f"curl of {bend:.0f} px straightened")
     if brightness < 1.6 * DARK_LEVEL:
         notes.append("dim light")
     logger.debug("page %dx%d, corners %s, skew %.1f, brightness %.0f, sharpness %.2f", page.shape[1],

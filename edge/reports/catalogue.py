@@ -38,6 +38,8 @@ DEFAULT_CATALOGUE = "catalogue.toml"
 ItemType = Literal["quantity", "qualitative", "text"]
 ITEM_TYPES = ("quantity", "qualitative", "text")
 
+LOCAL_CODE = re.compile(r"ehc:[a-z][a-z0-9-]*")
+"""Items with no LOINC code we are sure of carry a local code (``ehc:placenta-grade``)."""
 FUZZY_FLOOR = 0.75      # similarity below this is no match
 FUZZY_MARGIN = 0.12     # the best item must lead the next one by this much
 CONFUSION_COST = 0.25   # cost of substituting a character by one of its confusion group
@@ -108,7 +110,7 @@ def valid_loinc(code: str) -> bool:
     return bool(m) and loinc_check_digit(m.group(1)) == int(m.group(2))
 
 
-_LEADING = re.compile(r"^[\s*★☆△▲#※·•\-]*(?:\d{1,3}[.、)）\s]+)?[\s*★☆△▲※]*")
+_LEADING = re.compile(r"^[\s*★☆△▲#※·•\-]*(?:(?:No|NO|no)\.?\s*(?=\d))?(?:\d{1,3}[.、)）\s]+)?[\s*★☆△▲※]*")
 _PARENS = re.compile(r"[(（\[【]([^)）\]】]*)[)）\]】]")
 _SPACE = re.compile(r"[\s:：_]+")
 _MIXED = re.compile(r"^(.*[\u4e00-\u9fff])([a-zμγ][a-z0-9%#/+\-]*)$")       # 血小板计数plt
@@ -123,7 +125,8 @@ def normalise(text: str) -> str:
 
 
 def name_variants(text: str) -> list[str]:
-    """The forms of a name cell worth looking up: whole, without the parenthesis, and the parenthesis alone."""
+    """The forms of a name cell worth looking up: whole, without the parenthesis, the parenthesis alone,
+    and with a ``#`` / ``%`` / ``比率`` suffix spelt as the catalogue does (``单核细胞#`` → ``单核细胞绝对值``)."""
     whole = normalise(text)
     out = [whole] if whole else []
     inner = [normalise(g) for g in _PARENS.findall(unicodedata.normalize("NFKC", text))]
@@ -140,10 +143,20 @@ def name_variants(text: str) -> list[str]:
         m = _MIXED.match(v) or _MIXED_REV.match(v)
         if m:
             extra.extend(m.groups())
+    for v in (outer, whole):
+        m = _SUFFIX.match(v)
+        if m and _CJK_END.search(m.group(1)):
+            extra.extend(m.group(1) + alt for alt in _SUFFIXES[m.group(2)])
     for v in [outer, *inner, *extra]:
         if v and v not in out:
             out.append(v)
     return out
+
+
+_SUFFIXES = {"#": ("绝对值", "计数"), "%": ("百分比",), "比率": ("百分比",), "百分率": ("百分比",), "比例": ("百分比",),
+             "绝对值": ("计数",), "数": ("绝对值", "计数")}
+_SUFFIX = re.compile(r"^(.+?)(#|%|比率|百分率|比例|绝对值|数)$")
+_CJK_END = re.compile(r"[\u4e00-\u9fff]$")
 
 
 def _is_ascii(text: str) -> bool:
@@ -305,7 +318,7 @@ def _item(raw: Mapping[str, Any], where: str) -> ItemDef:
         if not isinstance(raw.get(key), str) or not raw[key]:
             raise CatalogueError(f"{where}: {key} is required text")
     code = raw["code"]
-    if not valid_loinc(code):
+    if not (valid_loinc(code) or LOCAL_CODE.fullmatch(code)):
         raise CatalogueError(f"{where}: {code!r} is not a LOINC code with a valid check digit")
     typ = raw.get("type", "quantity")
     if typ not in ITEM_TYPES:

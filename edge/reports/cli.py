@@ -32,6 +32,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--personal", action="store_true", help="include the patient block read from the report")
     p.add_argument("--page-text", action="store_true", help="include the raw reading (lines and table cells)")
     p.add_argument("--tessdata", help="folder holding chi_sim and eng (default: $TESSDATA_PREFIX, then Debian's)")
+    p.add_argument("--one-report", action="store_true",
+                   help="the images are the pages of one report: print one JSON object for all of them")
+    p.add_argument("--engine", choices=("auto", "ppocr", "tesseract"), default="auto",
+                   help="auto: PP-OCR text lines when installed, Tesseract otherwise")
     return p
 
 
@@ -72,16 +76,18 @@ def ocr_main(argv: list[str] | None = None) -> int:
     from edge.reports.capture import CaptureRejected
     from edge.reports.ocr import OcrModelError
     from edge.reports.reader import ReportReader
-    from edge.reports.structure import structure
+    from edge.reports.structure import structure, structure_pages
 
     args = _parser().parse_args(argv)
     patient = _patient(args)
     try:
-        reader = ReportReader(args.tessdata)
-    except OcrModelError as exc:
+        reader = ReportReader(args.tessdata, engine=args.engine)
+    except (OcrModelError, ImportError, RuntimeError) as exc:
         print(json.dumps({"error": "ocr_model_missing", "detail": str(exc)}, ensure_ascii=False), flush=True)
         return 2
     failed = 0
+    pages: list[Any] = []
+    files: list[str] = []
     with reader:
         for file in _files(args.images):
             started = time.perf_counter()
@@ -99,14 +105,26 @@ def ocr_main(argv: list[str] | None = None) -> int:
                 print(json.dumps({"file": str(file), "error": exc.reason, "detail": exc.detail,
                                   "instruction": exc.instruction}, ensure_ascii=False), flush=True)
                 continue
+            if args.one_report:
+                pages.append(read.text)
+                files.append(str(file))
+                continue
             report = structure(read.text, patient=patient)
             out: dict[str, Any] = {"file": str(file)}
             out.update(report.to_json(personal=args.personal))
-            out["reading"] = {"notes": list(read.text.notes), "skew": round(read.captured.skew, 2),
+            out["reading"] = {"engine": read.timings.engine, "notes": list(read.text.notes),
+                              "to_check": sum(1 for i in report.items if i.review),
+                              "skew": round(read.captured.skew, 2),
                               "sharpness": round(read.captured.sharpness, 3),
                               "ms": round((time.perf_counter() - started) * 1000, 1)}
             if args.page_text:
                 out["page_text"] = page_text_json(read.text)
+            print(json.dumps(out, ensure_ascii=False), flush=True)
+        if args.one_report and pages:
+            report = structure_pages(pages, patient=patient)
+            out = {"files": files}
+            out.update(report.to_json(personal=args.personal))
+            out["reading"] = {"pages": len(pages), "to_check": sum(1 for i in report.items if i.review)}
             print(json.dumps(out, ensure_ascii=False), flush=True)
     return 1 if failed else 0
 

@@ -22,11 +22,14 @@ from typing import Any
 from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.observation import Observation
 
+from edge.reports.catalogue import valid_loinc
 from edge.reports.model import Item, Report
 
 logger = logging.getLogger(__name__)
 
 LOINC = "http://loinc.org"
+LOCAL_ITEMS = "urn:ehc:report-item"
+"""Code system of the catalogue's local codes (items without a LOINC code we are sure of)."""
 UCUM = "http://unitsofmeasure.org"
 SNOMED = "http://snomed.info/sct"
 INTERPRETATION = "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation"
@@ -59,7 +62,8 @@ def observation(item: Item, report: Report, subject: str | None = None) -> Obser
         "resourceType": "Observation",
         "status": "final",
         "category": [{"coding": [{"system": CATEGORY, "code": _CATEGORIES.get(item.category, "laboratory")}]}],
-        "code": {"coding": [{"system": LOINC, "code": item.code}], "text": item.name},
+        "code": {"coding": [{"system": LOINC if valid_loinc(item.code) else LOCAL_ITEMS, "code": item.code}],
+                 "text": item.name},
         "note": [{"text": f"Read from a paper report by OCR (confidence {item.confidence:.2f}); "
                           f"printed as {item.label!r}: {item.printed!r} {item.printed_unit}".strip()}],
     }

@@ -24,7 +24,10 @@ PURPLE = "purple"
 @dataclass(frozen=True, slots=True)
 class Item:
     """One result: LOINC ``code``, canonical ``name``, ``value`` in the canonical ``unit`` (a number, or the
-    qualitative text such as 阴性 / ``++``), the reference range, the computed flag and where it was read."""
+    qualitative text such as 阴性 / ``++``), the reference range, the computed flag and where it was read.
+
+    ``source`` is the text line (or table row) the item was read from; ``review`` is True when a person
+    should check it against the paper (low confidence, a fuzzy name match, a value that is not a value)."""
 
     code: str
     name: str
@@ -42,6 +45,8 @@ class Item:
     label: str = ""
     match: str = "exact"
     category: str = "laboratory"
+    source: str = ""
+    review: bool = False
 
     def to_json(self) -> dict[str, Any]:
         value: Any = self.value
@@ -54,7 +59,7 @@ class Item:
             "region": [self.region.x, self.region.y, self.region.w, self.region.h] if self.region else None,
             "printed": {"label": self.label, "value": self.printed, "unit": self.printed_unit,
                         "flag": self.printed_flag},
-            "match": self.match,
+            "match": self.match, "source": self.source, "review": self.review,
         }
 
 

@@ -114,3 +114,4 @@ class PageText:
     height: int
     languages: str = "chi_sim+eng"
     notes: tuple[str, ...] = field(default=())  # reader warnings (e.g. "low contrast"), never personal data
+    source: str = "words"  # "words": Tesseract words (edge.reports.layout); "lines": text lines (edge.reports.geometry)

@@ -85,7 +85,8 @@ def publish_report(ctx: FlowContext, report: Report, *, fhir: bool = True, send_
 
 
 def summary_fields(report: Report, *, max_items: int = MAX_TICKET_ITEMS) -> dict[str, Any]:
-    """Fields of the ``report_summary`` ticket: abnormal items, missing items, the grade and its rules."""
+    """Fields of the ``report_summary`` ticket: abnormal items, missing items, the items a person should check
+    against the paper (read with low confidence), the grade and its rules."""
     abnormal = [i for i in report.items if i.abnormal]
     shown = abnormal[:max_items]
     items = [{"name": i.name, "value": _value_text(i.value, i.comparator), "unit": i.unit,
@@ -102,6 +103,7 @@ def summary_fields(report: Report, *, max_items: int = MAX_TICKET_ITEMS) -> dict
         "items": items,
         "normal": "" if abnormal else "未见异常项目 No abnormal item",
         "missing": [{"name": m.name} for m in report.missing],
+        "review": [{"name": f"{i.name} {_value_text(i.value, i.comparator)}".strip()} for i in report.items if i.review],
         "risk": risk,
         "rules": [{"text": f"{r.colour[0].upper()} {r.clause}"} for r in report.risk.rules],
         "notice": TICKET_NOTICE,

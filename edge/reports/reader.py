@@ -1,7 +1,13 @@
 """Reading a report photo: camera frame → :class:`~edge.reports.page.PageText` (capture, OCR, layout).
 
+By default the page is read as text lines by PP-OCR's detection and recognition models
+(:class:`edge.reports.textlines.PpOcrLines`, when installed) and laid out from their geometry
+(:func:`page_from_lines`, :mod:`edge.reports.geometry`); the structuring then reads rows and sentences by
+their catalogue anchors. Without those models, or on a page where they find no line, Tesseract reads it as
+below.
+
 :class:`ReportReader` owns one :class:`~edge.reports.ocr.ReportOcr` (one Tesseract instance, reused; a
-reader is not thread-safe: one per worker thread). :meth:`ReportReader.read`:
+reader is not thread-safe: one per worker thread). The Tesseract path of :meth:`ReportReader.read`:
 
 1. corrects the page (:func:`edge.reports.capture.correct_page`; raises
    :class:`~edge.reports.capture.CaptureRejected` with an instruction for the person);
@@ -25,15 +31,19 @@ import dataclasses
 import logging
 import re
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
+from edge.reports.anchored import cell_kind
 from edge.reports.capture import CapturedPage, correct_page
+from edge.reports.catalogue import Catalogue, load_catalogue
+from edge.reports.geometry import build_page_from_lines
 from edge.reports.layout import NAME_HEADERS, RESULT_HEADERS, build_page
 from edge.reports.ocr import ARROW_LOOKALIKES, LATIN_LETTERS, ReportOcr, arrow_direction
-from edge.reports.page import Box, Cell, PageText, Row, Table
+from edge.reports.page import Box, Cell, LineRecognizer, PageText, Row, Table, TextLine
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +52,7 @@ NUMBER = re.compile(r"^[<>≤≥]?\d+(\.\d+)?$")
 RANGE = re.compile(r"^\d+(\.\d+)?(-{1,2}|~|～)\d+(\.\d+)?$")
 NUMERIC_CHARS = set("0123456789.,-~～<>≤≥")
 FLAG_HEADERS = ("提示", "标志", "标识", "高低", "异常")
+ENGINES = ("auto", "ppocr", "tesseract")
 
 
 @dataclass(frozen=True)
@@ -54,6 +65,9 @@ class ReadTimings:
     reread_ms: float
     total_ms: float
     reread_cells: int
+    engine: str = "tesseract"
+    detect_ms: float = 0.0
+    recognise_ms: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -63,6 +77,14 @@ class ReadPage:
     text: PageText
     captured: CapturedPage
     timings: ReadTimings
+
+
+def page_from_lines(lines: Sequence[TextLine], width: int, height: int, notes: Sequence[str] = (),
+                    catalogue: Catalogue | None = None) -> PageText:
+    """A page read as text lines laid out by their geometry (:mod:`edge.reports.geometry`), its cells
+    typed with the catalogue."""
+    cat = catalogue or load_catalogue()
+    return build_page_from_lines(lines, width, height, cell_kind(cat), notes)
 
 
 def _shape_ok(text: str) -> bool:
@@ -115,13 +137,46 @@ class ReportReader:
     ...     page = reader.read(frame)
     """
 
-    def __init__(self, tessdata: str | None = None, reread: bool = True) -> None:
-        self.ocr = ReportOcr(tessdata)
+    def __init__(self, tessdata: str | None = None, reread: bool = True, engine: str = "auto") -> None:
+        """``engine``: ``auto`` reads with PP-OCR text lines (:mod:`edge.reports.textlines`) when its runtime
+        and models are installed and with Tesseract otherwise; ``ppocr`` or ``tesseract`` insist on one."""
+        if engine not in ENGINES:
+            raise ValueError(f"engine must be one of {', '.join(ENGINES)}")
+        self.tessdata = tessdata
         self.reread = reread
+        self.lines: LineRecognizer | None = None
+        if engine in ("auto", "ppocr"):
+            try:
+                from edge.reports.textlines import PpOcrLines
+
+                self.lines = PpOcrLines()
+            except (ImportError, RuntimeError) as exc:  # TextLineError is a RuntimeError
+                if engine == "ppocr":
+                    raise
+                logger.warning("PP-OCR text lines unavailable (%s); reading reports with Tesseract",
+                               type(exc).__name__)
+        self._ocr: ReportOcr | None = None
+        if self.lines is None:
+            self._ocr = ReportOcr(tessdata)  # fails now, not at the first page, when its models are missing
+        self.catalogue = load_catalogue()
+        self._kind_of = cell_kind(self.catalogue)
+
+    @property
+    def engine(self) -> str:
+        """``ppocr`` or ``tesseract``: what reads the pages."""
+        return "ppocr" if self.lines is not None else "tesseract"
+
+    @property
+    def ocr(self) -> ReportOcr:
+        """The Tesseract reader (loaded on first use when PP-OCR lines read the pages)."""
+        if self._ocr is None:
+            self._ocr = ReportOcr(self.tessdata)
+        return self._ocr
 
     def close(self) -> None:
         """Free the Tesseract instance."""
-        self.ocr.close()
+        if self._ocr is not None:
+            self._ocr.close()
 
     def __enter__(self) -> ReportReader:
         return self
@@ -136,6 +191,21 @@ class ReportReader:
         captured = correct_page(frame)
         t1 = time.perf_counter()
         image = captured.image
+        if self.lines is not None:
+            lines = self.lines.read_lines(image)
+            t2 = time.perf_counter()
+            if lines:
+                page = page_from_lines(lines, image.shape[1], image.shape[0], captured.notes, self.catalogue)
+                t3 = time.perf_counter()
+                times = getattr(self.lines, "times", None)
+                timings = ReadTimings((t1 - t0) * 1000, (t2 - t1) * 1000, (t3 - t2) * 1000, 0.0, (t3 - t0) * 1000,
+                                      0, "ppocr", getattr(times, "detect", 0.0) * 1000,
+                                      getattr(times, "recognise", 0.0) * 1000)
+                logger.debug("report read: %d lines, %d free lines, %d tables, %.0f ms", len(lines),
+                             len(page.lines), len(page.tables), timings.total_ms)
+                return ReadPage(page, captured, timings)
+            logger.info("no text line found on the page; reading it with Tesseract")
+            t1 = time.perf_counter()
         words = self.ocr.words(image)
         t2 = time.perf_counter()
         page = build_page(words, image.shape[1], image.shape[0], captured.notes)

@@ -24,8 +24,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from edge.reports import anchored
 from edge.reports.catalogue import Catalogue, ItemDef, Match, load_catalogue, normalise
-from edge.reports.checks import missing_items, run_checks
+from edge.reports.geometry import stack_pages
+from edge.reports.checks import LOW_CONFIDENCE, missing_items, run_checks
 from edge.reports.header import combine, has_personal, read_header
 from edge.reports.model import Check, Item, Report
 from edge.reports.page import Box, Cell, Line, PageText, Row, Table
@@ -33,7 +35,7 @@ from edge.reports.risk import RuleSet, grade_risk, load_rules
 from edge.reports.values import (UNIT_WORDS, RefRange, UnitError, Value, catalogue_range, compute_flag,
                                  convert_range, is_abnormal, norm_unit, parse_range, parse_value, to_canonical_read)
 
-__all__ = ["Report", "structure"]
+__all__ = ["Report", "structure", "structure_pages"]
 
 logger = logging.getLogger(__name__)
 
@@ -398,6 +400,8 @@ def _line_raws(line: Line, cat: Catalogue, kind: str | None) -> tuple[list[_Raw]
     while i < len(segs):
         seg = segs[i]
         key, rest, match = split_key(seg, cat, kind)
+        if match is not None and match.item.code in anchored.SENTENCE_ONLY:
+            match = None  # read from sentences only (edge.reports.anchored), never as "key: value" here
         if match is None:
             if raws and _VALUE_START.match(seg) and not _VALUE_START.match(raws[-1].value):
                 raws[-1].value = seg
@@ -533,6 +537,8 @@ def structure(page: PageText, *, patient: Mapping[str, Any] | None = None, catal
     """
     cat = catalogue or load_catalogue()
     rules = rules or load_rules()
+    if page.source == "lines":
+        return _structure_lines(page, cat, rules, patient)
     title, title_kind = _title(page, cat)
 
     table_raws: list[_Raw] = []
@@ -575,14 +581,14 @@ def structure(page: PageText, *, patient: Mapping[str, Any] | None = None, catal
             continue
         item = build_item(raw, m, checks)
         if item is not None:
-            items.append(item)
+            items.append(_sourced(item, "  ".join(c.text for c in raw.cells), m))
     for line in free_lines:
         raws, rest = _line_raws(line, cat, ctx_kind)
         for raw in raws:
             m = _resolve(raw, cat, ctx_kind)
             item = build_item(raw, m, checks) if m else None
-            if item is not None:
-                items.append(item)
+            if item is not None and m is not None:
+                items.append(_sourced(item, line.text.strip(), m))
         if line.text.strip() == title:
             continue
         findings.extend(s for s in rest if _is_finding(s))
@@ -598,6 +604,88 @@ def structure(page: PageText, *, patient: Mapping[str, Any] | None = None, catal
     risk = grade_risk(rules, items, pat, facts, findings)
     logger.info("report structured: kind %s, %d items, %d missing, %d checks, risk %s%s", kind, len(items),
                 len(missing), len(all_checks), risk.colour, "+purple" if risk.also else "")
+    return Report(kind=kind, title=title, items=tuple(items), missing=missing, checks=all_checks, risk=risk,
+                  patient=pat, facts=facts, report_date=hdr.report_date, findings=tuple(findings),
+                  notes=tuple(page.notes))
+
+
+def _sourced(item: Item, source: str, match: Match) -> Item:
+    """``item`` with the text it was read from, marked for a person to check when read with low confidence,
+    by a fuzzy name, or as a quantity whose value is not a number."""
+    d = match.item
+    review = item.confidence < LOW_CONFIDENCE or match.method == "fuzzy" or \
+        (d.type == "quantity" and not isinstance(item.value, float))
+    return dataclasses.replace(item, source=source, review=review)
+
+
+def structure_pages(pages: Sequence[PageText], **kw: Any) -> Report:
+    """:func:`structure` for several pages of one report (photographed one by one): the pages are stacked
+    (:func:`edge.reports.geometry.stack_pages`) and structured once, so the title on the first page names the
+    kind of every item and an item printed on two pages is reported once."""
+    return structure(stack_pages(pages), **kw)
+
+
+def _structure_lines(page: PageText, cat: Catalogue, rules: RuleSet,
+                     patient: Mapping[str, Any] | None) -> Report:
+    """:func:`structure` for a page laid out from text lines: rows and sentences read by their catalogue
+    anchors (:mod:`edge.reports.anchored`), whatever the layout."""
+    title, title_kind = _title(page, cat)
+
+    def read(kind: str | None) -> tuple[list[anchored.Raw], list[str], list[anchored.ProseItem]]:
+        raws: list[anchored.Raw] = []
+        leftovers: list[str] = []
+        for table in page.tables:
+            got, rest = anchored.table_raws(table, cat, kind)
+            raws.extend(got)
+            leftovers.extend(rest)
+        return raws, leftovers, anchored.prose_items(page.lines, cat, kind)
+
+    raws, leftovers, prose = read(title_kind)
+    first = [r.match.item for r in raws] + [cat.item(p.code) for p in prose if cat.get(p.code) is not None]
+    kind = _choose_kind(title_kind, _vote(first), first)
+    ctx_kind = kind if kind in cat.kinds else None
+    if ctx_kind != title_kind:
+        raws, leftovers, prose = read(ctx_kind)
+
+    hdr = read_header([ln.text for ln in page.lines] + leftovers)
+    pat, facts = combine(hdr, patient)
+    checks: list[Check] = []
+    items: list[Item] = []
+    for raw in raws + [p.raw for p in prose if p.raw is not None]:
+        m = cat.match(raw.label, kind=ctx_kind) if raw.abbr else None
+        match = m if m is not None and m.item.code == raw.match.item.code else raw.match
+        item = build_item(raw, match, checks)  # type: ignore[arg-type]
+        if item is not None:
+            items.append(_sourced(item, raw.source, match))
+    for p in prose:
+        if p.raw is not None:
+            continue
+        d = cat.get(p.code)
+        if d is None or (kind != "obstetric_ultrasound" and d.code == "18185-9"):
+            continue
+        conf = max(0.0, min(1.0, p.line.conf / 100.0))
+        value: float | str = p.number if p.number is not None else p.value
+        items.append(Item(code=d.code, name=d.name, value=value, unit=p.unit, ref=RefRange(source="none"),
+                          flag=None, confidence=conf, region=p.line.box, printed=p.value, label=d.name,
+                          match="exact", category=d.category, source=p.source, review=conf < LOW_CONFIDENCE))
+    ga = next((i for i in items if i.code == "18185-9" and isinstance(i.value, float)), None)
+    if ga is not None and facts.gestational_weeks is None:
+        facts = dataclasses.replace(facts, gestational_weeks=ga.value)
+    items = _dedupe(items, checks)
+    findings: list[str] = []
+    for line in page.lines:
+        if line.text.strip() == title:
+            continue
+        findings.extend(s for s in _segments(line.text) if _is_finding(s))
+    findings.extend(str(i.value) for i in items if i.code in anchored.MULTI_CODES)
+    for fact in sorted(hdr.unreadable - set(pat.to_json())):
+        checks.append(Check("unreadable_fact", f"patient {fact} on the page could not be read as a plausible value",
+                            None, "info"))
+    missing = missing_items(cat, kind, items)
+    all_checks = run_checks(cat, items, checks)
+    risk = grade_risk(rules, items, pat, facts, findings)
+    logger.info("report structured from lines: kind %s, %d items (%d to check), %d missing, risk %s%s", kind,
+                len(items), sum(i.review for i in items), len(missing), risk.colour, "+purple" if risk.also else "")
     return Report(kind=kind, title=title, items=tuple(items), missing=missing, checks=all_checks, risk=risk,
                   patient=pat, facts=facts, report_date=hdr.report_date, findings=tuple(findings),
                   notes=tuple(page.notes))
@@ -620,14 +708,15 @@ def _dedupe(items: list[Item], checks: list[Check]) -> list[Item]:
     best: dict[str, Item] = {}
     order: list[str] = []
     for item in items:
-        prev = best.get(item.code)
+        key = f"{item.code}\n{item.value}" if item.code in anchored.MULTI_CODES else item.code
+        prev = best.get(key)
         if prev is None:
-            best[item.code] = item
-            order.append(item.code)
+            best[key] = item
+            order.append(key)
             continue
         if prev.value != item.value:
             checks.append(Check("duplicate", f"{item.name} read twice with different values "
                                 f"({prev.printed} / {item.printed})", item.code))
         if item.confidence > prev.confidence:
-            best[item.code] = item
+            best[key] = item
     return [best[c] for c in order]
