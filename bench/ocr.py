@@ -41,6 +41,7 @@ from importlib.metadata import version
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import threadcap  # noqa: E402,F401  (--threads N, default 1: per-core figures)
 
 import cv2  # noqa: E402
 
@@ -218,7 +219,7 @@ def main() -> int:
     ap.add_argument("--baseline-every", type=int, default=4, help="read every k-th page with the peer too; 0: none")
     ap.add_argument("--verbose", action="store_true", help="list where items were lost")
     args = ap.parse_args()
-    cv2.setNumThreads(1)
+    cv2.setNumThreads(threadcap.THREADS)
     print(f"machine: {platform.machine()} {os.cpu_count()} cpu, Python {platform.python_version()}, "
           f"tesserocr {version('tesserocr')} (Tesseract {__import__('tesserocr').tesseract_version().split()[1]}), "
           f"opencv {cv2.__version__}, numpy {version('numpy')}; frames {FRAME_SIZE[0]}x{FRAME_SIZE[1]} JPEG; "

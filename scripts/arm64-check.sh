@@ -148,6 +148,8 @@ check_release() {
         tar -C "$REPO_ROOT" --exclude=./.venv --exclude=./.git -cf - . | tar -C "$dir/root/ehc-edge" -xf -
     fi
     cp /etc/resolv.conf "$dir/etc/resolv.conf"
+    # The host's CA bundle: pip reaches PyPI through whatever TLS proxy this machine trusts.
+    cp /etc/ssl/certs/ca-certificates.crt "$dir/root/host-ca.crt"
     cp "$REPO_ROOT/scripts/arm64/rpi4-cpuinfo" "$dir/root/rpi4-cpuinfo"
     echo "arm64: [$release] running install, demo, smoke checks and ${#NATIVE_TESTS[@]} test files (log: $log)"
     unshare --mount --propagation private bash -euo pipefail -c '
@@ -161,7 +163,7 @@ check_release() {
         mount --bind "$shared" "$root/root/shared"
         mount -o remount,bind,ro "$root/root/shared"
         exec chroot "$root" /usr/bin/env -i HOME=/root PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-            LANG=C.UTF-8 TERM=dumb QEMU_CPU="$QEMU_CPU" \
+            LANG=C.UTF-8 TERM=dumb QEMU_CPU="$QEMU_CPU" PIP_CERT=/root/host-ca.crt SSL_CERT_FILE=/root/host-ca.crt \
             bash /root/ehc-edge/scripts/arm64-check.sh --inside "$@"
     ' _ "$dir" "$SHARED" "${NATIVE_TESTS[@]}" >"$log" 2>&1
 }
