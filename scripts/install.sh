@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Install ehc-edge on a fresh Debian 12 / Raspberry Pi OS Bookworm machine.
+# Install ehc-edge on a fresh Debian 12 or 13 / Raspberry Pi OS Bookworm or Trixie machine.
 #
 #   scripts/install.sh [--central] [--test] [--venv DIR] [--no-pi-packages] [--print-packages]
 #
