@@ -77,6 +77,11 @@ if [ "${inside_mode:-0}" = 1 ]; then
     bash scripts/install.sh
     .venv/bin/ehc-edge demo >/tmp/demo.log 2>&1 || { tail -n 40 /tmp/demo.log; exit 1; }
     tail -n 1 /tmp/demo.log
+    # The box install (what the demo just ran on) holds no package only the central service needs.
+    box_pkgs="$(.venv/bin/python -m pip list --format=freeze 2>/dev/null | cut -d= -f1 | tr 'A-Z_.' 'a-z--' | sort)"
+    central="$(grep -xE 'starlette|uvicorn|jinja2|psycopg|psycopg-binary' <<<"$box_pkgs" | tr '\n' ' ' || true)"
+    [ -z "$central" ] || { echo "arm64-inside: the box install pulled central-only packages: $central"; exit 1; }
+    echo "arm64-inside: box venv: $(wc -l <<<"$box_pkgs") packages, none central-only"
     grep -qx "demo: OK" /tmp/demo.log || { tail -n 40 /tmp/demo.log; exit 1; }
     for check in face decode verify; do
         .venv/bin/python scripts/arm64_smoke.py "$check"
