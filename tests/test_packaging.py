@@ -108,3 +108,17 @@ print(json.dumps({{"imported": done, "central_failed": central_failed}}))
             "provisioning.box", "drivers.camera"} <= set(out["imported"])
     # the blocker works: the central web servers really cannot load without their packages
     assert len(out["central_failed"]) == len(CENTRAL_MODULES)
+
+
+def test_central_command_on_a_box_says_how_to_add_the_central_packages(tmp_path) -> None:
+    code = ("import sys\n"
+            "class Block:\n"
+            "    def find_spec(self, name, path=None, target=None):\n"
+            "        if name.split('.')[0] in {'starlette', 'uvicorn', 'jinja2', 'psycopg'}:\n"
+            "            raise ModuleNotFoundError(f'No module named {name!r}', name=name)\n"
+            "sys.meta_path.insert(0, Block())\n"
+            "from mqtt.central.cli import main\n"
+            f"sys.exit(main(['dashboard', '--config', {str(tmp_path / 'central.toml')!r}]))\n")
+    run = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2, run.stderr[-2000:]
+    assert "not installed: this is a box install" in run.stderr and "--central" in run.stderr
