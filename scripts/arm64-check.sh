@@ -17,11 +17,12 @@
 # read-only at ../shared. Emulator traps handled: a Raspberry Pi 4 /proc/cpuinfo is mounted over the
 # host's (LiteRT's cpuinfo parser crashes on an x86 one) and QEMU_CPU=cortex-a72 (QEMU's default `max`
 # CPU computes the dynamic-range int8 models wrongly).
-# Last line: `arm64: bookworm=ok trixie=ok demo=ok tests=N passed`; exit 1 if anything failed.
+# Last line: `arm64: bookworm=ok trixie=ok demo=ok tests=N passed` (N: both releases together); exit 1 if
+# anything failed.
 # Run as root (mounts, chroot); installs mmdebstrap, qemu-user-static and binfmt-support when missing.
 set -euo pipefail
 
-usage() { sed -n '2,22s/^# \{0,1\}//p' "$0"; }
+usage() { sed -n '2,23s/^# \{0,1\}//p' "$0"; }
 die() { echo "arm64: error: $*" >&2; exit 1; }
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
