@@ -5,7 +5,7 @@ VENV ?= .venv
 PYTHON := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: install install-test demo test bench lint clean
+.PHONY: install install-test demo test bench lint clean arm64-check
 
 install:
 	bash scripts/install.sh --venv $(VENV)
@@ -18,6 +18,10 @@ demo: install
 
 test:
 	bash scripts/test.sh $(PYTEST_ARGS)
+
+# The box on arm64 Debian 12 and 13 under qemu-user (as root; trees cached in /var/cache/ehc-arm64).
+arm64-check:
+	bash scripts/arm64-check.sh
 
 bench: install-test
 	$(PYTHON) bench/uplink.py

@@ -7,11 +7,8 @@ RUNTIME = [
     "cryptography>=42",
     "paho-mqtt>=2.1,<3",
     "pydantic>=2.6,<3",
-    "psycopg[binary]>=3.1",
     "uuid6>=2024.1",
     "tomli-w>=1.0",
-    "starlette>=0.37",
-    "uvicorn>=0.29",
     "numpy>=1.24",
     "pillow>=10",
     "segno>=1.6",
@@ -27,16 +24,31 @@ RUNTIME = [
     "tesserocr>=2.7",
     "opencv-python-headless>=4.8",
     "fhir.resources>=8.0,<9",
-    "Jinja2>=3.1",
     "systemd-python>=235; sys_platform == 'linux'",
 ]
 
-TEST = [
+# What only the central service needs (never a box): the dashboard's and enrollment's web server and
+# templates, the PostgreSQL driver. Central code imports them lazily or lives in central-only modules
+# (mqtt/central/dashboard/app.py, server.py, provisioning/server.py), so a box imports cleanly without them.
+CENTRAL = [
+    "starlette>=0.37",
+    "uvicorn>=0.29",
+    "Jinja2>=3.1",
+    "psycopg[binary]>=3.1",
+]
+
+# On a Raspberry Pi (install.sh adds it there): apt's picamera2 imports simplejpeg, which Raspberry Pi OS
+# Bookworm builds against numpy 1.x; this wheel, built for numpy 2, shadows it inside the venv.
+PI = ["simplejpeg>=1.8"]
+
+# The test suite covers the central service too, so its extra includes CENTRAL.
+TEST = CENTRAL + [
     "pytest>=8",
     "hypothesis>=6.100",
     "pycose>=1.1",
     "playwright>=1.45",
     "httpx2>=2.0",
+    "ruff>=0.5",
 ]
 
 setup(
@@ -55,7 +67,7 @@ setup(
                   "edge.reports": ["*.toml"],
                   "mqtt.central.dashboard": ["templates/*.html", "static/*.css", "static/*.js"]},
     install_requires=RUNTIME,
-    extras_require={"test": TEST, "dev": TEST + ["ruff>=0.5"], "fuzz": ["atheris>=2.3"]},
+    extras_require={"central": CENTRAL, "pi": PI, "test": TEST, "dev": TEST, "fuzz": ["atheris>=2.3"]},
     entry_points={
         "console_scripts": [
             "ehc-edge=edge.cli:main",

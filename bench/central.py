@@ -39,6 +39,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+import threadcap  # noqa: E402,F401  (--threads N, default 1: per-core figures)
 
 from mqtt.central.broker import BrokerProcess, free_port, write_config  # noqa: E402
 from mqtt.central.store import open_store  # noqa: E402

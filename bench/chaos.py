@@ -23,6 +23,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+import threadcap  # noqa: E402,F401  (--threads N, default 1: per-core figures)
 
 from tests.faults import SCENARIOS, PgCluster, Rig, RigOptions, Tally, run_scenario  # noqa: E402
 

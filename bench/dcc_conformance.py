@@ -19,6 +19,7 @@ from collections import defaultdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import threadcap  # noqa: E402,F401  (--threads N, default 1: per-core figures)
 
 from edge.credentials.schemas import DccSchemas  # noqa: E402
 from tests.dcc_cases import CASES, DCC, Case, case_id, load_waivers  # noqa: E402

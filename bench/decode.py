@@ -37,6 +37,7 @@ from importlib.metadata import version
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import threadcap  # noqa: E402,F401  (--threads N, default 1: per-core figures)
 
 import numpy as np  # noqa: E402
 import zxingcpp  # noqa: E402

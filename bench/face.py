@@ -37,6 +37,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import threadcap  # noqa: E402,F401  (--threads N, default 1: per-core figures)
 
 from PIL import Image  # noqa: E402
 
@@ -87,11 +88,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"shared test data folder not found: {root}")
         return 1
     print(f"machine: {platform.machine()} {os.cpu_count()} cpu, python {platform.python_version()}, "
-          f"interpreter {backend()}, 1 thread")
+          f"interpreter {backend()}, {threadcap.THREADS} thread(s)")
     frames = camera_frames(root)
-    pipe = FacePipeline(threads=1)
-    iris = IrisModel(threads=1)
-    passive = PassiveLiveness.from_dir(args.model_dir)
+    pipe = FacePipeline(threads=threadcap.THREADS)
+    iris = IrisModel(threads=threadcap.THREADS)
+    passive = PassiveLiveness.from_dir(args.model_dir, threads=threadcap.THREADS)
     for f in frames[:3]:  # warm-up
         pipe.faces(f, still=False)
     total, det, rest, iris_ms, passive_ms = [], [], [], [], []

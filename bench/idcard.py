@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import threadcap  # noqa: E402,F401  (--threads N, default 1: per-core figures)
 
 from drivers.idcard.card import IdCard  # noqa: E402
 from drivers.idcard.codec import Command  # noqa: E402

@@ -50,6 +50,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import threadcap  # noqa: E402,F401  (--threads N, default 1: per-core figures)
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
@@ -223,7 +224,7 @@ def engine_of(name: str) -> Any:
         try:
             from edge.reports.textlines import PpOcrLines
 
-            return PpOcrLines()
+            return PpOcrLines(threads=threadcap.THREADS)
         except (ImportError, RuntimeError) as exc:
             if name == "ppocr":
                 raise
@@ -240,7 +241,7 @@ def main() -> int:
     ap.add_argument("--tesseract-every", type=int, default=3, help="read every k-th page with Tesseract too; 0: none")
     ap.add_argument("--verbose", action="store_true", help="where items were lost (tuned families only)")
     args = ap.parse_args()
-    cv2.setNumThreads(1)
+    cv2.setNumThreads(threadcap.THREADS)
     cat = load_catalogue()
     print(f"machine: {platform.machine()} {os.cpu_count()} cpu, Python {platform.python_version()}, opencv "
           f"{cv2.__version__}; frames {FRAME_SIZE[0]}x{FRAME_SIZE[1]} JPEG; load average {os.getloadavg()[0]:.1f}")

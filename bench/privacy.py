@@ -30,6 +30,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import threadcap  # noqa: E402,F401  (--threads N, default 1: per-core figures)
 
 from mqtt import auditchain, envelope, sealed, topics  # noqa: E402
 from mqtt.outbox import DeviceIdentity, Outbox  # noqa: E402

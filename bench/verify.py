@@ -33,6 +33,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import threadcap  # noqa: E402,F401  (--threads N, default 1: per-core figures)
 
 from edge.credentials import TrustStore, ehc1, verify_credential  # noqa: E402
 from edge.credentials.ehc1 import Card, issue  # noqa: E402

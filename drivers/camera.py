@@ -304,6 +304,32 @@ class OpenCVFrameSource(FrameSource):
             cap.release()
 
 
+def import_picamera2() -> Any:
+    """``picamera2.Picamera2``, or a :class:`CameraError` a technician can act on.
+
+    picamera2 comes from apt (Raspberry Pi OS archive) into a venv with system site packages. Missing, it
+    is an ImportError; present but built against another numpy (Bookworm's simplejpeg against numpy 1.x
+    under the venv's numpy 2) it fails with an ImportError or ValueError naming numpy, or anything else a
+    C extension raises while loading. Each becomes one clear message instead of a traceback.
+    """
+    try:
+        from picamera2 import Picamera2  # type: ignore[import-not-found]
+    except ModuleNotFoundError as exc:
+        if exc.name not in (None, "picamera2"):
+            raise CameraError(f"picamera2 is installed but its module {exc.name!r} is missing "
+                              "(apt install --reinstall python3-picamera2)") from None
+        raise CameraError("picamera2 is not installed: on Raspberry Pi OS run scripts/install.sh "
+                          "(apt install python3-picamera2, venv with system site packages)") from None
+    except Exception as exc:  # ImportError, ValueError ("numpy.dtype size changed"), AttributeError ...
+        detail = f"{type(exc).__name__}: {exc}".splitlines()[0][:200]
+        if "numpy" in str(exc).lower():
+            raise CameraError(f"picamera2 cannot load with this venv's numpy {np.__version__}: a module it imports "
+                              "was built for another numpy (Bookworm's simplejpeg); re-run scripts/install.sh, "
+                              f"which adds a matching simplejpeg to the venv ({detail})") from None
+        raise CameraError(f"picamera2 failed to load ({detail})") from None
+    return Picamera2
+
+
 class Picamera2FrameSource(FrameSource):
     """A Raspberry Pi camera module through ``picamera2`` (Debian package ``python3-picamera2``).
 
@@ -343,10 +369,7 @@ class Picamera2FrameSource(FrameSource):
         return wanted
 
     def _open(self) -> None:
-        try:
-            from picamera2 import Picamera2  # type: ignore[import-not-found]
-        except ImportError:
-            raise CameraError("picamera2 is not installed (apt install python3-picamera2)") from None
+        Picamera2 = import_picamera2()
         try:
             cam = Picamera2(self.camera_num)
             fmt = "YUV420" if self.gray else "RGB888"

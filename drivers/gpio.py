@@ -50,6 +50,15 @@ logger = logging.getLogger(__name__)
 BCM_PINS = range(0, 28)  # GPIO0..GPIO27 on the 40-pin header
 
 
+NO_PIN_FACTORY = ("no GPIO pin factory: gpiozero drives a Raspberry Pi 5's header (RP1) only through lgpio, "
+                  "apt package python3-lgpio from the Raspberry Pi OS archive, seen from the venv through its "
+                  "system site packages (scripts/install.sh does both on a Pi; docs/hardware.md). "
+                  "Not on a Pi: set [gpio] pin_factory = \"mock\"")
+
+
+class GpioError(RuntimeError):
+    """The GPIO header cannot be driven (no pin factory); the message says what to install."""
+
 class GpioSettings(StrictModel):
     """Wiring of the status light, buzzer, button and presence sensor (BCM numbers; ``[gpio]`` in edge.toml)."""
 
@@ -198,7 +207,12 @@ class GpioFeedback:
             from gpiozero.pins.mock import MockFactory, MockPWMPin
 
             pin_factory = MockFactory(pin_class=MockPWMPin)
-        self._light: _ThreeLeds | _RgbLed = (_RgbLed if s.light == "rgb" else _ThreeLeds)(s, pin_factory)
+        from gpiozero.exc import BadPinFactory
+
+        try:  # the first device loads gpiozero's default factory: lgpio first, the only one a Pi 5 has
+            self._light: _ThreeLeds | _RgbLed = (_RgbLed if s.light == "rgb" else _ThreeLeds)(s, pin_factory)
+        except BadPinFactory as exc:
+            raise GpioError(NO_PIN_FACTORY) from exc
         self._buzzer = None if s.buzzer_pin is None else Buzzer(
             s.buzzer_pin, active_high=s.buzzer_active_high, initial_value=False, pin_factory=pin_factory)
         self._press: list[Callable[[], None]] = []

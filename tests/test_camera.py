@@ -32,6 +32,28 @@ def test_missing_driver_is_a_camera_error(monkeypatch: pytest.MonkeyPatch, sourc
     assert not source.is_open
 
 
+@pytest.mark.parametrize("failure, message", [
+    ('raise ValueError("numpy.dtype size changed, may indicate binary incompatibility. Expected 96, got 88")',
+     "built for another numpy"),
+    ('raise ImportError("numpy.core.multiarray failed to import")', "built for another numpy"),
+    ('raise OSError("libcamera.so.0.2: cannot open shared object file")', "failed to load .OSError: libcamera"),
+    ('import libcamera_missing_binding', "module 'libcamera_missing_binding' is missing"),
+])
+def test_picamera2_that_fails_to_load_is_a_clear_camera_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                              failure: str, message: str) -> None:
+    """apt's picamera2 present but broken (Bookworm's simplejpeg built for numpy 1.x, a missing libcamera)."""
+    (tmp_path / "picamera2").mkdir()
+    (tmp_path / "picamera2" / "__init__.py").write_text("import simplejpeg\nclass Picamera2: pass\n")
+    (tmp_path / "simplejpeg.py").write_text(failure + "\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for name in ("picamera2", "simplejpeg"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    source = Picamera2FrameSource()
+    with pytest.raises(CameraError, match=message):
+        source.open()
+    assert not source.is_open
+
+
 def _write(path: Path, value: int, mode: str = "RGB") -> None:
     Image.new(mode, (8, 6), value if mode == "L" else (value, 0, 255 - value)).save(path)
 

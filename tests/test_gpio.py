@@ -6,6 +6,7 @@ The pins are gpiozero ``MockPWMPin`` objects; ``pin.states`` is the history of v
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -259,3 +260,19 @@ def test_settings_defaults_for_leds_and_rgb() -> None:
 def test_bad_settings_are_clear_errors(data: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         validate(data, GpioSettings, "gpio")
+
+
+def test_no_pin_factory_is_a_clear_error_naming_lgpio() -> None:
+    """A Pi 5 without python3-lgpio: RPi.GPIO, pigpio and the native factory cannot drive its RP1 header."""
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "for m in ('lgpio', 'RPi', 'pigpio', 'gpiozero.pins.native'): sys.modules[m] = None\n"
+            "from drivers.gpio import GpioError, GpioFeedback, GpioSettings\n"
+            "try:\n    GpioFeedback(GpioSettings(pin_factory='auto'))\n"
+            "except GpioError as exc:\n    print('GpioError:', exc)\n")
+    done = subprocess.run([sys.executable, "-W", "ignore", "-c", code], capture_output=True, text=True, timeout=60,
+                          env={k: v for k, v in os.environ.items() if k != "GPIOZERO_PIN_FACTORY"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.startswith("GpioError: no GPIO pin factory") and "python3-lgpio" in done.stdout

@@ -431,6 +431,10 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+# Import names of the [central] extra (setup.py): absent on a box, so their commands say how to add them.
+CENTRAL_ONLY_MODULES = frozenset({"starlette", "uvicorn", "jinja2", "psycopg"})
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``ehc-central``."""
     args = build_parser().parse_args(argv)
@@ -442,6 +446,12 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except ConfigError as exc:
         print(f"ehc-central: invalid configuration:\n{exc}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").split(".")[0] not in CENTRAL_ONLY_MODULES:
+            raise
+        print(f"ehc-central: {exc.name} is not installed: this is a box install; the central service needs "
+              "scripts/install.sh --central (pip install '.[central]')", file=sys.stderr)
         return 2
     except BrokenPipeError:  # `ehc-central results | head`: the reader left, which is not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
