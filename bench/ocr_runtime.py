@@ -49,6 +49,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+import threadcap  # noqa: E402,F401  (--threads N, default 1: per-core figures)
 
 CONFIGS = ("ort", "ort-rec-fp32", "ort-int8-conv", "ort-det1280", "ort-2threads", "ort-dewarp", "cv2-dnn")
 NEEDS = {"ort-rec-fp32": ("ppocr_rec_v4_mobile_fp32.onnx",), "cv2-dnn": ("ppocr_rec_v4_mobile_fp32.onnx",),
