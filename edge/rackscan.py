@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from edge.core.framethread import FrameThread
+from edge.core.framethread import RequestedFrameThread
 from edge.imageprep import green
 from edge.rack import RackLayout, RackProblem, RackReading, locate
 from edge.scanner import RACK, DecodeOptions, FrameScanner
@@ -53,7 +53,7 @@ def read_rack(frame: np.ndarray, layout: RackLayout, options: DecodeOptions = RA
                     at=at if at is not None else started)
 
 
-class RackWorker(FrameThread):
+class RackWorker(RequestedFrameThread):
     """Reads one rack per request from the next offered frame.
 
     >>> worker = RackWorker(RackLayout(8, 12), runner.submit).start()  # doctest: +SKIP
@@ -66,34 +66,6 @@ class RackWorker(FrameThread):
         self.layout = layout
         self.options = options
         self.on_read = on_read
-        self.requested = 0
-        self._wanted: float | None = None
-        self._at = 0.0
-
-    def request(self) -> bool:
-        """Read the next frame; False when a rack is already being read (the press is ignored)."""
-        with self._cond:
-            if self._wanted is not None or self._frame is not None or self._busy:
-                return False
-            self._wanted = time.perf_counter()
-            self.requested += 1
-            return True
-
-    def offer(self, frame: np.ndarray, codes_found: bool) -> bool:
-        """Called by the camera loop for each frame; True when the frame was taken."""
-        if self._wanted is None:
-            return False
-        with self._cond:
-            if self._wanted is None or self._frame is not None:
-                return False
-            self._put(frame)
-        return True
-
-    def _pending(self) -> bool:
-        return self._wanted is not None
-
-    def _taken(self) -> None:
-        self._at, self._wanted = self._wanted or time.perf_counter(), None
 
     def _read(self, frame: np.ndarray) -> None:
         self.on_read(read_rack(frame, self.layout, self.options, self._at))

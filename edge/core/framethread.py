@@ -3,7 +3,8 @@
 The passport reader (``edge/documents/worker.py``) and the report reader (``edge/reports/worker.py``) are
 both this: one frame slot (a newer hand-over replaces a frame not yet taken), a thread that takes the frame
 and reads it, and a way for tests to wait until nothing is left to read. Subclasses decide when to take a
-frame (their ``offer``) and what reading is (:meth:`FrameThread._read`).
+frame (their ``offer``) and what reading is (:meth:`FrameThread._read`); :class:`RequestedFrameThread` takes
+one frame per request (the report page and the rack photo, on the button).
 """
 
 from __future__ import annotations
@@ -89,3 +90,38 @@ class FrameThread:
                 with self._cond:
                     self._busy = False
                     self._cond.notify_all()
+
+
+class RequestedFrameThread(FrameThread):
+    """Reads one frame per :meth:`request`: the next frame offered after it."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.requested = 0
+        self._wanted: float | None = None  # perf_counter of the pending request
+        self._at = 0.0  # ... of the request whose frame is being read
+
+    def request(self) -> bool:
+        """Read the next frame; False when one is already being read (the press is ignored)."""
+        with self._cond:
+            if self._wanted is not None or self._frame is not None or self._busy:
+                return False
+            self._wanted = time.perf_counter()
+            self.requested += 1
+            return True
+
+    def offer(self, frame: np.ndarray, codes_found: bool) -> bool:
+        """Called by the camera loop for each frame; True when the frame was taken for reading."""
+        if self._wanted is None:  # the common case: a plain read, no lock
+            return False
+        with self._cond:
+            if self._wanted is None or self._frame is not None:
+                return False
+            self._put(frame)
+        return True
+
+    def _pending(self) -> bool:
+        return self._wanted is not None
+
+    def _taken(self) -> None:
+        self._at, self._wanted = self._wanted or time.perf_counter(), None

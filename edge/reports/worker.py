@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from edge.core.framethread import FrameThread
+from edge.core.framethread import RequestedFrameThread
 from edge.reports.capture import CaptureRejected
 from edge.reports.model import Report
 
@@ -38,7 +38,7 @@ class ReportRead:
     at: float = field(default_factory=time.perf_counter)
 
 
-class ReportWorker(FrameThread):
+class ReportWorker(RequestedFrameThread):
     """Reads one report page per request from the next offered frame.
 
     >>> worker = ReportWorker(ReportReader, runner.submit).start()  # doctest: +SKIP
@@ -51,35 +51,8 @@ class ReportWorker(FrameThread):
         self.reader_factory = reader_factory
         self.on_read = on_read
         self.patient = dict(patient) if patient else None
-        self.requested = self.read_count = self.rejected = 0
+        self.read_count = self.rejected = 0
         self._reader: Any = None
-        self._wanted: float | None = None  # perf_counter of the pending request
-        self._at = 0.0  # ... of the request whose frame is being read
-
-    def request(self) -> bool:
-        """Read the next frame; False when a page is already being read (the press is ignored)."""
-        with self._cond:
-            if self._wanted is not None or self._frame is not None or self._busy:
-                return False
-            self._wanted = time.perf_counter()
-            self.requested += 1
-            return True
-
-    def offer(self, frame: np.ndarray, codes_found: bool) -> bool:
-        """Called by the camera loop for each frame; True when the frame was taken for reading."""
-        if self._wanted is None:  # the common case: a plain read, no lock
-            return False
-        with self._cond:
-            if self._wanted is None or self._frame is not None:
-                return False
-            self._put(frame)
-        return True
-
-    def _pending(self) -> bool:
-        return self._wanted is not None
-
-    def _taken(self) -> None:
-        self._at, self._wanted = self._wanted or time.perf_counter(), None
 
     def _read(self, frame: np.ndarray) -> None:
         try:
