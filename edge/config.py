@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from pydantic import Field, field_validator, model_validator
@@ -14,6 +15,15 @@ from edge.core.configbase import StrictModel, load_toml, resolve_path
 from mqtt.topics import check_name
 
 DEFAULT_PATH = Path("/etc/ehc-edge/edge.toml")
+
+
+def check_regex(v: str) -> str:
+    """``v`` if it compiles as a regular expression, else a ValueError saying why."""
+    try:
+        re.compile(v)
+    except re.error as exc:
+        raise ValueError(f"not a regular expression: {exc}") from None
+    return v
 
 
 class DeviceSection(StrictModel):
@@ -114,13 +124,7 @@ class StationSection(StrictModel):
     @field_validator("tube_pattern")
     @classmethod
     def _pattern(cls, v: str) -> str:
-        import re
-
-        try:
-            re.compile(v)
-        except re.error as exc:
-            raise ValueError(f"not a regular expression: {exc}") from None
-        return v
+        return check_regex(v)
 
 
 class ProvisioningSection(StrictModel):
@@ -193,13 +197,7 @@ class MasstestSection(StrictModel):
     @field_validator("rack_pattern")
     @classmethod
     def _pattern(cls, v: str) -> str:
-        import re
-
-        try:
-            re.compile(v)
-        except re.error as exc:
-            raise ValueError(f"not a regular expression: {exc}") from None
-        return v
+        return check_regex(v)
 
 
 class FaceSection(StrictModel):
