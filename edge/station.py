@@ -131,7 +131,7 @@ class Station:
         decode_ms = (time.perf_counter() - frame_at) * 1000.0
         self._count(frames=1, decoded=len(codes))
         if self.documents is not None:
-            self.documents.offer(frame, bool(codes))
+            self.documents.offer(frame, bool(codes), frame_at)
         scans = []
         if self.rack_labels is not None and sum(c.format.is_label for c in codes) >= self.rack_labels:
             # a rack or a tray of tubes in view: its photo is the rack scan's

@@ -110,6 +110,29 @@ def test_other_person_midway_fails(pipe, iris, person) -> None:
     assert "different person" in session.result().reason
 
 
+def test_someone_else_in_the_first_frames_starts_the_session_over(pipe, iris, person) -> None:
+    """Someone else still in view when the capture opens (the previous person leaving): their frames are neither
+    the first face nor compared with the reference; the holder who then answers is live."""
+    other = FaceAnimator(_photo("biden.jpg"), pipe, seed=3)
+    reference = pipe.faces(_photo("train__rose_leslie__img1.jpg"))[0].embedding
+    order = [Challenge.BLINK, Challenge.TURN_LEFT]
+    live = [person.frame(p) for p in script([str(c) for c in order])]
+    alone = ActiveLiveness(pipe, iris, challenges=order, reference=reference)
+    assert _run(alone, live) == Decision.LIVE
+    session = ActiveLiveness(pipe, iris, challenges=order, reference=reference)
+    assert _run(session, [other.frame(Pose()) for _ in range(2)] + live) == Decision.LIVE, session.result()
+    assert session.restarts == 1
+    assert session.result().reference_score == alone.result().reference_score
+
+
+def test_faces_changing_again_and_again_before_the_challenges_fail(pipe, iris, person) -> None:
+    other = FaceAnimator(_photo("biden.jpg"), pipe, seed=3)
+    frames = [(person if i % 2 else other).frame(Pose()) for i in range(12)]
+    session = ActiveLiveness(pipe, iris, challenges=[Challenge.BLINK, Challenge.TURN_LEFT])
+    assert _run(session, frames) == Decision.NOT_LIVE
+    assert "different person" in session.result().reason and session.restarts == 3
+
+
 def test_two_faces_fail(pipe, iris) -> None:
     group = np.asarray(_photo("two_people.jpg").resize((640, 376)))
     session = ActiveLiveness(pipe, iris, challenges=[Challenge.BLINK])

@@ -110,12 +110,13 @@ class RequestedFrameThread(FrameThread):
             self.requested += 1
             return True
 
-    def offer(self, frame: np.ndarray, codes_found: bool) -> bool:
-        """Called by the camera loop for each frame; True when the frame was taken for reading."""
+    def offer(self, frame: np.ndarray, codes_found: bool, frame_at: float | None = None) -> bool:
+        """Called by the camera loop for each frame (``frame_at``: its ``time.perf_counter()`` capture time, if
+        known); True when the frame was taken for reading. A frame taken before the request is not the one asked for."""
         if self._wanted is None:  # the common case: a plain read, no lock
             return False
         with self._cond:
-            if self._wanted is None or self._frame is not None:
+            if self._wanted is None or self._frame is not None or (frame_at is not None and frame_at < self._wanted):
                 return False
             self._put(frame)
         return True

@@ -43,7 +43,7 @@ class DocumentWorker(FrameThread):
         self._frames_without_code = 0
         self._last: str | None = None
 
-    def offer(self, frame: np.ndarray, codes_found: bool) -> bool:
+    def offer(self, frame: np.ndarray, codes_found: bool, frame_at: float | None = None) -> bool:
         """Called by the camera loop for each frame; True when the frame was taken for reading."""
         if codes_found:
             self._frames_without_code = 0

@@ -11,8 +11,10 @@ Per frame the box measures, for the one face in view:
 Each is compared with the person's own neutral level, the median of the first frames.
 
 A challenge is met when its signal crosses the threshold after it was asked for and comes back to
-neutral. The session fails (``not_live``) on several faces, a different person (embedding cosine to
-the first frame below :data:`SAME_PERSON`), a frozen picture (no pixel or landmark change), a response
+neutral. A face that changes while the neutral level is still being taken (the document photo still under
+the camera, someone stepping aside) starts the session over, keeping nothing of the first face, at most
+:data:`MAX_RESTARTS` times. The session fails (``not_live``) on several faces, a different person (embedding
+cosine to the first frame below :data:`SAME_PERSON`) once the neutral level is taken, a frozen picture (no pixel or landmark change), a response
 to a challenge not asked for (a replayed recording does the wrong thing), or a passive-liveness spoof
 verdict; it is ``inconclusive`` when time runs out or the face is missing too often; ``live`` when
 every challenge was met in order. Frames and embeddings are kept in memory only for the session.
@@ -64,6 +66,8 @@ FROZEN_PIXELS = 0.5
 FROZEN_FRAMES = 5
 BASELINE_FRAMES = 3
 MAX_MISSING = 0.5
+MAX_RESTARTS = 3
+"""How often a face change before the first challenge starts the baseline over (then: a different person)."""
 
 
 class Challenge(enum.StrEnum):
@@ -237,6 +241,7 @@ class ActiveLiveness:
         self.reason = ""
         self._first_emb: np.ndarray | None = None
         self._min_same = 1.0
+        self.restarts = 0
         self._baseline: list[Signals] = []
         self._prev: np.ndarray | None = None
         self._still = 0
@@ -295,7 +300,10 @@ class ActiveLiveness:
         self._min_same = min(self._min_same, same)
         turned = bool(self._baseline) and abs(sig.yaw - float(np.median([b.yaw for b in self._baseline]))) >= YAW_TURNED
         if same < (SAME_PERSON_TURNED if turned else SAME_PERSON):
-            return self._fail(Decision.NOT_LIVE, "a different person")
+            if len(self._baseline) >= BASELINE_FRAMES or self.restarts >= MAX_RESTARTS:
+                return self._fail(Decision.NOT_LIVE, "a different person")
+            self._start_over(emb)
+            same = 1.0
         if self.reference is not None:
             self._ref_scores.append(cosine(self.reference, emb))
         if self.passive is not None and box is not None:
@@ -305,6 +313,14 @@ class ActiveLiveness:
             self._keep(sig, emb, True)
             return False
         return self._respond(sig, emb)
+
+    def _start_over(self, emb: np.ndarray) -> None:
+        """Forget the face seen so far (before any challenge was judged) and take ``emb``'s face as the first."""
+        self.restarts += 1
+        logger.info("active liveness: the face changed before the first challenge; starting over (%d)",
+                    self.restarts)
+        self._first_emb, self._min_same = emb, 1.0
+        self._baseline, self._ref_scores, self._passive, self._best = [], [], [], []
 
     def _keep(self, sig: Signals, emb: np.ndarray, neutral: bool) -> None:
         """Remember the embedding of a frontal, eyes-open frame among the best ``keep_best`` (largest face)."""

@@ -1,7 +1,8 @@
 """Camera frames for the identity desk's live capture, taken from the station's camera loop without stalling it.
 
 The station offers every frame (:meth:`FrameTap.offer`, the same call it makes to the document reader); the tap
-keeps frames only while a capture is open, at most ``depth`` of them, dropping the oldest (``lossless=False``, a
+keeps frames only while a capture is open and only those taken after it opened (a frame read just before
+still shows what was under the camera then, e.g. the passport page), at most ``depth`` of them, dropping the oldest (``lossless=False``, a
 box) or making the camera loop wait (``lossless=True``, tests and replays of a recorded clip). The flow thread
 reads them with :meth:`FrameTap.frames`. Frames stay in memory and are dropped when the capture closes.
 :class:`FrameTee` hands each offer to several consumers (the MRZ reader and the tap).
@@ -31,6 +32,7 @@ class FrameTap:
         self._frames: collections.deque[tuple[float, np.ndarray]] = collections.deque()
         self._cond = threading.Condition()
         self._open = False
+        self._opened_at = 0.0  # time.perf_counter() when the capture opened
         self.dropped = 0
         self.captures = 0
 
@@ -39,10 +41,11 @@ class FrameTap:
         """True while a capture takes frames."""
         return self._open
 
-    def offer(self, frame: np.ndarray, codes_found: bool = False) -> bool:
-        """Called by the camera loop for each frame; True when the frame was kept."""
+    def offer(self, frame: np.ndarray, codes_found: bool = False, frame_at: float | None = None) -> bool:
+        """Called by the camera loop for each frame (``frame_at``: its ``time.perf_counter()`` capture time,
+        if known); True when the frame was kept."""
         with self._cond:
-            if not self._open:
+            if not self._open or (frame_at is not None and frame_at < self._opened_at):
                 return False
             if self.lossless:
                 self._cond.wait_for(lambda: len(self._frames) < self.depth or not self._open, timeout=5.0)
@@ -65,6 +68,7 @@ class FrameTap:
         ``idle_timeout`` seconds (the camera is gone); the capture closes when the generator ends."""
         with self._cond:
             self._frames.clear()
+            self._opened_at = time.perf_counter()
             self._open = True
             self.captures += 1
             self._cond.notify_all()
@@ -85,15 +89,15 @@ class FrameTap:
 
 
 class FrameTee:
-    """Offers each camera frame to every consumer (``offer(frame, codes_found)``); stops those that stop."""
+    """Offers each camera frame to every consumer (``offer(frame, codes_found, frame_at)``); stops those that stop."""
 
     def __init__(self, parts: Sequence[Any]) -> None:
         self.parts = [p for p in parts if p is not None]
 
-    def offer(self, frame: np.ndarray, codes_found: bool) -> bool:
+    def offer(self, frame: np.ndarray, codes_found: bool, frame_at: float | None = None) -> bool:
         taken = False
         for part in self.parts:
-            taken = bool(part.offer(frame, codes_found)) or taken
+            taken = bool(part.offer(frame, codes_found, frame_at)) or taken
         return taken
 
     def stop(self) -> None:

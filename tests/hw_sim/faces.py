@@ -231,11 +231,11 @@ class DeskCamera:
     def next_frame(self) -> np.ndarray | None:
         if self.count >= self.limit:
             return None
-        if not self.capturing():
-            if self.idle:
-                import time
+        if self.idle and not self.capturing():
+            import time
 
-                time.sleep(self.idle)
+            time.sleep(self.idle)  # a camera's pace; what it shows is decided when the frame is taken, below
+        if not self.capturing():
             if self.document is not None and not self.captured:
                 return self.document
             return self.person.frame(Pose())[:, :, ::-1]
