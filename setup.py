@@ -29,7 +29,7 @@ RUNTIME = [
 
 # What only the central service needs (never a box): the dashboard's and enrollment's web server and
 # templates, the PostgreSQL driver. Central code imports them lazily or lives in central-only modules
-# (mqtt/central/dashboard/app.py, server.py, provisioning/server.py), so a box imports cleanly without them.
+# (central/dashboard/app.py, server.py, central/enrollment_server.py), so a box imports cleanly without them.
 CENTRAL = [
     "starlette>=0.37",
     "uvicorn>=0.29",
@@ -58,20 +58,21 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.11",
-    packages=find_packages(include=["edge", "edge.*", "drivers", "drivers.*", "models_tflite", "models_tflite.*",
-                                    "mqtt", "mqtt.*", "provisioning", "provisioning.*"]),
+    packages=find_packages(include=["foundation", "foundation.*", "edge", "edge.*", "drivers", "drivers.*",
+                                    "models_tflite", "models_tflite.*", "mqtt", "mqtt.*", "provisioning",
+                                    "provisioning.*", "central", "central.*"]),
     include_package_data=True,
     package_data={"drivers": ["tickets/*.toml"], "edge.vaccination": ["*.toml"],
                   "edge.credentials": ["valuesets/*.json", "valuesets/LICENSE", "valuesets/README.md"],
                   "models_tflite": ["*.tflite", "*.onnx", "manifest.toml", "LICENSE*", "NOTICE"],
                   "edge.reports": ["*.toml"],
-                  "mqtt.central.dashboard": ["templates/*.html", "static/*.css", "static/*.js"]},
+                  "central.dashboard": ["templates/*.html", "static/*.css", "static/*.js"]},
     install_requires=RUNTIME,
     extras_require={"central": CENTRAL, "pi": PI, "test": TEST, "dev": TEST, "fuzz": ["atheris>=2.3"]},
     entry_points={
         "console_scripts": [
             "ehc-edge=edge.cli:main",
-            "ehc-central=mqtt.central.cli:main",
+            "ehc-central=central.cli:main",
             "ehc-provision=provisioning.cli:main",
         ]
     },

@@ -41,9 +41,9 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 import threadcap  # noqa: E402,F401  (--threads N, default 1: per-core figures)
 
-from mqtt.central.broker import BrokerProcess, free_port, write_config  # noqa: E402
-from mqtt.central.store import open_store  # noqa: E402
-from provisioning.site import add_device, init_central  # noqa: E402
+from central.broker import BrokerProcess, free_port, write_config  # noqa: E402
+from central.store import open_store  # noqa: E402
+from central.site import add_device, init_central  # noqa: E402
 
 BIN = Path(sys.executable).parent
 RECORD = struct.Struct("16sd")  # message id, publish time (s since the epoch)
@@ -55,7 +55,7 @@ def run_devices(spec_file: str) -> int:
     """Connect the devices of ``spec``, sign their results, publish on ``go``, record publish times."""
     from mqtt import envelope, topics
     from mqtt.client import connect_properties, new_client
-    from provisioning.ca import load_private_key
+    from foundation.keyfiles import load_private_key
 
     spec = json.loads(Path(spec_file).read_text())
     clients, messages = [], []

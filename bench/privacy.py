@@ -34,7 +34,7 @@ import threadcap  # noqa: E402,F401  (--threads N, default 1: per-core figures)
 
 from mqtt import auditchain, envelope, sealed, topics  # noqa: E402
 from mqtt.outbox import DeviceIdentity, Outbox  # noqa: E402
-from provisioning.ca import generate_key  # noqa: E402
+from foundation.keyfiles import generate_key  # noqa: E402
 
 BODY = {"flow": "checkin", "outcome": "green", "reason": None, "kind": "id_card", "document": "resident",
         "id_ref": "3f2a" * 8, "verified": True, "pending": None, "queue_no": 17}

@@ -36,7 +36,7 @@ from edge.scanner import DecodeOptions  # noqa: E402
 from edge.sources import simulated_queue  # noqa: E402
 from edge.station import Station  # noqa: E402
 from mqtt.outbox import DeviceIdentity, Outbox  # noqa: E402
-from provisioning.ca import generate_key  # noqa: E402
+from foundation.keyfiles import generate_key  # noqa: E402
 
 
 class Replay(FrameSource):

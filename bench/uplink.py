@@ -29,12 +29,12 @@ sys.path.insert(0, str(REPO))
 import threadcap  # noqa: E402,F401  (--threads N, default 1: per-core figures)
 
 from mqtt import envelope, topics  # noqa: E402
-from mqtt.central.broker import BrokerProcess, free_port, write_config  # noqa: E402
-from mqtt.central.store import open_store  # noqa: E402
+from central.broker import BrokerProcess, free_port, write_config  # noqa: E402
+from central.store import open_store  # noqa: E402
 from mqtt.client import connect_properties, new_client  # noqa: E402
 from mqtt.uplink import queued_results  # noqa: E402
-from provisioning import ca  # noqa: E402
-from provisioning.site import add_device, init_central  # noqa: E402
+from foundation import keyfiles
+from central.site import add_device, init_central  # noqa: E402
 
 BIN = Path(sys.executable).parent
 
@@ -61,7 +61,7 @@ def produce(box_dir: str, count: int, batch: int, ids_file: str) -> None:
 
 def verify_rate(samples: int = 3000) -> float:
     """Raw ES256 verifications per second on one core (the physical ceiling of one ingest worker)."""
-    key = ca.generate_key()
+    key = keyfiles.generate_key()
     topic = topics.event("c", "d", "scan")
     data = [envelope.sign(envelope.Message("d", 1, i, "scan", {"outcome": "green"}), topic, key)
             for i in range(samples)]
@@ -95,7 +95,7 @@ def inject_forged(site, box_dir: Path, device: str, clinic: str, count: int, don
     client.connect_async(b.host, b.port, properties=connect_properties(3600), clean_start=False)
     client.loop_start()
     connected.wait(30)
-    wrong = ca.generate_key()
+    wrong = keyfiles.generate_key()
     topic = topics.event(clinic, device, "scan")
     mids = {client.publish(topic, envelope.sign(envelope.Message(device, 1, 10**9 + i, "scan", {"outcome": "green"}),
                                                 topic, wrong), qos=1).mid for i in range(count)}

@@ -42,7 +42,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from edge.core.configbase import StrictModel
+from foundation.configbase import StrictModel
 from edge.feedback import Signal
 
 logger = logging.getLogger(__name__)

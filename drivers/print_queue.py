@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edge.core.privatedb import private_database
+from foundation.privatedb import private_database
 
 logger = logging.getLogger(__name__)
 

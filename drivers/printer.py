@@ -47,7 +47,7 @@ from drivers.escpos_status import Fault, PrinterStatus, StatusQuery
 from drivers.print_queue import Job, JobState, PrintQueue, PrintQueueError, PrintQueueFull, to_jsonable
 from drivers.ticket_layout import (StyledLine, TicketError, TicketFieldError, TicketTemplate, UnknownTicketKind,
                                    load_templates, render)
-from edge.core.configbase import StrictModel
+from foundation.configbase import StrictModel
 
 logger = logging.getLogger(__name__)
 

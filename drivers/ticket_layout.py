@@ -46,7 +46,7 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from edge.core.configbase import StrictModel, format_validation_error
+from foundation.configbase import StrictModel, format_validation_error
 
 logger = logging.getLogger(__name__)
 

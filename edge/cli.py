@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 
 from edge import config as edge_config
-from edge.core.configbase import ConfigError
-from edge.core.logs import setup_logging
+from foundation.configbase import ConfigError
+from foundation.logs import setup_logging
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:

@@ -11,7 +11,7 @@ from drivers.gpio import GpioSettings
 from edge.appliance.retention import RetentionSection
 from edge.documents.mrz_ocr import MrzSettings
 from drivers.printer import PrinterSettings
-from edge.core.configbase import StrictModel, load_toml, resolve_path
+from foundation.configbase import StrictModel, load_toml, resolve_path
 from mqtt.topics import check_name
 
 DEFAULT_PATH = Path("/etc/ehc-edge/edge.toml")

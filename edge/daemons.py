@@ -8,8 +8,8 @@ import time
 from pathlib import Path
 
 from edge.config import EdgeConfig
-from edge.core import sdnotify
-from edge.core.signals import stop_event_on_signals
+from foundation import sdnotify
+from foundation.signals import stop_event_on_signals
 from edge.runtime import build_uplink, load_identity, open_outbox
 
 logger = logging.getLogger(__name__)

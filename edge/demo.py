@@ -26,12 +26,12 @@ from edge.flows.checkin import CheckinFlow
 from edge.flows.runner import FlowRunner
 from edge.station import Station
 from mqtt import envelope, topics
-from mqtt.central.broker import BrokerProcess, free_port, write_config
-from mqtt.central.ingest import Ingest
-from mqtt.central.store import open_store
+from central.broker import BrokerProcess, free_port, write_config
+from central.ingest import Ingest
+from central.store import open_store
 from mqtt.client import connect_properties, new_client
-from provisioning import ca
-from provisioning.site import add_device, init_central
+from foundation import keyfiles
+from central.site import add_device, init_central
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ def _send_forged(cfg: edge_config.EdgeConfig) -> None:
     client.loop_start()
     topic = topics.event(CLINIC, DEVICE, "scan")
     forged = envelope.sign(envelope.Message(DEVICE, 1, 999_999, "scan", {"outcome": "green"}), topic,
-                           ca.generate_key())
+                           keyfiles.generate_key())
     client.publish(topic, forged, qos=1).wait_for_publish(10)
     client.disconnect()
     client.loop_stop()
@@ -64,7 +64,7 @@ def run_demo(frames: int = 120, workdir: Path | None = None, keep: bool = False)
     broker = ingest = uplink = None
     started = time.monotonic()
     # The forged message's rejection is part of the summary; keep the ingest's warning out of the way.
-    ingest_log = logging.getLogger("mqtt.central.ingest")
+    ingest_log = logging.getLogger("central.ingest")
     ingest_level = ingest_log.level
     ingest_log.setLevel(logging.ERROR)
     try:
@@ -87,7 +87,7 @@ def run_demo(frames: int = 120, workdir: Path | None = None, keep: bool = False)
         station_outbox.start_boot()
 
         people = max(1, frames // 4)
-        issuer = ca.load_private_key(site.root / "pki" / "ehc1-issuer.key")
+        issuer = keyfiles.load_private_key(site.root / "pki" / "ehc1-issuer.key")
         cards = {2: issue(Card("0a" * 16, "王小明", "2019-06-01", "M", "green", guardian="1b" * 16), issuer, "EHC-SITE",
                           ttl=300),
                  8: issue(Card("2c" * 16, "李四", "1990-02-03", "F", "yellow"), issuer, "EHC-SITE", ttl=300)}

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from edge.core.framethread import RequestedFrameThread
+from edge.framethread import RequestedFrameThread
 from edge.imageprep import green
 from edge.rack import RackLayout, RackProblem, RackReading, locate
 from edge.scanner import RACK, DecodeOptions, FrameScanner

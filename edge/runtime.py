@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, x25519
 
 from edge.config import EdgeConfig
-from edge.core.configbase import ConfigError
+from foundation.configbase import ConfigError
 from edge.status import STATUS_FILE, read_status
 from edge.trust import TrustListFile
 from edge.verify import FormVerifier, Verifier
@@ -26,7 +26,7 @@ from edge.station import RACK_LABELS, Station
 from mqtt import sealed
 from mqtt.outbox import DeviceIdentity, Outbox
 from mqtt.uplink import Uplink, UplinkSettings
-from provisioning.ca import common_name, device_cn, load_cert, load_private_key
+from foundation.keyfiles import common_name, device_cn, load_cert, load_private_key
 
 
 logger = logging.getLogger(__name__)

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from provisioning.files import write_atomic
+from foundation.files import write_atomic
 
 logger = logging.getLogger(__name__)
 

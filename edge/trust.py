@@ -18,7 +18,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from mqtt.trustlist import TrustList, TrustListInvalid, open_signed
-from provisioning.files import write_atomic
+from foundation.files import write_atomic
 
 logger = logging.getLogger(__name__)
 

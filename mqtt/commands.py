@@ -14,7 +14,7 @@ from typing import Any
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from edge.core import strictcbor
+from foundation import strictcbor
 from mqtt import topics
 
 MAX_ARGS_BYTES = 4096

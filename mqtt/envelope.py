@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
 
-from edge.core import strictcbor
+from foundation import strictcbor
 
 FORMAT_VERSION = 1
 COSE_SIGN1_TAG = 18

@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterable, TypeVar
 import uuid6
 from cryptography.hazmat.primitives.asymmetric import ec, x25519
 
-from edge.core.privatedb import private_database
+from foundation.privatedb import private_database
 from mqtt import auditlog, envelope, sealed, topics
 
 logger = logging.getLogger(__name__)

@@ -31,7 +31,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import x25519
 from cryptography.hazmat.primitives.hpke import AEAD, KDF, KEM, Suite
 
-from edge.core import strictcbor
+from foundation import strictcbor
 from mqtt.envelope import MAX_CBOR_DEPTH, MAX_ITEMS, MalformedMessage, check_json_like
 
 FORMAT_VERSION = 1

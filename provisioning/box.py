@@ -27,8 +27,8 @@ from cryptography.hazmat.primitives import serialization
 from edge.config import EdgeConfig
 from edge.runtime import load_identity
 from mqtt import envelope, sealed
-from provisioning import ca
-from provisioning.files import write_atomic, write_secret
+from foundation import keyfiles
+from foundation.files import write_atomic, write_secret
 from provisioning.qrtext import ProvisioningQr
 
 logger = logging.getLogger(__name__)
@@ -105,15 +105,15 @@ def enroll(qr: ProvisioningQr, state_dir: Path, config_path: Path, force: bool =
     if force:
         key_path.unlink(missing_ok=True)
         (state_dir / "trust-list.cose").unlink(missing_ok=True)
-    key = ca.generate_key()
-    ca.write_private_key(key_path, key)
+    key = keyfiles.generate_key()
+    keyfiles.write_private_key(key_path, key)
     try:
-        csr = ca.make_csr(key, qr.serial).public_bytes(serialization.Encoding.PEM).decode()
+        csr = keyfiles.make_csr(key, qr.serial).public_bytes(serialization.Encoding.PEM).decode()
         facts = {"model": _model(), "machine": platform.machine(), "software": "0.1.0"}
         answer = post_enroll(qr.url, ca_pem, {"token": qr.token, "serial": qr.serial, "csr": csr, "facts": facts})
         cert = x509.load_pem_x509_certificate(answer["certificate"].encode())
         if cert.public_key() != key.public_key() or answer["device_id"] != qr.serial \
-                or ca.common_name(cert) != ca.device_cn(answer["clinic"], qr.serial):
+                or keyfiles.common_name(cert) != keyfiles.device_cn(answer["clinic"], qr.serial):
             raise EnrollFailed("the certificate returned is not for this box's key")
         broker = answer["broker"]
         write_atomic(cert_path, answer["certificate"].encode())
@@ -150,7 +150,7 @@ def enroll(qr: ProvisioningQr, state_dir: Path, config_path: Path, force: bool =
         if isinstance(exc, EnrollFailed):
             raise
         raise EnrollFailed(f"the central service's answer was not understood: {exc}") from None
-    _audit_enrollment(config_path, answer["device_id"], answer["clinic"], ca.fingerprint(cert))
+    _audit_enrollment(config_path, answer["device_id"], answer["clinic"], keyfiles.fingerprint(cert))
     return Enrolled(answer["device_id"], answer["clinic"], config_path, cert.not_valid_after_utc.isoformat(),
                     f"{broker['host']}:{broker['port']}")
 
@@ -159,7 +159,7 @@ def _audit_enrollment(config_path: Path, device: str, clinic: str, cert_sha256: 
     """Link the enrollment into the box's audit chain (it opens the chain on a new box)."""
     from edge import audit
     from edge.config import load
-    from edge.core.configbase import ConfigError
+    from foundation.configbase import ConfigError
 
     try:
         cfg = load(config_path)
@@ -179,7 +179,7 @@ def _model() -> str:
 # -- after enrollment: status, renewal, decommissioning ------------------------------------------------
 
 def _proof(cfg: EdgeConfig, action: str, body: dict[str, Any]) -> str:
-    from provisioning.central import proof_topic
+    from central.enrollment import proof_topic
 
     ident = load_identity(cfg)
     msg = envelope.Message(ident.device, 0, 0, action, body)
@@ -205,7 +205,7 @@ class CertStatus:
 
 def cert_status(cfg: EdgeConfig) -> CertStatus:
     """Validity of the current certificate."""
-    cert = ca.load_cert(cfg.path(cfg.device.cert))
+    cert = keyfiles.load_cert(cfg.path(cfg.device.cert))
     now = dt.datetime.now(dt.timezone.utc)
     life = (cert.not_valid_after_utc - cert.not_valid_before_utc).total_seconds()
     left = (cert.not_valid_after_utc - now).total_seconds()
@@ -220,11 +220,11 @@ def renew(cfg: EdgeConfig, force: bool = False) -> CertStatus:
         return status
     url, ca_pem = _central(cfg)
     key = load_identity(cfg).key
-    csr = ca.make_csr(key, cfg.device.id).public_bytes(serialization.Encoding.PEM).decode()
+    csr = keyfiles.make_csr(key, cfg.device.id).public_bytes(serialization.Encoding.PEM).decode()
     proof = _proof(cfg, "renew", {"csr_sha256": hashlib.sha256(csr.encode()).hexdigest()})
     answer = post_enroll(url, ca_pem, {"device_id": cfg.device.id, "csr": csr, "proof": proof}, "/v1/renew")
     cert = x509.load_pem_x509_certificate(answer["certificate"].encode())
-    if cert.public_key() != key.public_key() or ca.common_name(cert) != ca.device_cn(cfg.device.clinic, cfg.device.id):
+    if cert.public_key() != key.public_key() or keyfiles.common_name(cert) != keyfiles.device_cn(cfg.device.clinic, cfg.device.id):
         raise EnrollFailed("the renewed certificate is not for this box's key")
     write_atomic(cfg.path(cfg.device.cert), answer["certificate"].encode())
     logger.info("certificate renewed until %s", cert.not_valid_after_utc.isoformat())

@@ -9,18 +9,18 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 
-from provisioning import ca
+from foundation import keyfiles
 
 
 def cmd_keygen(args: argparse.Namespace) -> int:
     key_path = Path(args.key)
     try:
-        ca.write_private_key(key_path, ca.generate_key())
-    except ca.KeyExists as exc:
+        keyfiles.write_private_key(key_path, keyfiles.generate_key())
+    except keyfiles.KeyExists as exc:
         if not args.reuse:
             print(f"ehc-provision: {exc} (use --reuse to make a CSR for it)", file=sys.stderr)
             return 1
-    csr = ca.make_csr(ca.load_private_key(key_path), args.device_id)
+    csr = keyfiles.make_csr(keyfiles.load_private_key(key_path), args.device_id)
     Path(args.csr).write_bytes(csr.public_bytes(serialization.Encoding.PEM))
     print(f"key {key_path} (0600), CSR {args.csr} for {args.device_id}")
     return 0

@@ -42,11 +42,11 @@ def _identity(cfg: EdgeConfig) -> Check:
 
 
 def _certificate(cfg: EdgeConfig) -> Check:
-    from provisioning import ca
+    from foundation import keyfiles
     from provisioning.box import cert_status
 
     try:
-        cert, issuer = ca.load_cert(cfg.path(cfg.device.cert)), ca.load_cert(cfg.path(cfg.mqtt.ca))
+        cert, issuer = keyfiles.load_cert(cfg.path(cfg.device.cert)), keyfiles.load_cert(cfg.path(cfg.mqtt.ca))
         cert.verify_directly_issued_by(issuer)
         st = cert_status(cfg)
     except Exception as exc:  # InvalidSignature, OSError, ValueError…: all mean "not this site's certificate"
@@ -60,11 +60,11 @@ def _certificate(cfg: EdgeConfig) -> Check:
 
 
 def _clock(cfg: EdgeConfig) -> Check:
-    from provisioning import ca
+    from foundation import keyfiles
 
     now = dt.datetime.now(dt.timezone.utc)
     try:
-        cert = ca.load_cert(cfg.path(cfg.device.cert))
+        cert = keyfiles.load_cert(cfg.path(cfg.device.cert))
     except (OSError, ValueError):
         cert = None
     if now.year < 2025 or (cert is not None and now < cert.not_valid_before_utc):
@@ -219,10 +219,10 @@ def run(cfg: EdgeConfig) -> list[Check]:
 
 def pairing_text(cfg: EdgeConfig) -> str:
     """The pairing QR: ``EHCPAIR1;device=ID;clinic=C;cert=<SHA-256 of the device certificate, hex>``."""
-    from provisioning import ca
+    from foundation import keyfiles
 
     try:
-        fingerprint = ca.fingerprint(ca.load_cert(cfg.path(cfg.device.cert)))
+        fingerprint = keyfiles.fingerprint(keyfiles.load_cert(cfg.path(cfg.device.cert)))
     except (OSError, ValueError):
         fingerprint = "none"
     return f"EHCPAIR1;device={cfg.device.id};clinic={cfg.device.clinic};cert={fingerprint}"

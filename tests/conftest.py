@@ -13,9 +13,9 @@ from typing import Iterator
 import pytest
 from hypothesis import settings
 
-from mqtt.central.broker import BrokerProcess, free_port, write_config
-from mqtt.central.store import SqlStore, open_store
-from provisioning.site import Site, init_central
+from central.broker import BrokerProcess, free_port, write_config
+from central.store import SqlStore, open_store
+from central.site import Site, init_central
 
 REPO = Path(__file__).resolve().parent.parent
 PG_ADMIN_URL = os.environ.get("EHC_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -137,7 +137,7 @@ def pg_url(pg_admin_url: str) -> Iterator[str]:
 @pytest.fixture
 def key():
     """A box's P-256 signing key."""
-    from provisioning.ca import generate_key
+    from foundation.keyfiles import generate_key
 
     return generate_key()
 

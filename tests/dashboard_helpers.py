@@ -8,9 +8,9 @@ import shutil
 import threading
 from typing import Iterator
 
-from mqtt.central.broker import free_port, wait_for_port
-from mqtt.central.dashboard.app import Dashboard
-from mqtt.central.dashboard.server import make_server
+from central.broker import free_port, wait_for_port
+from central.dashboard.app import Dashboard
+from central.dashboard.server import make_server
 
 PASSWORD = "correct horse battery"
 CHROMIUM_PATHS = ("/usr/bin/chromium", "/usr/bin/chromium-browser")

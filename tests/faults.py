@@ -34,10 +34,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from mqtt.central.broker import BrokerProcess, free_port, write_config
-from mqtt.central.store import SqlStore, open_store
+from central.broker import BrokerProcess, free_port, write_config
+from central.store import SqlStore, open_store
 from mqtt.uplink import queued_results
-from provisioning.site import Site, add_device, init_central
+from central.site import Site, add_device, init_central
 from tests.hw_sim.netproxy import NetProxy
 
 logger = logging.getLogger(__name__)

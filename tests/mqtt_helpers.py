@@ -66,7 +66,7 @@ TAP_WORKER = 31  # an ingest identity no test runs a worker as: the ACL has its 
 def central_tap(site: Any, client_id: str = "tap") -> RawClient:
     """A connected client with an ingest worker's rights (reads the whole tree) under an identity of its own, so
     that it takes no running worker's session (the broker binds the client id to the certificate's CN)."""
-    from provisioning.site import issue_central_identity
+    from central.site import issue_central_identity
 
     c = site.config
     pki = c.path("pki")
@@ -92,10 +92,10 @@ class TopicRecordingClient:
 @contextlib.contextmanager
 def running_central(root: Path, db_url: str = "sqlite:central.db", **site_args: Any) -> Iterator[tuple[Any, Any, Any]]:
     """A site under ``root`` with a real Mosquitto (TLS, ACL) and a connected ingest: ``(site, store, ingest)``."""
-    from mqtt.central.broker import BrokerProcess, free_port, write_config
-    from mqtt.central.ingest import Ingest
-    from mqtt.central.store import open_store
-    from provisioning.site import init_central
+    from central.broker import BrokerProcess, free_port, write_config
+    from central.ingest import Ingest
+    from central.store import open_store
+    from central.site import init_central
 
     site = init_central(root / "central", free_port(), db_url=db_url, **site_args)
     store = open_store(site.config.database_url)

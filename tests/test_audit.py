@@ -12,20 +12,20 @@ from edge import config as edge_config
 from edge.cli import main as edge_main
 from edge.runtime import load_identity, open_outbox
 from mqtt import auditchain, envelope, topics
-from mqtt.central import audit as central_audit
-from mqtt.central.cli import main as central_main
-from mqtt.central.broker import free_port
-from mqtt.central.ingest import Inbound, Ingest
-from mqtt.central.store import open_store
+from central import audit as central_audit
+from central.cli import main as central_main
+from central.broker import free_port
+from central.ingest import Inbound, Ingest
+from central.store import open_store
 from mqtt.outbox import DeviceIdentity, Outbox
-from provisioning import ca
-from provisioning.site import add_device, init_central
+from foundation import keyfiles
+from central.site import add_device, init_central
 from tests.mqtt_helpers import TopicRecordingClient
 
 
 @pytest.fixture
 def ident() -> DeviceIdentity:
-    return DeviceIdentity("box-0001", "clinic-a", ca.generate_key())
+    return DeviceIdentity("box-0001", "clinic-a", keyfiles.generate_key())
 
 
 

@@ -13,9 +13,9 @@ import pytest
 
 from edge import config as edge_config
 from edge.runtime import load_identity, open_outbox
-from mqtt.central.broker import BrokerProcess, free_port, write_config
-from mqtt.central.store import open_store
-from provisioning.site import add_device, init_central
+from central.broker import BrokerProcess, free_port, write_config
+from central.store import open_store
+from central.site import add_device, init_central
 from tests.mqtt_helpers import wait_until
 
 BIN = Path(sys.executable).parent

@@ -14,10 +14,10 @@ import pytest
 from edge import config as edge_config
 from edge.runtime import build_uplink
 from mqtt import commands
-from mqtt.central.commands import CommandClient, CommandTimeout
-from mqtt.central.ingest import Ingest
-from mqtt.central.store import open_store
-from provisioning.site import add_device
+from central.commands import CommandClient, CommandTimeout
+from central.ingest import Ingest
+from central.store import open_store
+from central.site import add_device
 from tests.mqtt_helpers import wait_until
 
 BIN = Path(sys.executable).parent

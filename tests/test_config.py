@@ -14,8 +14,8 @@ import pydantic
 import pytest
 
 from edge import config as edge_config
-from edge.core.configbase import ConfigError, resolve_path
-from mqtt.central import config as central_config
+from foundation.configbase import ConfigError, resolve_path
+from central import config as central_config
 
 EDGE_TOML = """\
 [device]
@@ -397,10 +397,10 @@ def test_types_are_not_coerced(tmp_path):
 
 
 def test_check_config_keys_reports_a_key_that_does_not_match_the_certificate(tmp_path):
-    from mqtt.central.broker import free_port
-    from mqtt.central.store import open_store
-    from provisioning import ca
-    from provisioning.site import add_device, init_central
+    from central.broker import free_port
+    from central.store import open_store
+    from foundation import keyfiles
+    from central.site import add_device, init_central
 
     site = init_central(tmp_path / "central", free_port())
     path = add_device(site, open_store(site.config.database_url), "box-1", "clinic-a", tmp_path / "box")
@@ -408,7 +408,7 @@ def test_check_config_keys_reports_a_key_that_does_not_match_the_certificate(tmp
     ok = subprocess.run([exe, "check-config", "--keys", str(path)], capture_output=True, text=True)
     assert ok.returncode == 0, ok.stderr
     (tmp_path / "box" / "device.key").unlink()
-    ca.write_private_key(tmp_path / "box" / "device.key", ca.generate_key())
+    keyfiles.write_private_key(tmp_path / "box" / "device.key", keyfiles.generate_key())
     bad = subprocess.run([exe, "check-config", "--keys", str(path)], capture_output=True, text=True)
     assert bad.returncode == 2
     assert "does not match the device certificate" in bad.stderr and "Traceback" not in bad.stderr

@@ -12,7 +12,7 @@ from hypothesis import given, settings, strategies as st
 from edge.credentials import ehc1
 from edge.credentials.ehc1 import Card, issue, verify
 from mqtt.trustlist import card_hash, public_key_kid
-from provisioning.ca import generate_key
+from foundation.keyfiles import generate_key
 
 KEY = generate_key()
 ISSUERS = {public_key_kid(KEY.public_key()): ("EHC-TEST", KEY.public_key())}

@@ -25,10 +25,10 @@ from edge.payloads import classify_payload
 from edge.runtime import build_verifier
 from edge.trust import TrustListFile
 from edge.verify import Outcome
-from mqtt.central import trust as central_trust
+from central import trust as central_trust
 from mqtt.trustlist import TrustList, TrustListInvalid, sign
-from provisioning.ca import generate_key
-from provisioning.site import add_device
+from foundation.keyfiles import generate_key
+from central.site import add_device
 from tests.conftest import shared_dir
 from tests.test_cred_bad_input import DCC, NOW, claims, cose, hc1, signer, trust_for
 
@@ -272,7 +272,7 @@ def test_central_cli_adds_value_sets_and_the_station_admits_the_device(site, sto
     assert (verdict.outcome, verdict.reason) == (Outcome.RED, "unknown_code")
 
     def ehc_central(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "mqtt.central.cli", "trust", "update", "--config",
+        return subprocess.run([sys.executable, "-m", "central.cli", "trust", "update", "--config",
                                str(site.config_path), "--no-publish", *args], capture_output=True, text=True,
                               timeout=60)
 

@@ -13,9 +13,9 @@ import pytest
 
 from edge import config as edge_config
 from edge.runtime import load_identity, open_outbox
-from mqtt.central.broker import BrokerProcess, free_port, write_config
-from mqtt.central.store import open_store
-from provisioning.site import add_device, init_central
+from central.broker import BrokerProcess, free_port, write_config
+from central.store import open_store
+from central.site import add_device, init_central
 from tests.mqtt_helpers import wait_until
 
 BIN = Path(sys.executable).parent
@@ -104,7 +104,7 @@ def test_uplink_is_ready_without_a_broker(tmp_path):
 
 
 def test_notify_is_best_effort_when_the_manager_socket_is_gone(tmp_path, monkeypatch):
-    from edge.core import sdnotify
+    from foundation import sdnotify
 
     monkeypatch.setenv("NOTIFY_SOCKET", str(tmp_path / "gone.sock"))
     assert sdnotify.notify("WATCHDOG=1") is False  # no exception: a daemon must not die of it

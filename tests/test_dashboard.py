@@ -12,15 +12,15 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from mqtt.central.dashboard import charts
-from mqtt.central.dashboard.accounts import Accounts, UserError
-from mqtt.central.dashboard.actions import NotAllowed
-from mqtt.central.dashboard.app import Dashboard, build_app
-from mqtt.central.dashboard.auth import (COOKIE, PasswordError, Sessions, Throttle, check_login, check_password,
+from central.dashboard import charts
+from central.dashboard.accounts import Accounts, UserError
+from central.dashboard.actions import NotAllowed
+from central.dashboard.app import Dashboard, build_app
+from central.dashboard.auth import (COOKIE, PasswordError, Sessions, Throttle, check_login, check_password,
                                          hash_password)
-from mqtt.central.dashboard.events import Broadcaster, Event
-from mqtt.central.dashboard.throughput import throughput
-from mqtt.central.store import open_store
+from central.dashboard.events import Broadcaster, Event
+from central.dashboard.throughput import throughput
+from central.store import open_store
 from tests.dashboard_helpers import PASSWORD, csrf_of, login
 from tests.hw_sim.fleet import SECRET_MARKERS, populate, scan_bodies
 
@@ -326,7 +326,7 @@ def test_user_add_cli_reads_the_password_from_stdin(fleet_site, dash):
 
 
 def test_the_dashboard_tables_and_queries_on_postgresql(tmp_path, pg_url):
-    from provisioning.site import init_central
+    from central.site import init_central
 
     pg_site = init_central(tmp_path / "pg-central", 1883, db_url=pg_url)
     store = open_store(pg_url)

@@ -14,11 +14,11 @@ from drivers.print_queue import PrintQueue
 from edge import config as edge_config
 from edge.runtime import build_uplink
 from mqtt import topics
-from mqtt.central.dashboard.app import Dashboard
-from mqtt.central.dashboard.auth import hash_password
-from mqtt.central.store import open_store
+from central.dashboard.app import Dashboard
+from central.dashboard.auth import hash_password
+from central.store import open_store
 from mqtt.client import connect_properties, new_client
-from provisioning.site import add_device
+from central.site import add_device
 from tests.dashboard_helpers import PASSWORD, browser_login, chromium_path, serving
 from tests.mqtt_helpers import central_tap, wait_until
 

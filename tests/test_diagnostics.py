@@ -10,7 +10,7 @@ from edge.appliance.diagnostics import REDACTED, bundle, command_handlers, redac
 from edge.runtime import build_uplink, station_status_path
 from edge.status import write_status
 from mqtt import commands, envelope
-from provisioning.site import add_device
+from central.site import add_device
 
 
 class RecordingClient:

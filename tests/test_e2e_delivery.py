@@ -12,8 +12,8 @@ import pytest
 from edge import config as edge_config
 from edge.runtime import build_uplink, load_identity
 from mqtt import envelope, topics
-from provisioning import ca
-from provisioning.site import add_device
+from foundation import keyfiles
+from central.site import add_device
 from tests.mqtt_helpers import RawClient, running_central, wait_until
 
 
@@ -73,7 +73,7 @@ def test_forged_replayed_wrong_topic_and_unknown_are_refused(central, tmp_path):
         # Replay of the same signed message: stored once.
         assert client.publish(topic, good) == 0
         # Forged: right shape, signed with another key.
-        forged = envelope.sign(envelope.Message("box-0001", 1, 2, "scan", {"ok": False}), topic, ca.generate_key())
+        forged = envelope.sign(envelope.Message("box-0001", 1, 2, "scan", {"ok": False}), topic, keyfiles.generate_key())
         assert client.publish(topic, forged) == 0
         # Wrong topic: a message signed for evt/scan published on evt/print (AAD mismatch).
         other = topics.event("clinic-a", "box-0001", "print")

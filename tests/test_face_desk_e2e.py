@@ -17,9 +17,9 @@ from edge.flows.base import ButtonPress, IdPresented
 from edge.identity import from_id_card, pseudonym
 from edge.runtime import build_lookup, build_station, load_identity, open_outbox
 from mqtt import face
-from mqtt.central.ingest import Ingest
-from mqtt.central.store import open_store
-from provisioning.site import add_device
+from central.ingest import Ingest
+from central.store import open_store
+from central.site import add_device
 from tests.conftest import shared_dir
 from tests.flow_helpers import RecordingFeedback, RecordingTickets
 from tests.hw_sim.faces import DeskCamera, FaceAnimator

@@ -9,7 +9,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import x25519
 
 from mqtt import face, sealed, topics
-from provisioning.ca import generate_key
+from foundation.keyfiles import generate_key
 
 GOOD = {"flow": "identity", "id_ref": "ab" * 16, "id_kind": "mrz", "reference": "document_photo",
         "decision": "no_match", "reason": "other_person", "same": False, "score": 0.12, "threshold": 0.36,

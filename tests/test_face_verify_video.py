@@ -77,7 +77,7 @@ def test_enroll_from_a_clip_with_consent_into_the_outbox(tmp_path, person, capsy
     from edge.identity import pseudonym
     from edge.runtime import load_identity, open_outbox
     from mqtt import envelope, face, sealed, topics
-    from provisioning.site import add_device
+    from central.site import add_device
 
     path = add_device(site, store, "box-0009", "clinic-a", tmp_path / "box")
     clip = _clip(tmp_path / "enrol.avi", [person.frame(p) for p in script(["move_closer", "blink"])])

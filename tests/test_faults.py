@@ -20,12 +20,12 @@ from pathlib import Path
 import pytest
 
 from mqtt import envelope, topics
-from mqtt.central import service
-from mqtt.central.broker import free_port
-from mqtt.central.ingest import Inbound, Ingest
-from mqtt.central.store import open_store
-from provisioning.ca import load_private_key
-from provisioning.site import add_device, init_central
+from central import service
+from central.broker import free_port
+from central.ingest import Inbound, Ingest
+from central.store import open_store
+from foundation.keyfiles import load_private_key
+from central.site import add_device, init_central
 from tests.faults import SCENARIOS, PgCluster, Rig, RigOptions, read_producer_log, run_scenario
 from tests.hw_sim.netproxy import NetProxy
 from tests.mqtt_helpers import wait_until

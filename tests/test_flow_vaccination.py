@@ -54,7 +54,7 @@ def child_verifier(tmp_path):
     from edge.trust import TrustListFile
     from edge.verifiers import TrustedVerifier
     from mqtt.trustlist import TrustList, public_key_kid, sign
-    from provisioning.ca import generate_key
+    from foundation.keyfiles import generate_key
     from cryptography.hazmat.primitives import serialization
 
     central, issuer = generate_key(), generate_key()
@@ -129,14 +129,14 @@ def test_through_the_broker_record_in_and_doses_out_once_even_after_offline(site
 
     from edge import config as edge_config
     from edge.runtime import build_station, build_uplink, load_identity, open_outbox
-    from mqtt.central.ingest import Ingest
-    from mqtt.central.store import open_store
-    from provisioning import ca
-    from provisioning.site import add_device
+    from central.ingest import Ingest
+    from central.store import open_store
+    from foundation import keyfiles
+    from central.site import add_device
     from tests.hw_sim.camera import SimulatedQrCamera
     from tests.mqtt_helpers import wait_until
 
-    issuer = ca.load_private_key(site.root / "pki" / "ehc1-issuer.key")
+    issuer = keyfiles.load_private_key(site.root / "pki" / "ehc1-issuer.key")
     now = dt.datetime.now().timestamp()
     child = issue(Card(card_id="0d" * 16, name="李小红", birth_date=BIRTH.isoformat(), sex="F"), issuer, "EHC-SITE",
                   ttl=300, now=now)

@@ -7,7 +7,7 @@ import time
 
 import numpy as np
 
-from edge.core.framethread import RequestedFrameThread
+from edge.framethread import RequestedFrameThread
 from edge.face.tap import FrameTap, FrameTee
 
 

@@ -15,7 +15,7 @@ import pytest
 from gpiozero.pins.mock import MockFactory, MockPWMPin
 
 from drivers.gpio import PATTERNS, GpioFeedback, GpioSettings
-from edge.core.configbase import ConfigError, validate
+from foundation.configbase import ConfigError, validate
 from edge.feedback import Signal
 
 RED, AMBER, GREEN, BUZZER, BUTTON, PRESENCE = 17, 27, 22, 24, 25, 5

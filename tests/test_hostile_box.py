@@ -22,8 +22,8 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from edge import config as edge_config
 from edge.runtime import build_uplink, load_identity
 from mqtt import envelope, topics
-from mqtt.central.store import open_store
-from provisioning.site import add_device
+from central.store import open_store
+from central.site import add_device
 from tests.mqtt_helpers import RawClient, running_central, wait_until
 
 BIN = Path(sys.executable).parent
@@ -75,7 +75,7 @@ def test_a_shared_reference_bomb_is_refused_at_once_and_the_fleet_is_still_serve
     """A 300-byte signed message whose body expands to millions of nodes (and one that would be stored as
     megabytes of body_json) is refused as malformed by the ingest and ignored by the dashboard's watcher,
     including as a retained birth document; the ingest and the watcher keep serving the other boxes."""
-    from mqtt.central.dashboard.app import Dashboard
+    from central.dashboard.app import Dashboard
 
     site, store, ingest = central
     evil, good = make_box(site, store, tmp_path, "box-evil"), make_box(site, store, tmp_path, "box-good")
@@ -123,7 +123,7 @@ def test_a_processing_failure_is_kept_as_a_dead_letter_not_retried_forever(centr
     """Whatever still makes a message fail (here: an injected fault for one result, as an unknown bug would) is
     taken out of its batch, kept whole with its reason and acknowledged; the batch's other results are stored
     and receipted, the message is not read again when the box resends it, and the worker keeps going."""
-    from mqtt.central import ingest as ingest_module
+    from central import ingest as ingest_module
 
     site, store, ingest = central
     real = ingest_module.body_json
@@ -168,10 +168,10 @@ def test_a_processing_failure_is_kept_as_a_dead_letter_not_retried_forever(centr
 def test_a_message_that_hung_a_worker_is_set_aside_unread(central, tmp_path, monkeypatch) -> None:
     """The supervisor marks the message a stuck worker was checking; the next worker keeps it as a dead letter
     without reading it when the broker delivers it again."""
-    from mqtt.central import ingest as ingest_module
-    from mqtt.central.ingest import Ingest
-    from mqtt.central.service import Progress
-    from mqtt.central.store import dead_letter_key
+    from central import ingest as ingest_module
+    from central.ingest import Ingest
+    from central.service import Progress
+    from central.store import dead_letter_key
     import multiprocessing as mp
 
     site, store, ingest = central
@@ -271,7 +271,7 @@ def test_a_box_cannot_join_the_ingest_s_shared_group_and_hold_back_deliveries(ce
 
 
 def test_each_site_gets_its_own_secret_group(tmp_path) -> None:
-    from provisioning.site import init_central
+    from central.site import init_central
 
     a = init_central(tmp_path / "a", 18830).config.ingest.share_group
     b = init_central(tmp_path / "b", 18830).config.ingest.share_group
@@ -317,8 +317,8 @@ def test_huge_sequence_numbers_are_refused_and_sums_over_boots_cannot_overflow(c
 
     import httpx2
 
-    from mqtt.central.dashboard.app import Dashboard
-    from mqtt.central.dashboard.auth import hash_password
+    from central.dashboard.app import Dashboard
+    from central.dashboard.auth import hash_password
     from tests.dashboard_helpers import PASSWORD, csrf_of, serving
 
     site, store, ingest = central
@@ -373,7 +373,7 @@ def test_the_central_database_keys_and_the_box_s_outbox_are_owner_only(tmp_path)
     print queue are 0600; what Mosquitto must read (certificates, CRL, its configuration) stays 0644; a database
     left world-readable by an older version is narrowed when it is opened."""
     from drivers.print_queue import PrintQueue
-    from mqtt.central.broker import free_port
+    from central.broker import free_port
 
     site_dir = tmp_path / "site"
     old = os.umask(0o022)
@@ -390,8 +390,8 @@ def test_the_central_database_keys_and_the_box_s_outbox_are_owner_only(tmp_path)
                 if p.is_file()}
         store.close()
         from edge.runtime import open_outbox
-        from mqtt.central import config as central_config
-        from provisioning.site import Site
+        from central import config as central_config
+        from central.site import Site
 
         site = Site(site_dir, site_dir / "central.toml", central_config.load(site_dir / "central.toml"))
         registry = open_store(site.config.database_url)

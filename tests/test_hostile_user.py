@@ -25,15 +25,18 @@ from cryptography import x509
 
 from edge import config as edge_config
 from edge.runtime import build_uplink, load_identity
-from mqtt.central.broker import BrokerProcess, free_port, wait_for_port, write_config
-from mqtt.central.dashboard.app import Dashboard
-from mqtt.central.dashboard.auth import Sessions, hash_password
-from mqtt.central.ingest import Ingest
-from mqtt.central.store import open_store
-from provisioning import ca, qrtext
-from provisioning.central import Enrollment, proof_topic
-from provisioning.server import make_server
-from provisioning.site import init_central
+from central.broker import BrokerProcess, free_port, wait_for_port, write_config
+from central.dashboard.app import Dashboard
+from central.dashboard.auth import Sessions, hash_password
+from central.ingest import Ingest
+from central.store import open_store
+from provisioning import qrtext
+from cryptography.hazmat.primitives import serialization
+
+from foundation import keyfiles
+from central.enrollment import Enrollment, proof_topic
+from central.enrollment_server import make_server
+from central.site import init_central
 from tests.dashboard_helpers import PASSWORD, csrf_of, serving
 from tests.mqtt_helpers import RawClient, wait_until
 
@@ -189,7 +192,7 @@ def test_a_renewal_proof_bomb_is_refused_and_renewals_still_work(fleet, tmp_path
     assert enroll(Enrollment(site.config, store).create_token("clinic-a", "box-r").text(), box).returncode == 0
     cfg = edge_config.load(box / "edge.toml")
     key = load_identity(cfg).key
-    csr = ca.make_csr(key, "box-r").public_bytes(ca.serialization.Encoding.PEM).decode()
+    csr = keyfiles.make_csr(key, "box-r").public_bytes(serialization.Encoding.PEM).decode()
     payload = shared_reference_payload("box-r", "renew", 6, 16)
     proof = sign_raw(payload, proof_topic("clinic-a", "box-r", "renew"), key)
     tls = ssl.create_default_context(cafile=str(box / "ca.crt"))
@@ -300,7 +303,7 @@ def test_a_flood_of_logins_cannot_exhaust_the_dashboard_s_memory(fleet, tmp_path
 def test_an_open_live_update_stream_does_not_keep_a_session_alive(fleet, monkeypatch) -> None:
     """A tab left open on the devices page keeps its event stream; the stream no longer restarts the idle timer,
     so the session ends after the idle time, and it ends after its lifetime however busy it is."""
-    from mqtt.central.dashboard import events
+    from central.dashboard import events
 
     site, store, dash, base, ingest = fleet
     monkeypatch.setattr(events, "KEEPALIVE", 0.3)  # the stream checks its session at each keepalive

@@ -14,11 +14,11 @@ import cbor2
 import pytest
 
 from mqtt import envelope, receipts, topics
-from mqtt.central import ingest as ingest_mod
-from mqtt.central.ingest import Inbound, Ingest, RejectedMessage, Verifier
-from mqtt.central.store import SqlStore, StoreUnavailable, open_store
-from provisioning import ca
-from provisioning.site import Site, add_device
+from central import ingest as ingest_mod
+from central.ingest import Inbound, Ingest, RejectedMessage, Verifier
+from central.store import SqlStore, StoreUnavailable, open_store
+from foundation import keyfiles
+from central.site import Site, add_device
 
 CLINIC = "clinic-a"
 
@@ -30,7 +30,7 @@ class Box:
                  register: bool = True) -> None:
         add_device(site, store, device, clinic, root / device, register=register)
         self.device, self.clinic = device, clinic
-        self.key = ca.load_private_key(root / device / "device.key")
+        self.key = keyfiles.load_private_key(root / device / "device.key")
         self.seq = 0
 
     def topic(self, kind: str = "scan") -> str:
@@ -113,7 +113,7 @@ def test_wrong_clinic(verifier, boxes):
 def test_bad_signature(verifier, boxes):
     a, b = boxes
     assert reason_of(verifier, a.topic(), a.signed(key=b.key)) == "bad_signature"
-    assert reason_of(verifier, a.topic(), a.signed(key=ca.generate_key())) == "bad_signature"
+    assert reason_of(verifier, a.topic(), a.signed(key=keyfiles.generate_key())) == "bad_signature"
     # Signed for another topic (the AAD): moved from evt/scan to evt/print.
     assert reason_of(verifier, a.topic("print"), a.signed(a.message("scan"))) == "bad_signature"
 
@@ -223,7 +223,7 @@ def test_re_enrolment_reaches_a_running_verifier(verifier, site, store, boxes, t
     verifier.verify(a.topic(), a.signed())
     new_dir = tmp_path / "reenrolled"
     add_device(site, store, a.device, CLINIC, new_dir)
-    new_key = ca.load_private_key(new_dir / "device.key")
+    new_key = keyfiles.load_private_key(new_dir / "device.key")
     clock.now += 300  # five minutes
     verifier.verify(a.topic(), a.signed(key=new_key))
     assert reason_of(verifier, a.topic(), a.signed()) == "bad_signature"

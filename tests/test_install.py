@@ -40,7 +40,7 @@ def test_install_twice_then_uninstall(tmp_path: Path) -> None:
 
 def test_purge_refuses_while_results_wait(tmp_path: Path) -> None:
     from mqtt.outbox import DeviceIdentity, Outbox
-    from provisioning.ca import generate_key
+    from foundation.keyfiles import generate_key
 
     root = tmp_path / "root"
     install(root, venv=False)

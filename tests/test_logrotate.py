@@ -15,8 +15,8 @@ import pytest
 from edge import config as edge_config
 from edge.appliance import logrotate
 from edge.runtime import build_uplink
-from mqtt.central.commands import CommandClient
-from provisioning.site import add_device
+from central.commands import CommandClient
+from central.site import add_device
 from tests.mqtt_helpers import wait_until
 
 BIN = Path(sys.executable).parent

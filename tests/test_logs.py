@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from edge.core import logs
+from foundation import logs
 
 
 @pytest.fixture(autouse=True)
@@ -37,7 +37,7 @@ def test_journal_fields_under_systemd(monkeypatch):
     assert isinstance(handler, journal.JournalHandler)
     sent: list[tuple[str, dict]] = []
     handler.send = lambda MESSAGE, **fields: sent.append((MESSAGE, fields))  # journal.send signature
-    logging.getLogger("mqtt.central.ingest").warning("rejected message on %s: %s", "t", "wrong_clinic",
+    logging.getLogger("central.ingest").warning("rejected message on %s: %s", "t", "wrong_clinic",
                                                      extra={"EHC_REASON": "wrong_clinic", "EHC_DEVICE": "box-1"})
     message, fields = sent[0]
     assert message == "rejected message on t: wrong_clinic"

@@ -12,10 +12,10 @@ from edge.payloads import classify_payload
 from edge.runtime import build_lookup, build_verifier, load_identity, load_seal_key, relay_path
 from edge.verify import Outcome
 from mqtt import lookup, topics
-from mqtt.central.ingest import Ingest
-from mqtt.central.store import open_store
-from provisioning import ca
-from provisioning.site import add_device
+from central.ingest import Ingest
+from central.store import open_store
+from foundation import keyfiles
+from central.site import add_device
 from tests.hw_sim.camera import health_card_tokens
 from tests.mqtt_helpers import RawClient, wait_until
 
@@ -80,12 +80,12 @@ def test_no_broker_means_yellow_within_the_timeout(site, store, box) -> None:
 
 def test_answers_not_signed_by_the_centre_are_ignored(running, box, site, uplink) -> None:
     identity = load_identity(box)
-    central = ca.load_private_key(site.root / "pki" / "central-sign.key").public_key()
+    central = keyfiles.load_private_key(site.root / "pki" / "central-sign.key").public_key()
     client = LookupClient(relay_path(box), identity, central, timeout=1.0, seal_key=load_seal_key(box)).start()
     try:
         assert client.connected.wait(10)
         forged = lookup.sign_answer("clinic-a", "box-0001", "00" * 8, lookup.CardAnswer(True, "active", "green"),
-                                    ca.generate_key())
+                                    keyfiles.generate_key())
         client._on_message(client.reply_topic, forged)
         assert client.stats["bad_answers"] == 1
         assert client.lookup(ACTIVE[:64], 1) == lookup.CardAnswer(True, "active", "green")
@@ -107,7 +107,7 @@ def test_a_box_cannot_ask_on_another_box_s_topic(running, box, site, store, tmp_
 
 def test_scans_recorded_without_an_answer_are_resolved_centrally(running, box, store, site) -> None:
     from edge.runtime import build_uplink
-    from mqtt.central.ingest import resolve_lookup
+    from central.ingest import resolve_lookup
 
     up = build_uplink(box)
     up.outbox.start_boot()
@@ -150,7 +150,7 @@ def test_an_id_card_finds_its_holder_s_health_card(running, box, store, uplink) 
 
 def test_a_box_without_the_sealing_key_asks_nothing_about_cards(running, box, site, uplink) -> None:
     identity = load_identity(box)
-    central = ca.load_private_key(site.root / "pki" / "central-sign.key").public_key()
+    central = keyfiles.load_private_key(site.root / "pki" / "central-sign.key").public_key()
     client = LookupClient(relay_path(box), identity, central, timeout=1.0).start()
     try:
         assert client.connected.wait(10)

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-from edge.core.configbase import ConfigError, validate
+from foundation.configbase import ConfigError, validate
 from edge.documents.mrz import MrzFormat, parse_mrz
 from edge.documents.mrz_ocr import MrzReader, MrzSettings, is_chevron, skew_angle, tessdata_folder
 from edge.imageprep import FrameFormatError

@@ -20,7 +20,7 @@ import pytest
 
 from mqtt import envelope, outbox, topics
 from mqtt.outbox import DeviceIdentity, Outbox, OutboxError, OutboxFull
-from provisioning import ca
+from foundation import keyfiles
 
 REPO = Path(__file__).resolve().parent.parent
 DEVICE, CLINIC = "box-0001", "clinic-a"
@@ -29,13 +29,13 @@ DEVICE, CLINIC = "box-0001", "clinic-a"
 @pytest.fixture(scope="module")
 def key_file(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("key") / "device.key"
-    ca.write_private_key(path, ca.generate_key())
+    keyfiles.write_private_key(path, keyfiles.generate_key())
     return path
 
 
 @pytest.fixture
 def ident(key_file) -> DeviceIdentity:
-    return DeviceIdentity(DEVICE, CLINIC, ca.load_private_key(key_file))
+    return DeviceIdentity(DEVICE, CLINIC, keyfiles.load_private_key(key_file))
 
 
 @pytest.fixture
@@ -295,7 +295,7 @@ WRITER = textwrap.dedent("""
     import sys
     from pathlib import Path
     from mqtt.outbox import DeviceIdentity, Outbox
-    from provisioning.ca import load_private_key
+    from foundation.keyfiles import load_private_key
 
     path, key, mode, count = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3], int(sys.argv[4])
     box = Outbox(path, DeviceIdentity("box-0001", "clinic-a", load_private_key(key)))

@@ -21,8 +21,10 @@ from tests.conftest import REPO
 # What only the central service needs; the box must never pull any of them.
 CENTRAL_PACKAGES = {"starlette", "uvicorn", "jinja2", "psycopg", "psycopg-binary"}
 # Modules that are the central service's web servers (they import starlette / uvicorn at the top).
-CENTRAL_MODULES = {"mqtt.central.dashboard.app", "mqtt.central.dashboard.server", "provisioning.server"}
-BOX_PACKAGES = ("edge", "drivers", "models_tflite", "mqtt", "provisioning")
+CENTRAL_MODULES = {"central.dashboard.app", "central.dashboard.server", "central.enrollment_server"}
+# Every package; the central one imports too (its ingest and store run without the web packages), except its
+# web servers (CENTRAL_MODULES).
+PACKAGES = ("foundation", "edge", "drivers", "models_tflite", "mqtt", "provisioning", "central")
 
 
 def _norm(name: str) -> str:
@@ -86,7 +88,7 @@ class Block:
             raise ModuleNotFoundError(f"No module named {{name!r}} (central only)", name=name)
 sys.meta_path.insert(0, Block())
 done, central_failed = [], []
-for top in {BOX_PACKAGES!r}:
+for top in {PACKAGES!r}:
     pkg = importlib.import_module(top)
     for info in pkgutil.walk_packages(pkg.__path__, top + "."):
         if info.name.endswith("__main__"):
@@ -104,7 +106,7 @@ print(json.dumps({{"imported": done, "central_failed": central_failed}}))
     run = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
     out = json.loads(run.stdout.splitlines()[-1])
-    assert {"edge.demo", "edge.station", "mqtt.uplink", "mqtt.central.ingest", "mqtt.central.store",
+    assert {"edge.demo", "edge.station", "mqtt.uplink", "central.ingest", "central.store",
             "provisioning.box", "drivers.camera"} <= set(out["imported"])
     # the blocker works: the central web servers really cannot load without their packages
     assert len(out["central_failed"]) == len(CENTRAL_MODULES)
@@ -117,7 +119,7 @@ def test_central_command_on_a_box_says_how_to_add_the_central_packages(tmp_path)
             "        if name.split('.')[0] in {'starlette', 'uvicorn', 'jinja2', 'psycopg'}:\n"
             "            raise ModuleNotFoundError(f'No module named {name!r}', name=name)\n"
             "sys.meta_path.insert(0, Block())\n"
-            "from mqtt.central.cli import main\n"
+            "from central.cli import main\n"
             f"sys.exit(main(['dashboard', '--config', {str(tmp_path / 'central.toml')!r}]))\n")
     run = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert run.returncode == 2, run.stderr[-2000:]

@@ -19,7 +19,7 @@ from drivers.printer import (PrinterError, PrinterSettings, PrinterState, Ticket
 from drivers.ticket_layout import (KINDS, PAPER_COLUMNS, TEMPLATE_DIR, StyledLine, TemplateError, TicketFieldError,
                                    UnknownTicketKind, display_width, load_template, load_templates, parse_template,
                                    render, wrap)
-from edge.core.configbase import ConfigError, validate
+from foundation.configbase import ConfigError, validate
 from tests.hw_sim.printer import EscPosDecoder, PrinterSimulator, Ticket, decode, render_png
 from tests.hw_sim.render_tickets import SAMPLES
 

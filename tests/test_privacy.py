@@ -13,9 +13,9 @@ from edge.flows.checkin import CheckinFlow
 from edge.identity import from_id_card
 from edge.runtime import build_uplink, load_identity, open_outbox
 from mqtt import envelope, sealed, topics
-from mqtt.central.ingest import Inbound, Ingest
+from central.ingest import Inbound, Ingest
 from mqtt.outbox import NoSealKey, Outbox
-from provisioning.site import add_device
+from central.site import add_device
 from tests.hw_sim.idcard_reader import sample_cards
 from tests.mqtt_helpers import TopicRecordingClient, central_tap, running_central, wait_until
 
@@ -89,10 +89,10 @@ def test_a_site_without_its_sealing_key_refuses_and_the_box_keeps_the_result(sit
 
 
 def test_a_box_without_the_sealing_key_refuses_personal_fields(tmp_path):
-    from provisioning import ca
+    from foundation import keyfiles
     from mqtt.outbox import DeviceIdentity
 
-    box = Outbox(tmp_path / "o.db", DeviceIdentity("box-0001", "clinic-a", ca.generate_key()))
+    box = Outbox(tmp_path / "o.db", DeviceIdentity("box-0001", "clinic-a", keyfiles.generate_key()))
     box.start_boot()
     with pytest.raises(NoSealKey):
         box.enqueue("scan", {"outcome": "green"}, personal=PERSON)
@@ -139,7 +139,7 @@ def test_the_broker_sees_pseudonyms_only_and_the_store_keeps_the_person(central,
     assert "id_number" not in json.dumps(rows[outcome.message_id]["body"])
     assert len(rows[outcome.message_id]["body"]["id_ref"]) == 32
     # The audit links came along: one head, no alert.
-    from mqtt.central import audit as central_audit
+    from central import audit as central_audit
 
     found = central_audit.report(store, "box-0001")
     assert found["alerts"] == [] and found["heads"][0]["pos"] >= 3
@@ -228,7 +228,7 @@ def test_late_lookups_read_the_card_index_from_the_sealed_part(ingest, store, si
     assert sorted(store.unresolved_lookups()) == sorted([(str(sealed_scan.msg_id), sealed_index, 1),
                                                          (str(clear_scan.msg_id), clear_index, 1)])
     from mqtt import lookup
-    from mqtt.central.ingest import resolve_lookup
+    from central.ingest import resolve_lookup
 
     registry = lookup.LocalCardRegistry(store)
     assert all(resolve_lookup(store, registry, *row) for row in store.unresolved_lookups())

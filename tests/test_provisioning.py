@@ -20,13 +20,17 @@ from cryptography import x509
 from edge import config as edge_config
 from edge.runtime import build_uplink, load_identity
 from mqtt import envelope, topics
-from mqtt.central.broker import BrokerProcess, free_port, write_config
-from mqtt.central.ingest import Ingest
-from mqtt.central.store import open_store
-from provisioning import ca, qrtext
-from provisioning.central import Enrollment, EnrollmentError, proof_topic, token_hash
-from provisioning.server import make_server
-from provisioning.site import init_central
+from central.broker import BrokerProcess, free_port, write_config
+from central.ingest import Ingest
+from central.store import open_store
+from provisioning import qrtext
+from cryptography.hazmat.primitives import serialization
+
+from central import ca
+from foundation import keyfiles
+from central.enrollment import Enrollment, EnrollmentError, proof_topic, token_hash
+from central.enrollment_server import make_server
+from central.site import init_central
 from tests.mqtt_helpers import RawClient, wait_until
 
 BIN = Path(sys.executable).parent
@@ -85,7 +89,7 @@ def test_token_enroll_publish_revoke(central, tmp_path):
     cfg = edge_config.load(box / "edge.toml")
     assert (cfg.device.id, cfg.device.clinic, cfg.mqtt.port) == ("box-0042", "clinic-a", site.config.broker.port)
     # The certificate is short-lived and for the key made on the box.
-    cert = ca.load_cert(box / "device.crt")
+    cert = keyfiles.load_cert(box / "device.crt")
     assert 89 <= (cert.not_valid_after_utc - cert.not_valid_before_utc).days <= 91
     # The deployment's pseudonym key came with the answer, for the box's owner only.
     assert cfg.identity.pseudonym_key and cfg.path(cfg.identity.pseudonym_key).read_bytes() == \
@@ -93,9 +97,9 @@ def test_token_enroll_publish_revoke(central, tmp_path):
     assert cfg.path(cfg.identity.pseudonym_key).stat().st_mode & 0o777 == 0o600
     # ... and the site's signed trust list, checked with the central key before it was kept.
     from edge.trust import TrustListFile
-    from mqtt.central import trust
+    from central import trust
 
-    held = TrustListFile(cfg.trust_path, ca.load_private_key(site.root / "pki" / "central-sign.key").public_key())
+    held = TrustListFile(cfg.trust_path, keyfiles.load_private_key(site.root / "pki" / "central-sign.key").public_key())
     assert held.current() is not None and cfg.trust_path.read_bytes() == trust.signed_bytes(site.config)
     assert cert.public_key() == load_identity(cfg).key.public_key()
     # ... and the public half of the central sealing key, which personal fields are sealed to.
@@ -152,11 +156,11 @@ def test_token_enroll_publish_revoke(central, tmp_path):
 def test_bad_tokens_and_requests_leave_nothing(central, case):
     site, store, enrollment, _ = central
     qr = enrollment.create_token("clinic-a", "box-7", ttl=1 if case == "expired" else 600)
-    key = ca.generate_key()
-    csr = ca.make_csr(key, "box-7" if case != "csr_name" else "box-8")
-    pem = csr.public_bytes(ca.serialization.Encoding.PEM).decode()
+    key = keyfiles.generate_key()
+    csr = keyfiles.make_csr(key, "box-7" if case != "csr_name" else "box-8")
+    pem = csr.public_bytes(serialization.Encoding.PEM).decode()
     if case == "csr_key":  # a CSR whose signature does not match its key
-        other = ca.make_csr(ca.generate_key(), "box-7").public_bytes(ca.serialization.Encoding.PEM).decode()
+        other = keyfiles.make_csr(keyfiles.generate_key(), "box-7").public_bytes(serialization.Encoding.PEM).decode()
         pem = pem.split("-----END")[0][:-120] + other.split("-----BEGIN CERTIFICATE REQUEST-----\n")[1][-120:]
     request = {"token": qr.token if case != "unknown" else "x" * 32, "serial": "box-7" if case != "serial"
                else "box-9", "csr": pem, "facts": {}}
@@ -176,7 +180,7 @@ def test_man_in_the_middle_with_another_ca_is_refused(central, tmp_path):
     site, store, enrollment, _ = central
     qr = enrollment.create_token("clinic-a", "box-5")
     _, other_ca = ca.create_ca("Somebody else")
-    forged = qrtext.ProvisioningQr(qr.url, qr.token, ca.fingerprint(other_ca), qr.clinic, qr.serial)
+    forged = qrtext.ProvisioningQr(qr.url, qr.token, keyfiles.fingerprint(other_ca), qr.clinic, qr.serial)
     box = tmp_path / "box"
     done = enroll_cli(forged.text(), box)
     assert done.returncode == 1 and "different CA" in done.stderr
@@ -186,7 +190,7 @@ def test_man_in_the_middle_with_another_ca_is_refused(central, tmp_path):
 
 def test_endpoint_answers_bad_bodies_with_reasons(central):
     site, _, enrollment, _ = central
-    ca_pem = ca.load_cert(site.root / "pki" / "ca.crt").public_bytes(ca.serialization.Encoding.PEM)
+    ca_pem = keyfiles.load_cert(site.root / "pki" / "ca.crt").public_bytes(serialization.Encoding.PEM)
     import ssl
 
     ctx = ssl.create_default_context(cadata=ca_pem.decode())
@@ -240,7 +244,7 @@ def test_selftest_status_renew_and_wipe(central, tmp_path):
     after = (box / "device.crt").read_bytes()
     assert after != before
     assert store.get_device("box-0042").cert_pem.encode() == after
-    assert ca.load_cert(box / "device.crt").public_key() == x509.load_pem_x509_certificate(before).public_key()
+    assert keyfiles.load_cert(box / "device.crt").public_key() == x509.load_pem_x509_certificate(before).public_key()
 
     # Wipe: the central service revokes the device, and the box's identity is gone.
     assert provision_cli("wipe", "--config", conf).returncode == 2  # needs --yes
@@ -255,9 +259,9 @@ def test_renewal_needs_the_device_key(central, tmp_path):
     box = provision(enrollment, tmp_path)
     cfg = edge_config.load(box / "edge.toml")
 
-    csr = ca.make_csr(load_identity(cfg).key, "box-0042").public_bytes(ca.serialization.Encoding.PEM).decode()
+    csr = keyfiles.make_csr(load_identity(cfg).key, "box-0042").public_bytes(serialization.Encoding.PEM).decode()
     msg = envelope.Message("box-0042", 0, 0, "renew", {"csr_sha256": hashlib.sha256(csr.encode()).hexdigest()})
-    stranger = envelope.sign(msg, proof_topic("clinic-a", "box-0042", "renew"), ca.generate_key())
+    stranger = envelope.sign(msg, proof_topic("clinic-a", "box-0042", "renew"), keyfiles.generate_key())
     with pytest.raises(EnrollmentError) as info:
         enrollment.renew({"device_id": "box-0042", "csr": csr, "proof": base64.b64encode(stranger).decode()})
     assert info.value.code == "bad_proof"
@@ -266,7 +270,7 @@ def test_renewal_needs_the_device_key(central, tmp_path):
     with pytest.raises(EnrollmentError, match="not signed"):
         enrollment.renew({"device_id": "box-0042", "csr": csr, "proof": base64.b64encode(other).decode()})
     # A CSR with another key is refused: renewal keeps the key made at enrollment.
-    alien = ca.make_csr(ca.generate_key(), "box-0042").public_bytes(ca.serialization.Encoding.PEM).decode()
+    alien = keyfiles.make_csr(keyfiles.generate_key(), "box-0042").public_bytes(serialization.Encoding.PEM).decode()
     covers_alien = envelope.Message("box-0042", 0, 0, "renew",
                                     {"csr_sha256": hashlib.sha256(alien.encode()).hexdigest()})
     good = envelope.sign(covers_alien, proof_topic("clinic-a", "box-0042", "renew"), load_identity(cfg).key)
@@ -285,7 +289,7 @@ def test_token_sheet_png_scanned_by_the_camera_enrolls(central, tmp_path):
     assert made.returncode == 0, made.stderr
     qr = qrtext.parse(made.stdout.strip())
     assert (qr.clinic, qr.serial, qr.ca_fingerprint) == ("clinic-b", "box-77",
-                                                         ca.fingerprint(ca.load_cert(site.root / "pki" / "ca.crt")))
+                                                         keyfiles.fingerprint(keyfiles.load_cert(site.root / "pki" / "ca.crt")))
     box = tmp_path / "box"
     done = provision_cli("enroll", "--scan", str(png), "--scan-timeout", "10", "--state-dir", str(box),
                          "--config", str(box / "edge.toml"))
@@ -336,7 +340,7 @@ def test_selftest_checks_reader_printer_lights_and_prints_the_pairing_ticket(cen
         for part in ("ID-card reader", "printer", "LEDs and buzzer", "self-test ticket"):
             assert f"pass  {part}" in test.stdout, test.stdout
         (ticket,) = printer.wait_for_tickets(1)
-        cert_fp = ca.fingerprint(ca.load_cert(box / "device.crt"))
+        cert_fp = keyfiles.fingerprint(keyfiles.load_cert(box / "device.crt"))
         assert ticket.qr_codes == [f"EHCPAIR1;device=box-0077;clinic=clinic-a;cert={cert_fp}"]
         assert any("box-0077" in line for line in ticket.texts)
 

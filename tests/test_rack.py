@@ -248,7 +248,7 @@ def test_rack_result_end_to_end_and_a_malformed_one_refused(tmp_path) -> None:
     from edge import config as edge_config
     from edge.flows.base import FlowContext
     from edge.runtime import build_uplink
-    from provisioning.site import add_device
+    from central.site import add_device
     from tests.mqtt_helpers import running_central, wait_until
 
     with running_central(tmp_path) as (site, store, _):
@@ -292,8 +292,8 @@ def test_rack_result_end_to_end_and_a_malformed_one_refused(tmp_path) -> None:
 def test_the_ingest_stores_a_rack_once_and_refuses_forged_and_malformed_ones(site, store, tmp_path) -> None:
     from edge import config as edge_config
     from edge.runtime import load_identity, open_outbox
-    from mqtt.central.ingest import Inbound, Ingest
-    from provisioning.site import add_device
+    from central.ingest import Inbound, Ingest
+    from central.site import add_device
     from tests.mqtt_helpers import TopicRecordingClient
 
     ingest = Ingest(site.config, store)

@@ -12,19 +12,19 @@ from edge import config as edge_config
 from edge.runtime import build_uplink
 from mqtt import receipts, topics
 from mqtt.uplink import queued_results
-from provisioning import ca
-from provisioning.site import add_device
+from foundation import keyfiles
+from central.site import add_device
 from tests.mqtt_helpers import central_tap, wait_until
 
 
 def test_receipt_round_trip_and_forgeries():
-    central = ca.generate_key()
+    central = keyfiles.generate_key()
     topic = topics.device_topic("c", "d", "ack")
     ids = [bytes(range(16)), bytes(16)]
     signed = receipts.sign_receipt(ids, topic, central)
     assert receipts.open_receipt(signed, topic, central.public_key()) == ids
     with pytest.raises(receipts.ReceiptInvalid, match="bad_signature"):  # another key
-        receipts.open_receipt(receipts.sign_receipt(ids, topic, ca.generate_key()), topic, central.public_key())
+        receipts.open_receipt(receipts.sign_receipt(ids, topic, keyfiles.generate_key()), topic, central.public_key())
     with pytest.raises(receipts.ReceiptInvalid, match="bad_signature"):  # replayed onto another box's topic
         receipts.open_receipt(signed, topics.device_topic("c", "other", "ack"), central.public_key())
     with pytest.raises(receipts.ReceiptInvalid):  # a central status is not a receipt
@@ -46,7 +46,7 @@ def test_box_ignores_an_unsigned_receipt_on_its_ack_topic(site, store, broker, t
         assert up.connected.wait(10)
         intruder = central_tap(site, "not-the-ingest")
         ack = topics.device_topic("clinic-a", "box-1", "ack")
-        forged = receipts.sign_receipt([msg.msg_id.bytes], ack, ca.generate_key())
+        forged = receipts.sign_receipt([msg.msg_id.bytes], ack, keyfiles.generate_key())
         assert intruder.publish(ack, forged) == 0
         intruder.close()
         wait_until(lambda: "ignoring receipt: not signed by the central service (bad_signature)" in caplog.text,

@@ -14,9 +14,9 @@ from edge.reports.publish import (MAX_BODY_BYTES, REPORT_KIND, TICKET_KIND, prin
                                   report_body, summary_fields)
 from edge.reports.structure import structure
 from mqtt import envelope, sealed, topics
-from mqtt.central.ingest import Verifier
-from provisioning import ca
-from provisioning.site import add_device
+from central.ingest import Verifier
+from foundation import keyfiles
+from central.site import add_device
 from tests.flow_helpers import make_ctx, stored
 from tests.report_pages import page, table
 
@@ -139,7 +139,7 @@ def test_summary_of_a_normal_report_says_so() -> None:
 
 def test_central_ingest_accepts_report_results(site, store, tmp_path, report) -> None:
     add_device(site, store, "box-0001", "clinic-a", tmp_path / "box-0001")
-    dev_key = ca.load_private_key(tmp_path / "box-0001" / "device.key")
+    dev_key = keyfiles.load_private_key(tmp_path / "box-0001" / "device.key")
     msg = envelope.Message("box-0001", 1, 1, REPORT_KIND, report_body(report))
     topic = topics.event("clinic-a", "box-0001", REPORT_KIND)
     t, got = Verifier(store, max_bytes=256 * 1024).verify(topic, envelope.sign(msg, topic, dev_key))

@@ -16,7 +16,7 @@ from edge.appliance.retention import RetentionSection, retention_main, run_reten
 from edge.flows.masstest import _SCHEMA as POOL_SCHEMA
 from edge.runtime import load_identity, open_outbox, station_status_path
 from edge.status import write_status
-from provisioning.site import add_device
+from central.site import add_device
 
 HOUR = 3600.0
 

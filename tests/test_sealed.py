@@ -95,8 +95,8 @@ def test_key_files_round_trip(central, tmp_path):
     assert sealed.load_private(path).public_key().public_bytes_raw() == central.public_key().public_bytes_raw()
     pub = sealed.load_public(sealed.public_pem(central.public_key()))
     assert pub.public_bytes_raw() == central.public_key().public_bytes_raw()
-    from provisioning import ca
+    from foundation import keyfiles
 
-    ca.write_private_key(tmp_path / "p256.key", ca.generate_key())
+    keyfiles.write_private_key(tmp_path / "p256.key", keyfiles.generate_key())
     with pytest.raises(ValueError):
         sealed.load_private(tmp_path / "p256.key")

@@ -17,7 +17,7 @@ import pytest
 from edge import config as edge_config
 from edge.runtime import build_uplink, load_identity
 from mqtt import envelope, topics
-from provisioning.site import add_device
+from central.site import add_device
 from tests.mqtt_helpers import RawClient, running_central, wait_until
 
 NOT_AUTHORISED = 135

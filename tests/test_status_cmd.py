@@ -13,7 +13,7 @@ from edge import config as edge_config
 from edge.appliance.status import Probe, collect, render, status_main
 from edge.runtime import load_identity, open_outbox, station_status_path
 from edge.status import write_status
-from provisioning.site import add_device
+from central.site import add_device
 
 
 class FakeProbe(Probe):

@@ -13,17 +13,20 @@ import uuid
 import pytest
 
 from mqtt import envelope, topics
-from mqtt.central import store as store_mod
-from mqtt.central.store import (DUPLICATE, SEQ_CONFLICT, STORED, DeviceRecord, Rejection, SqliteStore, SqlStore,
+from central import store as store_mod
+from central.store import (DUPLICATE, SEQ_CONFLICT, STORED, DeviceRecord, Rejection, SqliteStore, SqlStore,
                                 StoreUnavailable, VerifiedResult, open_store)
-from provisioning import ca
+from cryptography.hazmat.primitives import serialization
+
+from central import ca
+from foundation import keyfiles
 
 CLINIC = "clinic-a"
 def issue_pem(device: str = "box-0001") -> str:
     """A real device certificate (the store records each certificate's serial for revocation lists)."""
     ca_key, ca_cert = _CA
-    cert = ca.issue_client_cert(ca_key, ca_cert, ca.generate_key().public_key(), device)
-    return cert.public_bytes(ca.serialization.Encoding.PEM).decode()
+    cert = ca.issue_client_cert(ca_key, ca_cert, keyfiles.generate_key().public_key(), device)
+    return cert.public_bytes(serialization.Encoding.PEM).decode()
 
 
 _CA = ca.create_ca()
@@ -43,7 +46,7 @@ def db(request, tmp_path) -> SqlStore:
 
 @pytest.fixture(scope="module")
 def key():
-    return ca.generate_key()
+    return keyfiles.generate_key()
 
 
 def result(device: str = "box-0001", boot: int = 1, seq: int = 1, body: dict | None = None, key=None,

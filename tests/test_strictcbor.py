@@ -5,7 +5,7 @@ from __future__ import annotations
 import cbor2
 import pytest
 
-from edge.core.strictcbor import CborRefused, count_items, loads
+from foundation.strictcbor import CborRefused, count_items, loads
 
 BOUNDS = {"max_bytes": 4096, "max_depth": 16, "max_items": 1000}
 

@@ -8,12 +8,12 @@ from edge import config as edge_config
 from edge.runtime import build_uplink
 from edge.trust import TrustListFile
 from mqtt import topics
-from mqtt.central import trust
-from mqtt.central.ingest import Ingest
-from mqtt.central.store import open_store
+from central import trust
+from central.ingest import Ingest
+from central.store import open_store
 from mqtt.trustlist import card_hash, open_signed
-from provisioning import ca
-from provisioning.site import add_device
+from foundation import keyfiles
+from central.site import add_device
 from tests.mqtt_helpers import wait_until
 
 
@@ -26,14 +26,14 @@ def running(site, store, broker):
 
 
 def test_site_signs_a_first_list_with_its_own_ehc1_issuer(site) -> None:
-    central = ca.load_private_key(site.root / "pki" / "central-sign.key").public_key()
+    central = keyfiles.load_private_key(site.root / "pki" / "central-sign.key").public_key()
     first = open_signed(trust.signed_bytes(site.config), central)  # type: ignore[arg-type]
     assert first.version == 1 and [e["iss"] for e in first.ehc1] == ["EHC-SITE"]
 
 
 def test_updates_reach_a_running_box_and_rollbacks_do_not(site, store, running, tmp_path) -> None:
     cfg = edge_config.load(add_device(site, store, "box-0001", "clinic-a", tmp_path / "box"))
-    held = TrustListFile(cfg.trust_path, ca.load_private_key(site.root / "pki" / "central-sign.key").public_key())
+    held = TrustListFile(cfg.trust_path, keyfiles.load_private_key(site.root / "pki" / "central-sign.key").public_key())
     assert held.current().version == 1  # type: ignore[union-attr]
     first_signed = trust.signed_bytes(site.config)
     up = build_uplink(cfg).start()
@@ -60,7 +60,7 @@ def test_stale_or_missing_list_is_an_alert(site, store, tmp_path) -> None:
     cfg = edge_config.load(add_device(site, store, "box-0002", "clinic-a", tmp_path / "box"))
     from edge.runtime import box_health
 
-    central = ca.load_private_key(site.root / "pki" / "central-sign.key").public_key()
+    central = keyfiles.load_private_key(site.root / "pki" / "central-sign.key").public_key()
     held = TrustListFile(cfg.trust_path, central)
     section, alerts = box_health(cfg, held)
     assert section["trust_list"]["version"] == 1 and alerts == []

@@ -10,8 +10,8 @@ import pytest
 from edge.trust import TrustListFile
 from mqtt import envelope, topics
 from mqtt.trustlist import TrustList, TrustListInvalid, card_hash, open_signed, public_key_kid, sign
-from provisioning.ca import generate_key
-from provisioning.files import write_atomic
+from foundation.keyfiles import generate_key
+from foundation.files import write_atomic
 
 
 def _pem(key) -> str:

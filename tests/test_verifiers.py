@@ -14,7 +14,7 @@ from edge.trust import TrustListFile
 from edge.verifiers import TrustedVerifier
 from edge.verify import Outcome
 from mqtt.trustlist import TrustList, card_hash, public_key_kid, sign
-from provisioning.ca import generate_key
+from foundation.keyfiles import generate_key
 from tests.flow_helpers import make_ctx, open_box, qr, stored
 
 CENTRAL, ISSUER = generate_key(), generate_key()

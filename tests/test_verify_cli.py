@@ -14,8 +14,8 @@ from edge import config as edge_config
 from edge.payloads import classify_payload
 from edge.runtime import build_verifier
 from edge.verify import Outcome
-from mqtt.central import trust
-from provisioning.site import add_device
+from central import trust
+from central.site import add_device
 from tests.conftest import shared_dir
 
 SHARED = shared_dir() / "testdata"
@@ -37,7 +37,7 @@ def _dcc_case(name: str = "CH/2DCode/raw/1.json") -> dict:
 
 def test_ehc1_issued_by_the_site_verifies_with_the_box_config(site, store, tmp_path) -> None:
     cfg_path = add_device(site, store, "box-0001", "clinic-a", tmp_path / "box")
-    done = subprocess.run([sys.executable, "-m", "mqtt.central.cli", "card", "issue", "--config",
+    done = subprocess.run([sys.executable, "-m", "central.cli", "card", "issue", "--config",
                            str(site.config_path), "--card-id", "0a" * 16, "--name", "张三丰", "--birth", "1950-01-02",
                            "--sex", "M", "--qr", str(tmp_path / "card.png")], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr

@@ -33,7 +33,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from provisioning.files import write_atomic
+from foundation.files import write_atomic
 
 if TYPE_CHECKING:
     from edge.config import EdgeConfig

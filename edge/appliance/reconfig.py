@@ -20,9 +20,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from edge.core.configbase import ConfigError
+from foundation.configbase import ConfigError
 from mqtt.outbox import OutboxError
-from provisioning.files import write_atomic
+from foundation.files import write_atomic
 
 logger = logging.getLogger(__name__)
 

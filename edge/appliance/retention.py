@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import Field
 
-from edge.core.configbase import ConfigError, StrictModel
+from foundation.configbase import ConfigError, StrictModel
 
 if TYPE_CHECKING:
     from edge.config import EdgeConfig

@@ -32,7 +32,7 @@ from typing import Any, Literal
 
 from edge import config as edge_config
 from edge.config import EdgeConfig
-from edge.core.configbase import CREDENTIAL_PREFIX, ConfigError
+from foundation.configbase import CREDENTIAL_PREFIX, ConfigError
 
 Level = Literal["ok", "info", "warning", "error"]
 

@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from edge.core.cliargs import parse_pairs
+from foundation.cliargs import parse_pairs
 from edge.credentials import TrustStore, ehc1, verify_credential
 from edge.credentials.result import CredentialCheck
 
@@ -68,12 +68,12 @@ def _verify(text: str, args: argparse.Namespace, at: dt.datetime) -> CredentialC
     from edge.credentials.schemas import DccSchemas
     from edge.credentials.valuesets import ValueSet
     from mqtt.trustlist import public_key_kid
-    from provisioning import ca
+    from foundation import keyfiles
 
     trust_list = _trust_list(args)
     issuers: dict[str, Any] = dict(trust_list.ehc1_keys()) if trust_list else {}
     for iss, path in parse_pairs(args.ehc1_issuer, "--ehc1-issuer").items():
-        key = ca.load_public_key(path)
+        key = keyfiles.load_public_key(path)
         issuers[public_key_kid(key)] = (iss, key)
     if text.startswith(ehc1.PREFIX):
         revoked = trust_list.revoked_cards if trust_list else frozenset()
@@ -93,7 +93,7 @@ def _trust_list(args: argparse.Namespace) -> Any:
     if not (args.trust or args.config):
         return None
     from mqtt.trustlist import TrustListInvalid, open_signed
-    from provisioning import ca
+    from foundation import keyfiles
 
     if args.config:
         from edge import config as edge_config
@@ -104,7 +104,7 @@ def _trust_list(args: argparse.Namespace) -> Any:
     else:
         if not args.central_key:
             raise ValueError("--trust needs --central-key (or --config) to check the list's signature")
-        path, central = Path(args.trust), ca.load_public_key(Path(args.central_key))
+        path, central = Path(args.trust), keyfiles.load_public_key(Path(args.central_key))
     try:
         return open_signed(path.read_bytes(), central)
     except TrustListInvalid as exc:

@@ -2,7 +2,7 @@
 
 Every function here is pure and refuses input that would cost more than the credential is worth: decompressed
 output is capped (:data:`MAX_INFLATED`), CBOR and JSON nesting is capped. CBOR goes through the project's one
-strict decoder (:mod:`edge.core.strictcbor`): duplicate map keys are refused, the shared-reference tags 28/29 (which
+strict decoder (:mod:`foundation.strictcbor`): duplicate map keys are refused, the shared-reference tags 28/29 (which
 can build cyclic structures) and every other tag a credential format does not define never decode. Tags 0 and 1
 (date-times), where the caller names them, become :class:`TaggedDateTime`, which :func:`to_json_value` turns into
 text only where the caller expects a date-time.
@@ -25,7 +25,7 @@ from typing import Any
 import base45
 import cbor2
 
-from edge.core import strictcbor
+from foundation import strictcbor
 from edge.credentials.result import CredentialError, Reason
 
 MAX_INFLATED = 64 * 1024
@@ -132,7 +132,7 @@ def _date_times(value: Any, decoders: Mapping[int, Callable[[Any], TaggedDateTim
 
 def cbor_loads(data: bytes, reason: Reason, max_depth: int = MAX_NESTING, *,
                tags: Collection[int] = frozenset()) -> Any:
-    """Decode one complete CBOR item (:func:`edge.core.strictcbor.loads`: no tags but ``tags``, bounded nesting and
+    """Decode one complete CBOR item (:func:`foundation.strictcbor.loads`: no tags but ``tags``, bounded nesting and
     size); ``reason`` names the failure (``too_deep`` for nesting, ``too_large`` for size).
 
     Tags 0 and 1, when named, become :class:`TaggedDateTime`; any other named tag stays a ``cbor2.CBORTag`` for the

@@ -49,7 +49,7 @@ import numpy as np
 from PIL import Image
 from pydantic import Field
 
-from edge.core.configbase import StrictModel
+from foundation.configbase import StrictModel
 from edge.documents.mrz import MrzError, MrzResult, parse_mrz
 from edge.imageprep import check_frame, to_gray
 

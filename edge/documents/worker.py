@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from edge.core.framethread import FrameThread
+from edge.framethread import FrameThread
 from edge.repeats import RepeatFilter
 
 logger = logging.getLogger(__name__)

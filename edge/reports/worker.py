@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from edge.core.framethread import RequestedFrameThread
+from edge.framethread import RequestedFrameThread
 from edge.reports.capture import CaptureRejected
 from edge.reports.model import Report
 

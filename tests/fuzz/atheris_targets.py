@@ -74,7 +74,7 @@ _KEYS: list = []
 def _central_key():  # type: ignore[no-untyped-def]
     """One P-256 public key for the run (made on first use, after the fuzzer's setup)."""
     if not _KEYS:
-        from provisioning.ca import generate_key
+        from foundation.keyfiles import generate_key
 
         _KEYS.append(generate_key().public_key())
     return _KEYS[0]
@@ -146,8 +146,8 @@ def mrz(data: bytes) -> None:
 @target
 def config(data: bytes) -> None:
     from edge.config import EdgeConfig
-    from edge.core.configbase import ConfigError, validate
-    from mqtt.central.config import CentralConfig
+    from foundation.configbase import ConfigError, validate
+    from central.config import CentralConfig
 
     try:
         doc = tomllib.loads(_text(data))

@@ -24,7 +24,7 @@ from mqtt import envelope, lookup, receipts, topics
 from mqtt.receipts import CENTRAL_ID, ReceiptInvalid
 from mqtt.trustlist import KIND as TRUST_KIND
 from mqtt.trustlist import TrustList, TrustListInvalid, card_hash, open_signed, public_key_kid, sign
-from provisioning.ca import generate_key
+from foundation.keyfiles import generate_key
 from tests.fuzz.harness import (
     CBOR_BOMBS, CBOR_HEAVY, assert_reason, fuzz, json_values, memory_bound, mutated, no_hang, with_unknown_curve,
 )

@@ -17,8 +17,8 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from edge import config as edge_config
-from edge.core.configbase import ConfigError
-from mqtt.central import config as central_config
+from foundation.configbase import ConfigError
+from central import config as central_config
 from tests.fuzz.harness import fuzz, mutated, mutated_text, no_hang
 from tests.test_config import CENTRAL_TOML, EDGE_TOML
 

@@ -15,10 +15,12 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from mqtt.central.store import SqlStore
-from provisioning import ca
-from provisioning.central import Enrollment, token_hash
-from provisioning.server import MAX_BODY, build_app
+from central.store import SqlStore
+from cryptography.hazmat.primitives import serialization
+
+from foundation import keyfiles
+from central.enrollment import Enrollment, token_hash
+from central.enrollment_server import MAX_BODY, build_app
 from tests.fuzz.harness import fuzz, json_values, mutated, no_hang, with_unknown_curve
 
 with warnings.catch_warnings():
@@ -26,7 +28,7 @@ with warnings.catch_warnings():
     from starlette.testclient import TestClient
 
 PATHS = ["/v1/enroll", "/v1/renew", "/v1/decommission"]
-CSR = ca.make_csr(ca.generate_key(), "box-7").public_bytes(ca.serialization.Encoding.PEM).decode()
+CSR = keyfiles.make_csr(keyfiles.generate_key(), "box-7").public_bytes(serialization.Encoding.PEM).decode()
 
 
 @pytest.fixture
@@ -87,7 +89,7 @@ def test_fuzz_mutated_enrollment_requests(endpoint, store, data: st.DataObject) 
     client, enrollment = endpoint
     serial = f"box-{len(store.devices()) + 10}"
     qr = enrollment.create_token("clinic-a", serial)
-    csr = ca.make_csr(ca.generate_key(), serial).public_bytes(ca.serialization.Encoding.PEM).decode()
+    csr = keyfiles.make_csr(keyfiles.generate_key(), serial).public_bytes(serialization.Encoding.PEM).decode()
     good = json.dumps({"token": qr.token, "serial": serial, "csr": csr, "facts": {"model": "pi4"}}).encode()
     # The CSR's DER signature and the serial vary in length from run to run; trailing spaces (still valid JSON)
     # give the mutations the same length to draw positions from every time, as hypothesis requires.
@@ -113,7 +115,7 @@ def test_oversized_bodies_are_refused_without_reading_them_all(endpoint, store) 
 
 
 def test_proofs_of_any_shape_are_refused(endpoint, site, store, tmp_path) -> None:
-    from provisioning.site import add_device
+    from central.site import add_device
 
     client, _ = endpoint
     add_device(site, store, "box-9", "clinic-a", tmp_path / "box-9")
@@ -139,7 +141,7 @@ def test_a_csr_with_an_unknown_version_is_refused_bad_csr(endpoint, store) -> No
     """Found by the mutation fuzzer: cryptography raises InvalidVersion, which is not a ValueError."""
     client, enrollment = endpoint
     qr = enrollment.create_token("clinic-a", "box-42")
-    der = ca.make_csr(ca.generate_key(), "box-42").public_bytes(ca.serialization.Encoding.DER)
+    der = keyfiles.make_csr(keyfiles.generate_key(), "box-42").public_bytes(serialization.Encoding.DER)
     der = der.replace(b"\x02\x01\x00", b"\x02\x01\x02", 1)  # CertificationRequestInfo.version 0 -> 2
     pem = b"-----BEGIN CERTIFICATE REQUEST-----\n" + base64.encodebytes(der) + b"-----END CERTIFICATE REQUEST-----\n"
     answer = post(client, "/v1/enroll", json.dumps({"token": qr.token, "serial": "box-42", "csr": pem.decode()}).encode())

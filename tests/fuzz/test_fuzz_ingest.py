@@ -13,8 +13,8 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from mqtt import envelope, topics
-from mqtt.central.ingest import Inbound, Ingest
-from mqtt.central.store import SqlStore
+from central.ingest import Inbound, Ingest
+from central.store import SqlStore
 from tests.fuzz.harness import fuzz, json_values, mutated, no_hang
 from tests.test_ingest_unit import Box, FakeClient
 

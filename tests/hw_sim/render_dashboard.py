@@ -13,11 +13,11 @@ import sys
 import tempfile
 from pathlib import Path
 
-from mqtt.central.broker import free_port
-from mqtt.central.dashboard.app import Dashboard
-from mqtt.central.dashboard.auth import hash_password
-from mqtt.central.store import open_store
-from provisioning.site import init_central
+from central.broker import free_port
+from central.dashboard.app import Dashboard
+from central.dashboard.auth import hash_password
+from central.store import open_store
+from central.site import init_central
 from tests.dashboard_helpers import PASSWORD, browser_login, chromium_path, serving
 from tests.hw_sim.fleet import populate
 

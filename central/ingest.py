@@ -11,7 +11,7 @@ batch that fails for any other reason is processed again one message at a time, 
 fails is kept whole as a *dead letter* (``dead_letters``, with the reason, counted as refused) and
 acknowledged, so it is neither retried forever nor lost. A message that keeps a worker busy for
 :data:`HUNG_AFTER` seconds gets the worker killed by its supervisor and is marked; when the broker delivers it
-again it goes to the dead letters unread (:mod:`mqtt.central.service`).
+again it goes to the dead letters unread (:mod:`central.service`).
 """
 
 from __future__ import annotations
@@ -31,12 +31,12 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, x25519
 
 from mqtt import auditchain, envelope, face, lookup, rackbody, receipts, sealed, topics
-from mqtt.central import trust
-from mqtt.central.config import CentralConfig
-from mqtt.central.store import DUPLICATE, QUARANTINED, SEQ_CONFLICT, STORED, Rejection, SqlStore, StoreUnavailable, \
+from central import trust
+from central.config import CentralConfig
+from central.store import DUPLICATE, QUARANTINED, SEQ_CONFLICT, STORED, Rejection, SqlStore, StoreUnavailable, \
     VerifiedResult, body_json, dead_letter_key, unreachable
 from mqtt.client import connect_properties, new_client
-from provisioning.ca import common_name, load_cert, load_private_key
+from foundation.keyfiles import common_name, load_cert, load_private_key
 
 logger = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
-from mqtt.central.dashboard.accounts import Accounts
+from central.dashboard.accounts import Accounts
 
 OUTCOMES = ("green", "yellow", "red")
 HOUR = 3600

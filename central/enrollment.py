@@ -19,14 +19,16 @@ from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
-from mqtt.central.broker import reload_broker
-from mqtt.central.config import CentralConfig
+from central.broker import reload_broker
+from central.config import CentralConfig
 from mqtt import envelope, sealed
-from mqtt.central.store import DeviceRecord, SqlStore
+from central.store import DeviceRecord, SqlStore
 from mqtt.topics import TopicError, check_name
-from provisioning import ca, crl
+from central import crl
+from central import ca
+from foundation import keyfiles
 from provisioning.qrtext import ProvisioningQr
-from provisioning.site import RESERVED_IDS
+from central.site import RESERVED_IDS
 
 logger = logging.getLogger(__name__)
 
@@ -66,8 +68,8 @@ class Enrollment:
     store: SqlStore
 
     def __post_init__(self) -> None:
-        self.ca_cert = ca.load_cert(self.cfg.path(self.cfg.broker.ca))
-        self._ca_key = ca.load_private_key(self.cfg.path(self.cfg.enrollment.ca_key))
+        self.ca_cert = keyfiles.load_cert(self.cfg.path(self.cfg.broker.ca))
+        self._ca_key = keyfiles.load_private_key(self.cfg.path(self.cfg.enrollment.ca_key))
 
     # -- tokens --------------------------------------------------------------------------------------
     def create_token(self, clinic: str, serial: str, ttl: int | None = None, reenroll: bool = False) -> ProvisioningQr:
@@ -88,7 +90,7 @@ class Enrollment:
         self.store.add_token(token_hash(token), clinic, serial, expires, reenroll)
         logger.info("enrollment token issued for %s at %s, valid %d s%s", serial, clinic,
                     ttl or self.cfg.enrollment.token_ttl, " (re-enrollment)" if reenroll else "")
-        return ProvisioningQr(self.cfg.enrollment_url, token, ca.fingerprint(self.ca_cert), clinic, serial)
+        return ProvisioningQr(self.cfg.enrollment_url, token, keyfiles.fingerprint(self.ca_cert), clinic, serial)
 
     # -- enrollment ----------------------------------------------------------------------------------
     def enroll(self, request: Any) -> dict[str, Any]:
@@ -140,7 +142,7 @@ class Enrollment:
 
     def _trust_lists(self) -> dict[str, str]:
         """``{"signed": <base64 of the signed trust list>}``, or ``{}`` when the site has none."""
-        from mqtt.central import trust
+        from central import trust
 
         signed = trust.signed_bytes(self.cfg)
         return {"signed": base64.b64encode(signed).decode()} if signed else {}
@@ -227,7 +229,7 @@ class Enrollment:
 
     def signing_public_pem(self) -> str:
         """Public half of the central signing key (boxes verify central-signed documents with it)."""
-        key = ca.load_private_key(self.cfg.path(self.cfg.enrollment.signing_key))
+        key = keyfiles.load_private_key(self.cfg.path(self.cfg.enrollment.signing_key))
         return key.public_key().public_bytes(serialization.Encoding.PEM,
                                              serialization.PublicFormat.SubjectPublicKeyInfo).decode()
 

@@ -24,7 +24,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from mqtt.central.store import SqlStore, VerifiedResult
+    from central.store import SqlStore, VerifiedResult
 
 logger = logging.getLogger(__name__)
 

@@ -16,11 +16,12 @@ import tomli_w
 from cryptography.hazmat.primitives import serialization
 
 from mqtt import sealed
-from mqtt.central import config as central_config
-from mqtt.central.broker import DASHBOARD_ID, OPERATOR_ID
-from mqtt.central.store import SqlStore
-from provisioning import ca
-from provisioning.files import write_atomic, write_secret
+from central import config as central_config
+from central.broker import DASHBOARD_ID, OPERATOR_ID
+from central.store import SqlStore
+from central import ca
+from foundation import keyfiles
+from foundation.files import write_atomic, write_secret
 
 logger = logging.getLogger(__name__)
 
@@ -46,10 +47,10 @@ def issue_central_identity(pki: Path, name: str, cn: str, days: int = 825) -> No
         raise ValueError("a central identity's CN has no '/'")
     if (pki / f"{name}.key").exists():
         return
-    ca_key, ca_cert = ca.load_private_key(pki / "ca.key"), ca.load_cert(pki / "ca.crt")
-    key = ca.generate_key()
-    ca.write_private_key(pki / f"{name}.key", key)
-    ca.write_cert(pki / f"{name}.crt", ca.issue_client_cert(ca_key, ca_cert, key.public_key(), cn, days))
+    ca_key, ca_cert = keyfiles.load_private_key(pki / "ca.key"), keyfiles.load_cert(pki / "ca.crt")
+    key = keyfiles.generate_key()
+    keyfiles.write_private_key(pki / f"{name}.key", key)
+    keyfiles.write_cert(pki / f"{name}.crt", ca.issue_client_cert(ca_key, ca_cert, key.public_key(), cn, days))
 
 
 def new_share_group() -> str:
@@ -70,13 +71,13 @@ def init_central(root: Path, port: int, db_url: str = "sqlite:central.db", host:
     pki = root / "pki"
     if not (pki / "ca.key").exists():
         ca_key, ca_cert = ca.create_ca()
-        ca.write_private_key(pki / "ca.key", ca_key)
-        ca.write_cert(pki / "ca.crt", ca_cert)
-    ca_key, ca_cert = ca.load_private_key(pki / "ca.key"), ca.load_cert(pki / "ca.crt")
+        keyfiles.write_private_key(pki / "ca.key", ca_key)
+        keyfiles.write_cert(pki / "ca.crt", ca_cert)
+    ca_key, ca_cert = keyfiles.load_private_key(pki / "ca.key"), keyfiles.load_cert(pki / "ca.crt")
     if not (pki / "broker.key").exists():
-        key = ca.generate_key()
-        ca.write_private_key(pki / "broker.key", key)
-        ca.write_cert(pki / "broker.crt", ca.issue_server_cert(ca_key, ca_cert, key.public_key(), [host, "localhost"]))
+        key = keyfiles.generate_key()
+        keyfiles.write_private_key(pki / "broker.key", key)
+        keyfiles.write_cert(pki / "broker.crt", ca.issue_server_cert(ca_key, ca_cert, key.public_key(), [host, "localhost"]))
     path = root / "central.toml"
     ingest = central_config.load(path).ingest if path.exists() else central_config.IngestSection()
     for n in range(max(workers, MIN_INGEST_CERTS)):
@@ -84,15 +85,15 @@ def init_central(root: Path, port: int, db_url: str = "sqlite:central.db", host:
     issue_central_identity(pki, "dashboard", DASHBOARD_ID)
     issue_central_identity(pki, "operator", OPERATOR_ID)
     if not (pki / "central-sign.key").exists():
-        ca.write_private_key(pki / "central-sign.key", ca.generate_key())
+        keyfiles.write_private_key(pki / "central-sign.key", keyfiles.generate_key())
     if not (pki / "ehc1-issuer.key").exists():
-        ca.write_private_key(pki / "ehc1-issuer.key", ca.generate_key())
+        keyfiles.write_private_key(pki / "ehc1-issuer.key", keyfiles.generate_key())
     if not (pki / "pseudonym.key").exists():
         write_secret(pki / "pseudonym.key", secrets.token_bytes(32))
     if not (pki / "central-seal.key").exists():
         write_secret(pki / "central-seal.key", sealed.private_pem(sealed.generate_key()))
     if not (pki / "crl.pem").exists():
-        from provisioning.crl import build_crl, write_crl
+        from central.crl import build_crl, write_crl
 
         write_crl(pki / "crl.pem", build_crl(ca_key, ca_cert, []))
     if path.exists():  # an existing configuration is the operator's: never rewritten
@@ -117,7 +118,7 @@ def init_central(root: Path, port: int, db_url: str = "sqlite:central.db", host:
 
 def _with_trust_list(site: Site) -> Site:
     """Sign the site's first trust list (its own EHC1 issuer) if it has none yet."""
-    from mqtt.central import trust
+    from central import trust
 
     if trust.signed_bytes(site.config) is None:
         trust.update(site.config)
@@ -135,21 +136,21 @@ def add_device(site: Site, store: SqlStore, device_id: str, clinic: str, box_dir
     box_dir.mkdir(parents=True, exist_ok=True)
     key_path = box_dir / "device.key"
     if not key_path.exists():
-        ca.write_private_key(key_path, ca.generate_key())
-    public = ca.load_private_key(key_path).public_key()
-    ca_key = ca.load_private_key(site.root / "pki" / "ca.key")
-    ca_cert = ca.load_cert(site.root / "pki" / "ca.crt")
+        keyfiles.write_private_key(key_path, keyfiles.generate_key())
+    public = keyfiles.load_private_key(key_path).public_key()
+    ca_key = keyfiles.load_private_key(site.root / "pki" / "ca.key")
+    ca_cert = keyfiles.load_cert(site.root / "pki" / "ca.crt")
     cert = ca.issue_device_cert(ca_key, ca_cert, public, clinic, device_id)
-    ca.write_cert(box_dir / "device.crt", cert)
-    ca.write_cert(box_dir / "ca.crt", ca_cert)
+    keyfiles.write_cert(box_dir / "device.crt", cert)
+    keyfiles.write_cert(box_dir / "ca.crt", ca_cert)
     write_secret(box_dir / "pseudonym.key", (site.root / "pki" / "pseudonym.key").read_bytes())
-    from mqtt.central import trust
+    from central import trust
 
     signed = trust.signed_bytes(site.config)
     if signed is not None:
         (box_dir / "state").mkdir(parents=True, exist_ok=True)
         (box_dir / "state" / "trust-list.cose").write_bytes(signed)
-    central = ca.load_private_key(site.root / "pki" / "central-sign.key").public_key()
+    central = keyfiles.load_private_key(site.root / "pki" / "central-sign.key").public_key()
     (box_dir / "central-sign.pub").write_bytes(central.public_bytes(serialization.Encoding.PEM,
                                                                     serialization.PublicFormat.SubjectPublicKeyInfo))
     seal = sealed.load_private(site.config.path(site.config.enrollment.seal_key)).public_key()

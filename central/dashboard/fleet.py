@@ -18,8 +18,8 @@ from typing import Any, Callable
 
 from cryptography import x509
 
-from mqtt.central.dashboard.accounts import Accounts
-from mqtt.central.store import SAFE_SUM, safe_count
+from central.dashboard.accounts import Accounts
+from central.store import SAFE_SUM, safe_count
 
 logger = logging.getLogger(__name__)
 

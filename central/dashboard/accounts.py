@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Iterator
 
-from mqtt.central.store import DeviceRecord, SqlStore
+from central.store import DeviceRecord, SqlStore
 from mqtt.topics import check_name
 
 ROLES = ("viewer", "technician", "admin")

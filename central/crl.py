@@ -10,7 +10,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from provisioning.files import write_atomic
+from foundation.files import write_atomic
 
 logger = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ on it, the supervisor says ``stop``. A process killed while holding a multiproce
 it held for good; a pipe just reaches end-of-file, which also tells a worker that its supervisor is gone.
 
 Each worker also writes, into a small lock-free shared record (:class:`Progress`), which message it is checking
-and since when. A worker that spends more than :data:`~mqtt.central.ingest.HUNG_AFTER` seconds on one message
+and since when. A worker that spends more than :data:`~central.ingest.HUNG_AFTER` seconds on one message
 is alive but stuck (a loop in a decoder holds even the worker's own threads back): the supervisor marks that
 message as a dead letter, kills the worker and starts another, which keeps the message aside unread when the
 broker delivers it again.
@@ -22,12 +22,12 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, Callable
 
-from edge.core import sdnotify
-from edge.core.logs import setup_logging
-from edge.core.signals import stop_event_on_signals
-from mqtt.central import config as central_config
-from mqtt.central.ingest import HUNG_AFTER, Ingest
-from mqtt.central.store import SqlStore, StoreUnavailable, open_store
+from foundation import sdnotify
+from foundation.logs import setup_logging
+from foundation.signals import stop_event_on_signals
+from central import config as central_config
+from central.ingest import HUNG_AFTER, Ingest
+from central.store import SqlStore, StoreUnavailable, open_store
 from mqtt.topics import INGEST_SHARE_GROUP
 
 logger = logging.getLogger(__name__)
@@ -63,7 +63,7 @@ class Progress:
 
 def _worker_certificate_problem(cfg: central_config.CentralConfig, worker: int) -> str | None:
     """Why worker ``worker`` cannot connect as itself (no certificate, or one of another identity), or None."""
-    from provisioning.ca import common_name, load_cert
+    from foundation.keyfiles import common_name, load_cert
 
     cert, _ = cfg.ingest_cert(worker)
     try:

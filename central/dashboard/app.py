@@ -23,17 +23,17 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from mqtt.central.config import CentralConfig
-from mqtt.central.dashboard import charts
-from mqtt.central.dashboard.accounts import ROLES, Accounts, User, UserError
-from mqtt.central.dashboard.actions import COMMANDS, Actions, NotAllowed
-from mqtt.central.dashboard.auth import (COOKIE, LOGIN_COOKIE, PasswordChecks, PasswordError, Session, Sessions,
+from central.config import CentralConfig
+from central.dashboard import charts
+from central.dashboard.accounts import ROLES, Accounts, User, UserError
+from central.dashboard.actions import COMMANDS, Actions, NotAllowed
+from central.dashboard.auth import (COOKIE, LOGIN_COOKIE, PasswordChecks, PasswordError, Session, Sessions,
                                          Throttle, hash_password, same_token)
-from mqtt.central.dashboard.events import Broadcaster, Event
-from mqtt.central.dashboard.fleet import STATES, DeviceView, Fleet, ago, utc
-from mqtt.central.dashboard.live import FleetWatcher
-from mqtt.central.dashboard.throughput import OUTCOMES, throughput
-from mqtt.central.store import SqlStore
+from central.dashboard.events import Broadcaster, Event
+from central.dashboard.fleet import STATES, DeviceView, Fleet, ago, utc
+from central.dashboard.live import FleetWatcher
+from central.dashboard.throughput import OUTCOMES, throughput
+from central.store import SqlStore
 
 logger = logging.getLogger(__name__)
 

@@ -1,8 +1,8 @@
 """What an authorised technician may do from the dashboard, each written to the audit log.
 
-The same code paths as the ``ehc-central`` commands: :meth:`provisioning.central.Enrollment.create_token`
-(``token create``), :meth:`~provisioning.central.Enrollment.revoke` (``device revoke``: registry, CRL,
-broker reload) and :class:`mqtt.central.commands.CommandClient` (``command``).
+The same code paths as the ``ehc-central`` commands: :meth:`central.enrollment.Enrollment.create_token`
+(``token create``), :meth:`~central.enrollment.Enrollment.revoke` (``device revoke``: registry, CRL,
+broker reload) and :class:`central.commands.CommandClient` (``command``).
 """
 
 from __future__ import annotations
@@ -13,12 +13,12 @@ from typing import Any, Callable
 
 import segno
 
-from mqtt.central.broker import DASHBOARD_ID
-from mqtt.central.commands import CommandClient, CommandTimeout
-from mqtt.central.config import CentralConfig
-from mqtt.central.dashboard.accounts import Accounts, User
+from central.broker import DASHBOARD_ID
+from central.commands import CommandClient, CommandTimeout
+from central.config import CentralConfig
+from central.dashboard.accounts import Accounts, User
 from mqtt.envelope import EnvelopeError
-from provisioning.central import Enrollment
+from central.enrollment import Enrollment
 
 logger = logging.getLogger(__name__)
 

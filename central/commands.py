@@ -1,7 +1,7 @@
 """Send a command to a box and wait for its signed answer (``ehc-central command``, the dashboard).
 
 :class:`CommandRequester` publishes requests on an MQTT session it is given and matches the answers by their
-correlation data; the dashboard runs it on its one session (:mod:`mqtt.central.dashboard.live`), since the
+correlation data; the dashboard runs it on its one session (:mod:`central.dashboard.live`), since the
 broker gives every certificate exactly one client id. :class:`CommandClient` is a requester with a session
 of its own, for the ``ehc-central`` commands (identity ``ehc-central``).
 """
@@ -18,8 +18,8 @@ import cbor2
 from cryptography import x509
 
 from mqtt import commands, envelope, topics
-from mqtt.central.broker import OPERATOR_ID
-from mqtt.central.config import CentralConfig
+from central.broker import OPERATOR_ID
+from central.config import CentralConfig
 from mqtt.client import connect_properties, new_client
 
 logger = logging.getLogger(__name__)

@@ -12,15 +12,15 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from edge.core.cliargs import parse_pairs
-from edge.core.configbase import ConfigError
-from edge.core.logs import setup_logging
+from foundation.cliargs import parse_pairs
+from foundation.configbase import ConfigError
+from foundation.logs import setup_logging
 from mqtt import topics
-from mqtt.central import config as central_config
-from mqtt.central.broker import write_config
-from mqtt.central.store import open_store
-from provisioning import ca
-from provisioning.site import RESERVED_IDS
+from central import config as central_config
+from central.broker import write_config
+from central.store import open_store
+from foundation import keyfiles
+from central.site import RESERVED_IDS
 
 
 def _store(args: argparse.Namespace):
@@ -40,7 +40,7 @@ def cmd_mosquitto_conf(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from mqtt.central.service import serve
+    from central.service import serve
 
     return serve(Path(args.config), args.workers)
 
@@ -64,7 +64,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 def cmd_audit(args: argparse.Namespace) -> int:
     """Audit-chain heads and alerts (forks, gaps, resets) as JSON; exit 1 while an alert is open."""
-    from mqtt.central.audit import acknowledge, report
+    from central.audit import acknowledge, report
 
     store = _store(args)
     try:
@@ -93,10 +93,10 @@ def cmd_devices(args: argparse.Namespace) -> int:
 def cmd_device_add(args: argparse.Namespace) -> int:
     if args.id in RESERVED_IDS:
         raise SystemExit(f"ehc-central: device id {args.id!r} is reserved")
-    cert = ca.load_cert(Path(args.cert))
-    if ca.common_name(cert) != ca.device_cn(args.clinic, args.id):
-        raise SystemExit(f"ehc-central: certificate CN {ca.common_name(cert)!r} is not "
-                         f"{ca.device_cn(args.clinic, args.id)!r}")
+    cert = keyfiles.load_cert(Path(args.cert))
+    if keyfiles.common_name(cert) != keyfiles.device_cn(args.clinic, args.id):
+        raise SystemExit(f"ehc-central: certificate CN {keyfiles.common_name(cert)!r} is not "
+                         f"{keyfiles.device_cn(args.clinic, args.id)!r}")
     store = _store(args)
     store.register_device(args.id, args.clinic, cert.public_bytes(serialization.Encoding.PEM).decode())
     store.close()
@@ -105,7 +105,7 @@ def cmd_device_add(args: argparse.Namespace) -> int:
 
 
 def cmd_device_revoke(args: argparse.Namespace) -> int:
-    from provisioning.central import Enrollment
+    from central.enrollment import Enrollment
 
     cfg = central_config.load(args.config)
     store = open_store(cfg.database_url)
@@ -119,7 +119,7 @@ def cmd_device_revoke(args: argparse.Namespace) -> int:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    from provisioning.site import init_central
+    from central.site import init_central
 
     root = Path(args.dir)
     site = init_central(root, args.port, db_url=args.database, host=args.host, enroll_port=args.enroll_port,
@@ -127,14 +127,14 @@ def cmd_init(args: argparse.Namespace) -> int:
     open_store(site.config.database_url).close()
     conf = write_config(site.config)
     print(f"central site in {root}: config {site.config_path}, broker config {conf}, "
-          f"CA fingerprint {ca.fingerprint(ca.load_cert(root / 'pki' / 'ca.crt'))}")
+          f"CA fingerprint {keyfiles.fingerprint(keyfiles.load_cert(root / 'pki' / 'ca.crt'))}")
     return 0
 
 
 def cmd_token_create(args: argparse.Namespace) -> int:
     import segno
 
-    from provisioning.central import Enrollment
+    from central.enrollment import Enrollment
 
     cfg = central_config.load(args.config)
     store = open_store(cfg.database_url)
@@ -166,9 +166,9 @@ def _duration(text: str | None) -> int | None:
 
 
 def cmd_enroll_serve(args: argparse.Namespace) -> int:
-    from edge.core import sdnotify
-    from provisioning.central import Enrollment
-    from provisioning.server import make_server
+    from foundation import sdnotify
+    from central.enrollment import Enrollment
+    from central.enrollment_server import make_server
 
     cfg = central_config.load(args.config)
     store = open_store(cfg.database_url)
@@ -180,7 +180,7 @@ def cmd_enroll_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_command(args: argparse.Namespace) -> int:
-    from mqtt.central.commands import CommandClient, CommandTimeout
+    from central.commands import CommandClient, CommandTimeout
 
     cfg = central_config.load(args.config)
     store = open_store(cfg.database_url)
@@ -197,7 +197,7 @@ def cmd_command(args: argparse.Namespace) -> int:
 
 
 def cmd_dashboard(args: argparse.Namespace) -> int:
-    from mqtt.central.dashboard.server import run
+    from central.dashboard.server import run
 
     return run(args.config)
 
@@ -206,8 +206,8 @@ def cmd_user_add(args: argparse.Namespace) -> int:
     """Add or change a dashboard user; the password comes from the terminal or one line of stdin."""
     import getpass
 
-    from mqtt.central.dashboard.accounts import Accounts, UserError, check_user
-    from mqtt.central.dashboard.auth import PasswordError, hash_password
+    from central.dashboard.accounts import Accounts, UserError, check_user
+    from central.dashboard.auth import PasswordError, hash_password
 
     try:
         check_user(args.name, args.role, args.clinic)
@@ -243,7 +243,7 @@ def cmd_card_issue(args: argparse.Namespace) -> int:
     try:
         card = Card(card_id=args.card_id.lower(), name=args.name, birth_date=args.birth, sex=args.sex,
                     status=args.status, guardian=args.guardian.lower() if args.guardian else None)
-        text = issue(card, ca.load_private_key(cfg.path(cfg.trust.ehc1_issuer_key)), cfg.trust.ehc1_issuer_id,
+        text = issue(card, keyfiles.load_private_key(cfg.path(cfg.trust.ehc1_issuer_key)), cfg.trust.ehc1_issuer_id,
                      ttl=args.ttl)
     except ValueError as exc:
         print(f"ehc-central: {exc}", file=sys.stderr)
@@ -257,7 +257,7 @@ def cmd_card_issue(args: argparse.Namespace) -> int:
 def cmd_lookups(args: argparse.Namespace) -> int:
     """Resolve scans the boxes recorded while they could not reach the card platform."""
     from mqtt import lookup
-    from mqtt.central.ingest import resolve_lookup
+    from central.ingest import resolve_lookup
 
     cfg = central_config.load(args.config)
     store = open_store(cfg.database_url)
@@ -273,7 +273,7 @@ def cmd_lookups(args: argparse.Namespace) -> int:
 
 def cmd_trust_update(args: argparse.Namespace) -> int:
     """Change the trust list, sign the new version, and publish it retained (unless --no-publish)."""
-    from mqtt.central import trust
+    from central import trust
 
     cfg = central_config.load(args.config)
     try:
@@ -292,7 +292,7 @@ def cmd_trust_update(args: argparse.Namespace) -> int:
     print(f"trust list version {new.version}: {len(new.ehc1)} EHC1, {len(new.dcc)} DCC, {len(new.shc)} SHC issuers, "
           f"{len(new.revoked_cards)} revoked cards, {len(new.dcc_valuesets)} DCC value sets; {trust.signed_path(cfg)}")
     if not args.no_publish:
-        from mqtt.central.commands import publish_retained
+        from central.commands import publish_retained
 
         publish_retained(cfg, topics.TRUST_LIST, trust.signed_bytes(cfg) or b"")
         print("published retained on", topics.TRUST_LIST)

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import uvicorn
 
-from mqtt.central import config as central_config
-from mqtt.central.config import CentralConfig
-from mqtt.central.dashboard.app import Dashboard, build_app
-from mqtt.central.store import open_store
+from central import config as central_config
+from central.config import CentralConfig
+from central.dashboard.app import Dashboard, build_app
+from central.store import open_store
 
 logger = logging.getLogger(__name__)
 
@@ -28,7 +28,7 @@ def make_server(cfg: CentralConfig, dash: Dashboard, port: int | None = None) ->
 
 def run(config_path: str | Path) -> int:
     """``ehc-central dashboard``: serve until SIGTERM / SIGINT."""
-    from edge.core import sdnotify
+    from foundation import sdnotify
 
     cfg = central_config.load(config_path)
     store = open_store(cfg.database_url)

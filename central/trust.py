@@ -20,10 +20,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from mqtt.central.config import CentralConfig
+from central.config import CentralConfig
 from mqtt.trustlist import TrustList, card_hash, public_key_kid, sign
-from provisioning import ca
-from provisioning.files import write_atomic
+from foundation import keyfiles
+from foundation.files import write_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -116,12 +116,12 @@ def update(cfg: CentralConfig, changes: Changes | None = None) -> TrustList:
     """Apply ``changes`` (always including the site's own EHC1 issuer), raise the version, sign, store."""
     changes = changes or Changes()
     src = load_source(cfg)
-    issuer = ca.load_private_key(cfg.path(cfg.trust.ehc1_issuer_key)).public_key()
+    issuer = keyfiles.load_private_key(cfg.path(cfg.trust.ehc1_issuer_key)).public_key()
     issuers = {e["kid"]: e for e in src["ehc1"]}
     issuers[public_key_kid(issuer)] = {"kid": public_key_kid(issuer), "iss": cfg.trust.ehc1_issuer_id,
                                        "key": _pem(issuer)}
     for iss, path in changes.ehc1_issuers.items():
-        key = ca.load_public_key(path)
+        key = keyfiles.load_public_key(path)
         issuers[public_key_kid(key)] = {"kid": public_key_kid(key), "iss": iss, "key": _pem(key)}
     dcc = {e["kid"] + e["cert"]: e for e in src["dcc"]}
     for path in changes.dcc_certs:
@@ -134,7 +134,7 @@ def update(cfg: CentralConfig, changes: Changes | None = None) -> TrustList:
     valuesets = _merge_valuesets(src.get("dcc_valuesets", []), changes.value_sets)
     trust = TrustList(int(src["version"]) + 1, time.time(), tuple(issuers.values()), tuple(dcc.values()),
                       tuple(shc.values()), frozenset(revoked), src.get("shc_crl", {}), tuple(valuesets))
-    key = ca.load_private_key(cfg.path(cfg.enrollment.signing_key))
+    key = keyfiles.load_private_key(cfg.path(cfg.enrollment.signing_key))
     folder = trust_dir(cfg)
     write_atomic(folder / SIGNED, sign(trust, key))
     body = trust.body()

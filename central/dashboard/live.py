@@ -5,7 +5,7 @@ broker allows one session per certificate), outside the ingest's shared group, s
 without taking any from the ingest. The ACL lets it read status, birth, health and command answers, and
 write commands. Status is the box's (or, as its last will, the broker's) retained ``online`` / ``offline``;
 birth and health documents are verified against the registered device key like the ingest does. Each
-accepted message updates the :class:`~mqtt.central.dashboard.fleet.Fleet` overlay and is pushed to the
+accepted message updates the :class:`~central.dashboard.fleet.Fleet` overlay and is pushed to the
 open pages. Remote commands go out over the same session (:attr:`FleetWatcher.commands`).
 
 A message that cannot be handled is logged and dropped: nothing one box sends stops the watcher.
@@ -18,11 +18,11 @@ import threading
 from typing import Any, Callable
 
 from mqtt import topics
-from mqtt.central.broker import DASHBOARD_ID
-from mqtt.central.commands import RESPONSES, CommandRequester
-from mqtt.central.config import CentralConfig
-from mqtt.central.dashboard.fleet import Fleet
-from mqtt.central.ingest import PRESENCE_VALUES, RejectedMessage, Verifier
+from central.broker import DASHBOARD_ID
+from central.commands import RESPONSES, CommandRequester
+from central.config import CentralConfig
+from central.dashboard.fleet import Fleet
+from central.ingest import PRESENCE_VALUES, RejectedMessage, Verifier
 from mqtt.client import connect_properties, new_client
 
 logger = logging.getLogger(__name__)

@@ -20,9 +20,9 @@ import subprocess
 import time
 from pathlib import Path
 
-from mqtt.central.config import CentralConfig
+from central.config import CentralConfig
 from mqtt.topics import CENTRAL_STATUS, PREFIX, TRUST_LIST
-from provisioning.files import write_atomic
+from foundation.files import write_atomic
 
 logger = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@
 ``POST /v1/renew``   ``{device_id, csr, proof}`` → a new certificate for the same key
 ``POST /v1/decommission``  ``{device_id, proof}`` → the device is revoked
 
-``proof`` is base64 of a COSE_Sign1 by the current device key (see :func:`provisioning.central.proof_topic`).
+``proof`` is base64 of a COSE_Sign1 by the current device key (see :func:`central.enrollment.proof_topic`).
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from mqtt.central.config import CentralConfig
-from provisioning.central import Enrollment, EnrollmentError
+from central.config import CentralConfig
+from central.enrollment import Enrollment, EnrollmentError
 
 logger = logging.getLogger(__name__)
 

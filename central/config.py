@@ -6,7 +6,7 @@ from pathlib import Path
 
 from pydantic import Field, field_validator
 
-from edge.core.configbase import StrictModel, load_toml, resolve_path
+from foundation.configbase import StrictModel, load_toml, resolve_path
 from mqtt.topics import INGEST_SHARE_GROUP, check_name
 
 DEFAULT_PATH = Path("/etc/ehc-edge/central.toml")
