@@ -19,7 +19,7 @@
 # CPU computes the dynamic-range int8 models wrongly).
 # Last line: `arm64: bookworm=ok trixie=ok demo=ok tests=N passed` (N: both releases together); exit 1 if
 # anything failed.
-# Run as root (mounts, chroot); installs mmdebstrap, qemu-user-static and binfmt-support when missing.
+# Run as root (mounts, chroot); installs mmdebstrap, arch-test (its foreign-architecture check), qemu-user-static and binfmt-support when missing.
 set -euo pipefail
 
 usage() { sed -n '2,23s/^# \{0,1\}//p' "$0"; }
@@ -116,7 +116,7 @@ fi
 
 host_tools() {
     local missing=() pkg
-    for pkg in mmdebstrap qemu-user-static binfmt-support; do
+    for pkg in mmdebstrap arch-test qemu-user-static binfmt-support; do
         [ "$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)" = "install ok installed" ] || missing+=("$pkg")
     done
     if [ ${#missing[@]} -gt 0 ]; then
