@@ -191,7 +191,7 @@ class Bench:
         try:
             psycopg.connect(admin, connect_timeout=3).close()
         except psycopg.OperationalError:
-            from tests.faults import PgCluster
+            from tests.support.faults import PgCluster
 
             cluster = PgCluster()
             admin = cluster.start()

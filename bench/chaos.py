@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Chaos benchmark: every fault scenario of ``tests/faults.py`` at a larger scale, with a table of counts.
+"""Chaos benchmark: every fault scenario of ``tests/support/faults.py`` at a larger scale, with a table of counts.
 
 For each scenario a fresh site is laid out (real Mosquitto, ``ehc-central serve``, per box a producer
 process committing signed results and the real ``ehc-edge uplink``), the faults are applied while the
@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 import threadcap  # noqa: E402,F401  (--threads N, default 1: per-core figures)
 
-from tests.faults import SCENARIOS, PgCluster, Rig, RigOptions, Tally, run_scenario  # noqa: E402
+from tests.support.faults import SCENARIOS, PgCluster, Rig, RigOptions, Tally, run_scenario  # noqa: E402
 
 
 def main() -> int:

@@ -3,7 +3,7 @@
 
 Runs every case of ``../shared/testdata/dcc`` (each with its own signer as the only trusted key, at its validation
 clock, with the DCC schemas and the shipped value sets) and compares every ``EXPECTED*`` flag the case sets with
-what our code says about that step (:mod:`tests.dcc_cases`). Prints per country: cases, cases agreeing on every
+what our code says about that step (:mod:`tests.support.dcc_cases`). Prints per country: cases, cases agreeing on every
 flag, flags agreeing / flags evaluated, flags waived (``tests/data/dcc_waivers.csv``, upstream's own known
 issues), and the cases upstream expects to verify that the value-set check refuses, with the field, the code and the
 value set with its date. The last line is ``dcc_conformance: agree=A/T flags, C/N cases``.
@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import threadcap  # noqa: E402,F401  (--threads N, default 1: per-core figures)
 
 from edge.credentials.schemas import DccSchemas  # noqa: E402
-from tests.dcc_cases import CASES, DCC, Case, case_id, load_waivers  # noqa: E402
+from tests.support.dcc_cases import CASES, DCC, Case, case_id, load_waivers  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -42,21 +42,21 @@ REBUILD=0
 # central packages, gpiozero without a pin factory. The slow property-based fuzz cases and the full OCR
 # accuracy sets stay in the x86 suite.
 NATIVE_TESTS=(
-    tests/test_face_models.py tests/test_face_passive.py
-    tests/test_decode_cli.py::test_decode_prints_codes_positions_and_time
-    tests/test_scanner.py::test_every_valid_dcc_conformance_image_decodes
-    tests/test_scanner.py::test_1080p_frames_are_searched_reduced_and_small_codes_at_full_resolution
-    tests/test_scanner.py::test_region_tracking_reads_held_code_in_its_region_and_still_finds_new_ones
-    tests/test_mrz_ocr.py::test_grey_and_small_frames tests/test_mrz_ocr.py::test_missing_model_falls_back_to_eng_and_says_so
-    tests/test_envelope.py --deselect tests/test_envelope.py::test_fuzz_signed_protected_headers
-    --deselect tests/test_envelope.py::test_fuzz_signed_payload_maps
-    --deselect tests/test_envelope.py::test_fuzz_signed_arbitrary_payload_bytes
-    tests/test_sealed.py tests/test_strictcbor.py
-    tests/test_verify_cli.py::test_shc_with_the_issuer_key_set
-    tests/test_verify_cli.py::test_hc1_with_a_certificate_and_at_its_validation_clock
-    tests/test_idcard_reader.py tests/test_printer.py
-    tests/test_e2e_delivery.py tests/test_outbox.py tests/test_store.py
-    tests/test_logs.py tests/test_packaging.py tests/test_gpio.py::test_no_pin_factory_is_a_clear_error_naming_lgpio
+    tests/edge/face/test_face_models.py tests/edge/face/test_face_passive.py
+    tests/edge/test_decode_cli.py::test_decode_prints_codes_positions_and_time
+    tests/edge/test_scanner.py::test_every_valid_dcc_conformance_image_decodes
+    tests/edge/test_scanner.py::test_1080p_frames_are_searched_reduced_and_small_codes_at_full_resolution
+    tests/edge/test_scanner.py::test_region_tracking_reads_held_code_in_its_region_and_still_finds_new_ones
+    tests/edge/documents/test_mrz_ocr.py::test_grey_and_small_frames tests/edge/documents/test_mrz_ocr.py::test_missing_model_falls_back_to_eng_and_says_so
+    tests/mqtt/test_envelope.py --deselect tests/mqtt/test_envelope.py::test_fuzz_signed_protected_headers
+    --deselect tests/mqtt/test_envelope.py::test_fuzz_signed_payload_maps
+    --deselect tests/mqtt/test_envelope.py::test_fuzz_signed_arbitrary_payload_bytes
+    tests/mqtt/test_sealed.py tests/foundation/test_strictcbor.py
+    tests/edge/test_verify_cli.py::test_shc_with_the_issuer_key_set
+    tests/edge/test_verify_cli.py::test_hc1_with_a_certificate_and_at_its_validation_clock
+    tests/drivers/test_idcard_reader.py tests/drivers/test_printer.py
+    tests/e2e/test_e2e_delivery.py tests/mqtt/test_outbox.py tests/central/test_store.py
+    tests/foundation/test_logs.py tests/packaging/test_packaging.py tests/drivers/test_gpio.py::test_no_pin_factory_is_a_clear_error_naming_lgpio
 )
 
 while [ $# -gt 0 ]; do

@@ -145,7 +145,7 @@ def key():
 @pytest.fixture
 def box(tmp_path: Path, key):
     """A started signed outbox for box-1 at clinic-a (flows and station tests)."""
-    from tests.flow_helpers import open_box
+    from tests.support.flow_helpers import open_box
 
     b = open_box(tmp_path / "o.db", key)
     yield b

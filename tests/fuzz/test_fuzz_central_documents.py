@@ -3,7 +3,7 @@
 Signed trust lists, lookup and record answers, receipts and the central status arrive over MQTT (retained
 topics, replies) or in the enrollment answer. Forged, mutated or ill-shaped ones raise only
 :class:`TrustListInvalid`, :class:`LookupInvalid` or :class:`ReceiptInvalid` with a message; the box's trust list
-file is never replaced by one of them. The envelope decoder (fuzzed in ``tests/test_envelope.py``) is checked
+file is never replaced by one of them. The envelope decoder (fuzzed in ``tests/mqtt/test_envelope.py``) is checked
 here for bounded memory under CBOR length bombs.
 """
 

@@ -20,7 +20,7 @@ from edge import config as edge_config
 from foundation.configbase import ConfigError
 from central import config as central_config
 from tests.fuzz.harness import fuzz, mutated, mutated_text, no_hang
-from tests.test_config import CENTRAL_TOML, EDGE_TOML
+from tests.edge.test_config import CENTRAL_TOML, EDGE_TOML
 
 LOADERS = {"edge": (edge_config.load, EDGE_TOML), "central": (central_config.load, CENTRAL_TOML)}
 

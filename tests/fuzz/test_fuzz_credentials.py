@@ -2,7 +2,7 @@
 
 Each verifier answers ``valid=False`` with a stable reason, never raises and never reports ``internal_error``
 (a contained crash); the codecs raise only :class:`CredentialError` with a reason; zlib / DEFLATE bombs, huge
-CBOR lengths and oversized Base45 stay within a memory bound. ``tests/test_cred_bad_input.py`` holds the hand-made
+CBOR lengths and oversized Base45 stay within a memory bound. ``tests/edge/credentials/test_cred_bad_input.py`` holds the hand-made
 cases and the HC1 fuzzing; this file adds mutations of valid EHC1 and SHC codes and the memory bounds.
 """
 
@@ -24,7 +24,7 @@ from edge.credentials import codecs, ehc1
 from edge.credentials.shc import verify_shc
 from mqtt.trustlist import public_key_kid
 from tests.fuzz.harness import CBOR_BOMBS, CBOR_HEAVY, assert_reason, cbor_values, fuzz, memory_bound, mutated, mutated_text, no_hang
-from tests.test_cred_bad_input import shc_card
+from tests.edge.credentials.test_cred_bad_input import shc_card
 
 NOW = datetime(2024, 3, 1, 12, tzinfo=UTC)
 AT = NOW.timestamp()

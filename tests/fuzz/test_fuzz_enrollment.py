@@ -2,7 +2,7 @@
 never a server error, and nothing registered.
 
 The Starlette application runs in-process (``TestClient``); the TLS listener around it is exercised by
-``tests/test_provisioning.py``.
+``tests/provisioning/test_provisioning.py``.
 """
 
 from __future__ import annotations

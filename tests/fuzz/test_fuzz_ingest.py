@@ -1,7 +1,7 @@
 """The central ingest's message handling under arbitrary MQTT payloads and topics.
 
 Deliveries go straight to :meth:`Ingest.process` (with a recording stand-in for the paho client, as in
-``tests/test_ingest_unit.py``). Whatever a device or an attacker publishes, ``process`` returns: a refusal is
+``tests/central/test_ingest_unit.py``). Whatever a device or an attacker publishes, ``process`` returns: a refusal is
 recorded with its reason and stores no result; a correctly signed message with a body of any shape is stored
 or refused, and the next good message is handled normally (one bad message never blocks the worker).
 """
@@ -16,7 +16,7 @@ from mqtt import envelope, topics
 from central.ingest import Inbound, Ingest
 from central.store import SqlStore
 from tests.fuzz.harness import fuzz, json_values, mutated, no_hang
-from tests.test_ingest_unit import Box, FakeClient
+from tests.central.test_ingest_unit import Box, FakeClient
 
 CLINIC = "clinic-a"
 CHANNELS = ["evt/scan", "evt/vaccination", "evt/pool", "state", "health", "status", "req/lookup", "req/record", "ack",
