@@ -64,7 +64,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 def cmd_audit(args: argparse.Namespace) -> int:
     """Audit-chain heads and alerts (forks, gaps, resets) as JSON; exit 1 while an alert is open."""
-    from central.audit import acknowledge, report
+    from central.audit_check import acknowledge, report
 
     store = _store(args)
     try:
@@ -273,7 +273,7 @@ def cmd_lookups(args: argparse.Namespace) -> int:
 
 def cmd_trust_update(args: argparse.Namespace) -> int:
     """Change the trust list, sign the new version, and publish it retained (unless --no-publish)."""
-    from central import trust
+    from central import trustlist_issuer
 
     cfg = central_config.load(args.config)
     try:
@@ -283,18 +283,18 @@ def cmd_trust_update(args: argparse.Namespace) -> int:
         print(f"ehc-central: {exc}", file=sys.stderr)
         return 2
     try:
-        new = trust.update(cfg, trust.Changes(dcc_certs=[Path(p) for p in args.add_dcc_cert], shc_jwks=shc,
+        new = trustlist_issuer.update(cfg, trustlist_issuer.Changes(dcc_certs=[Path(p) for p in args.add_dcc_cert], shc_jwks=shc,
                                               ehc1_issuers=ehc1, revoke_cards=args.revoke_card,
                                               value_sets=[Path(p) for p in args.add_valueset]))
     except (OSError, ValueError) as exc:
         print(f"ehc-central: trust list not changed: {exc}", file=sys.stderr)
         return 1
     print(f"trust list version {new.version}: {len(new.ehc1)} EHC1, {len(new.dcc)} DCC, {len(new.shc)} SHC issuers, "
-          f"{len(new.revoked_cards)} revoked cards, {len(new.dcc_valuesets)} DCC value sets; {trust.signed_path(cfg)}")
+          f"{len(new.revoked_cards)} revoked cards, {len(new.dcc_valuesets)} DCC value sets; {trustlist_issuer.signed_path(cfg)}")
     if not args.no_publish:
         from central.commands import publish_retained
 
-        publish_retained(cfg, topics.TRUST_LIST, trust.signed_bytes(cfg) or b"")
+        publish_retained(cfg, topics.TRUST_LIST, trustlist_issuer.signed_bytes(cfg) or b"")
         print("published retained on", topics.TRUST_LIST)
     return 0
 

@@ -142,9 +142,9 @@ class Enrollment:
 
     def _trust_lists(self) -> dict[str, str]:
         """``{"signed": <base64 of the signed trust list>}``, or ``{}`` when the site has none."""
-        from central import trust
+        from central import trustlist_issuer
 
-        signed = trust.signed_bytes(self.cfg)
+        signed = trustlist_issuer.signed_bytes(self.cfg)
         return {"signed": base64.b64encode(signed).decode()} if signed else {}
 
     def _seal_public_pem(self) -> dict[str, str]:

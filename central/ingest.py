@@ -31,7 +31,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, x25519
 
 from mqtt import auditchain, envelope, face, lookup, rackbody, receipts, sealed, topics
-from central import trust
+from central import trustlist_issuer
 from central.config import CentralConfig
 from central.store import DUPLICATE, QUARANTINED, SEQ_CONFLICT, STORED, Rejection, SqlStore, StoreUnavailable, \
     VerifiedResult, body_json, dead_letter_key, unreachable
@@ -222,7 +222,7 @@ class Ingest:
             # that boxes resend everything not yet receipted (the broker handles SUBSCRIBE first).
             client.publish(topics.CENTRAL_STATUS, receipts.sign_status(os.urandom(8), self.signing_key), qos=1,
                            retain=True)
-        signed = trust.signed_bytes(self.cfg)
+        signed = trustlist_issuer.signed_bytes(self.cfg)
         if signed is not None:  # retained: boxes keep it only if newer than theirs
             client.publish(topics.TRUST_LIST, signed, qos=1, retain=True)
         self.connected.set()

@@ -118,10 +118,10 @@ def init_central(root: Path, port: int, db_url: str = "sqlite:central.db", host:
 
 def _with_trust_list(site: Site) -> Site:
     """Sign the site's first trust list (its own EHC1 issuer) if it has none yet."""
-    from central import trust
+    from central import trustlist_issuer
 
-    if trust.signed_bytes(site.config) is None:
-        trust.update(site.config)
+    if trustlist_issuer.signed_bytes(site.config) is None:
+        trustlist_issuer.update(site.config)
     return site
 
 
@@ -144,9 +144,9 @@ def add_device(site: Site, store: SqlStore, device_id: str, clinic: str, box_dir
     keyfiles.write_cert(box_dir / "device.crt", cert)
     keyfiles.write_cert(box_dir / "ca.crt", ca_cert)
     write_secret(box_dir / "pseudonym.key", (site.root / "pki" / "pseudonym.key").read_bytes())
-    from central import trust
+    from central import trustlist_issuer
 
-    signed = trust.signed_bytes(site.config)
+    signed = trustlist_issuer.signed_bytes(site.config)
     if signed is not None:
         (box_dir / "state").mkdir(parents=True, exist_ok=True)
         (box_dir / "state" / "trust-list.cose").write_bytes(signed)

@@ -17,7 +17,7 @@ from typing import Any, Iterator
 
 from foundation.privatedb import private_database
 from mqtt.auditchain import Segment
-from central import audit as central_audit
+from central import audit_check as central_audit
 from mqtt.envelope import Message
 from mqtt.lookup import code_type_of, pending_card_index
 
@@ -473,7 +473,7 @@ class SqlStore:
         kept whole in the quarantine table (and counted as a rejection), and so is a result marked
         ``quarantine`` by the ingest (outcome ``quarantined``). A stored result's opened personal fields go to
         the ``personal`` table (the sealed part is left out of ``body_json``); its audit segment is checked
-        (:func:`central.audit.track`).
+        (:func:`central.audit_check.track`).
         """
         now = time.time()
         held = [r for r in results if r.quarantine]

@@ -120,7 +120,7 @@ def _face_tool(argv: list[str]) -> int:
 
 
 def _status_tool(argv: list[str]) -> int:
-    from edge.appliance.status import status_main
+    from edge.appliance.status_screen import status_main
 
     return status_main(argv)
 

@@ -45,7 +45,7 @@ def run_station(cfg: EdgeConfig) -> int:
     not as a failed start.
     """
     from edge.runtime import STATUS_INTERVAL, build_station, station_status_path
-    from edge.status import write_status
+    from edge.station_status import write_status
 
     stop = stop_event_on_signals()
     outbox = open_outbox(cfg, load_identity(cfg))

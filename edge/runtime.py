@@ -14,8 +14,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, x25519
 
 from edge.config import EdgeConfig
 from foundation.configbase import ConfigError
-from edge.status import STATUS_FILE, read_status
-from edge.trust import TrustListFile
+from edge.station_status import STATUS_FILE, read_status
+from edge.trustlist_store import TrustListFile
 from edge.verify import FormVerifier, Verifier
 from drivers.camera import FrameSource
 from edge.feedback import Feedback, NoFeedback, NoPrinter, TicketSink
@@ -152,7 +152,7 @@ def build_verifier(cfg: EdgeConfig, lookup: Any = None) -> Verifier:
     if not cfg.provisioning.central_key:
         logger.warning("no provisioning.central_key: credentials are judged by their form only")
         return FormVerifier(ref_key)
-    from edge.verifiers import TrustedVerifier
+    from edge.credentials.verifier import TrustedVerifier
 
     return TrustedVerifier(TrustListFile(cfg.trust_path, load_central_key(cfg)), max_age=cfg.trust.max_age,
                            skew=cfg.trust.clock_skew, lookup=lookup, ref_key=ref_key)

@@ -4,7 +4,7 @@ The central service signs it with its signing key (the key every box pinned at e
 COSE_Sign1 format as receipts, bound to the topic ``ehc/v1/central/trust`` (sender ``ehc-central``,
 ``seq`` = the list's version). It reaches boxes as a retained MQTT message and in the enrollment answer;
 a box accepts a list only if it verifies and its version is newer than the one it holds
-(:mod:`edge.trust`).
+(:mod:`edge.trustlist_store`).
 
 Body (JSON types only):
 
@@ -22,7 +22,7 @@ Body (JSON types only):
 =================  =================================================================================
 
 A box also refuses a list that carries a value set older than the one of the same id in the list it holds
-(:mod:`edge.trust`), as it refuses an older list.
+(:mod:`edge.trustlist_store`), as it refuses an older list.
 """
 
 from __future__ import annotations

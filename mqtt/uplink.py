@@ -68,7 +68,7 @@ class UplinkSettings:
     central_key: ec.EllipticCurvePublicKey | None = None  # verifies receipts and the central status
     # Extra health: returns ``(section, alerts)`` for the health report, e.g. the station's status.
     health_extra: Callable[[], tuple[dict[str, Any] | None, list[str]]] | None = None
-    # Takes each signed trust list received on ehc/v1/central/trust (edge.trust.TrustListFile.offer).
+    # Takes each signed trust list received on ehc/v1/central/trust (edge.trustlist_store.TrustListFile.offer).
     trust_list: Callable[[bytes], bool] | None = None
     # Where the station reaches this session for its card lookups (a Unix socket; None: no relay).
     relay: Path | None = None

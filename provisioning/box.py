@@ -125,7 +125,7 @@ def enroll(qr: ProvisioningQr, state_dir: Path, config_path: Path, force: bool =
                   "provisioning": {"url": qr.url, "central_key": str(state_dir / "central-sign.pub")}}
         signed_trust = (answer.get("trust_lists") or {}).get("signed")
         if signed_trust:
-            from edge.trust import TrustListFile
+            from edge.trustlist_store import TrustListFile
 
             central_key = serialization.load_pem_public_key(answer["central_keys"]["signing"].encode())
             if not TrustListFile(state_dir / "trust-list.cose", central_key).offer(base64.b64decode(signed_trust)):  # type: ignore[arg-type]
@@ -157,7 +157,7 @@ def enroll(qr: ProvisioningQr, state_dir: Path, config_path: Path, force: bool =
 
 def _audit_enrollment(config_path: Path, device: str, clinic: str, cert_sha256: str) -> None:
     """Link the enrollment into the box's audit chain (it opens the chain on a new box)."""
-    from edge import audit
+    from edge import audit_events
     from edge.config import load
     from foundation.configbase import ConfigError
 
@@ -166,7 +166,7 @@ def _audit_enrollment(config_path: Path, device: str, clinic: str, cert_sha256: 
     except (ConfigError, OSError) as exc:
         logger.error("enrollment not written to the audit log: %s", exc)
         return
-    audit.record(cfg, "enrollment", {"device": device, "clinic": clinic, "cert_sha256": cert_sha256})
+    audit_events.record(cfg, "enrollment", {"device": device, "clinic": clinic, "cert_sha256": cert_sha256})
 
 
 def _model() -> str:

@@ -153,9 +153,9 @@ def cmd_selftest(args: argparse.Namespace) -> int:
     for r in results:
         print(f"{r.status:>11}  {r.part:<16} {r.detail}" + (f"\n{'':>13}fix: {r.fix}" if r.fix else ""))
     ok = selftest.passed(results)
-    from edge import audit
+    from edge import audit_events
 
-    audit.record(cfg, "selftest", {"passed": ok, "checks": [[r.part, r.status] for r in results]})
+    audit_events.record(cfg, "selftest", {"passed": ok, "checks": [[r.part, r.status] for r in results]})
     print("selftest: PASS" if ok else "selftest: FAIL")
     return 0 if ok else 1
 

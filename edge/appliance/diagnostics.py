@@ -58,9 +58,9 @@ def versions() -> dict[str, Any]:
 def bundle(cfg: EdgeConfig, uplink: Any = None) -> dict[str, Any]:
     """The diagnostics bundle (JSON-ready)."""
     from edge.appliance.logrotate import read_result
-    from edge.appliance.status import Probe, collect, outbox_stats
+    from edge.appliance.status_screen import Probe, collect, outbox_stats
     from edge.runtime import STATUS_INTERVAL, station_status_path
-    from edge.status import read_status
+    from edge.station_status import read_status
 
     class _NoJournal(Probe):
         def journal_errors(self, units: Any, lines: int = 5) -> list[str] | None:

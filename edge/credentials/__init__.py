@@ -14,7 +14,7 @@ from datetime import datetime
 from edge.credentials.hc1 import verify_hc1
 from edge.credentials.result import CredentialCheck, CredentialError, Format, Reason
 from edge.credentials.shc import verify_shc
-from edge.credentials.trust import TrustStore
+from edge.credentials.anchors import TrustStore
 
 __all__ = ["MAX_CREDENTIAL_CHARS", "CredentialCheck", "CredentialError", "Reason", "TrustStore",
            "verify_credential", "verify_hc1", "verify_shc"]

@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from edge.credentials.codecs import b64url_decode, inflate, json_loads
 from edge.credentials.result import CredentialCheck, CredentialError, Reason, iso_utc
-from edge.credentials.trust import ShcKey, TrustStore
+from edge.credentials.anchors import ShcKey, TrustStore
 
 logger = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ For every :class:`~edge.flows.base.Scan` (a code held up):
 For every :class:`~edge.flows.base.IdPresented` (an ID card on the reader, a passport's MRZ): a number
 that does not validate is red (the validation code is the reason); an expired document is yellow
 ``document_expired``; otherwise the holder's health card is looked up online by the number's pseudonym
-(:meth:`edge.verifiers.TrustedVerifier.verify_identity`): the card's colour, yellow ``no_health_card``
+(:meth:`edge.credentials.verifier.TrustedVerifier.verify_identity`): the card's colour, yellow ``no_health_card``
 when the person has none, red for a suspended card, yellow ``lookup_unavailable`` without an answer;
 without a lookup, green with ``pending = "online_lookup"``. The result carries ``kind`` (``id_card`` / ``mrz``), ``document`` (card type or
 MRZ document code) and ``id_ref``, the keyed pseudonym of the number (:func:`edge.identity.pseudonym`),

@@ -12,7 +12,7 @@ from edge import config as edge_config
 from edge.cli import main as edge_main
 from edge.runtime import load_identity, open_outbox
 from mqtt import auditchain, envelope, topics
-from central import audit as central_audit
+from central import audit_check as central_audit
 from central.cli import main as central_main
 from central.broker import free_port
 from central.ingest import Inbound, Ingest

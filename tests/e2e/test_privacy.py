@@ -139,7 +139,7 @@ def test_the_broker_sees_pseudonyms_only_and_the_store_keeps_the_person(central,
     assert "id_number" not in json.dumps(rows[outcome.message_id]["body"])
     assert len(rows[outcome.message_id]["body"]["id_ref"]) == 32
     # The audit links came along: one head, no alert.
-    from central import audit as central_audit
+    from central import audit_check as central_audit
 
     found = central_audit.report(store, "box-0001")
     assert found["alerts"] == [] and found["heads"][0]["pos"] >= 3
@@ -156,7 +156,7 @@ def test_the_broker_sees_no_card_index_and_the_store_still_resolves_lookups_and_
     from edge.flows.base import ButtonPress, Scan
     from edge.flows.masstest import MassTestFlow, PoolSettings
     from edge.runtime import build_lookup, build_verifier
-    from edge.verifiers import TrustedVerifier
+    from edge.credentials.verifier import TrustedVerifier
     from tests.support.flow_helpers import qr, tube
     from tests.hw_sim.camera import health_card_tokens
 

@@ -6,9 +6,9 @@ import pytest
 
 from edge import config as edge_config
 from edge.runtime import build_uplink
-from edge.trust import TrustListFile
+from edge.trustlist_store import TrustListFile
 from mqtt import topics
-from central import trust
+from central import trustlist_issuer
 from central.ingest import Ingest
 from central.store import open_store
 from mqtt.trustlist import card_hash, open_signed
@@ -27,7 +27,7 @@ def running(site, store, broker):
 
 def test_site_signs_a_first_list_with_its_own_ehc1_issuer(site) -> None:
     central = keyfiles.load_private_key(site.root / "pki" / "central-sign.key").public_key()
-    first = open_signed(trust.signed_bytes(site.config), central)  # type: ignore[arg-type]
+    first = open_signed(trustlist_issuer.signed_bytes(site.config), central)  # type: ignore[arg-type]
     assert first.version == 1 and [e["iss"] for e in first.ehc1] == ["EHC-SITE"]
 
 
@@ -35,7 +35,7 @@ def test_updates_reach_a_running_box_and_rollbacks_do_not(site, store, running, 
     cfg = edge_config.load(add_device(site, store, "box-0001", "clinic-a", tmp_path / "box"))
     held = TrustListFile(cfg.trust_path, keyfiles.load_private_key(site.root / "pki" / "central-sign.key").public_key())
     assert held.current().version == 1  # type: ignore[union-attr]
-    first_signed = trust.signed_bytes(site.config)
+    first_signed = trustlist_issuer.signed_bytes(site.config)
     up = build_uplink(cfg).start()
     try:
         wait_until(lambda: up.connected.is_set(), 10, "uplink connected")
@@ -43,8 +43,8 @@ def test_updates_reach_a_running_box_and_rollbacks_do_not(site, store, running, 
         assert body["trust_list"]["version"] == 1 and "no_trust_list" not in body["alerts"]
 
         # the centre revokes a card: a new version, published retained by the running ingest
-        newer = trust.update(site.config, trust.Changes(revoke_cards=["ab" * 16]))
-        running.client.publish(topics.TRUST_LIST, trust.signed_bytes(site.config), qos=1, retain=True)
+        newer = trustlist_issuer.update(site.config, trustlist_issuer.Changes(revoke_cards=["ab" * 16]))
+        running.client.publish(topics.TRUST_LIST, trustlist_issuer.signed_bytes(site.config), qos=1, retain=True)
         wait_until(lambda: held.current().version == newer.version, 10, "trust list v2 on the box")  # type: ignore[union-attr]
         assert card_hash("ab" * 16) in held.current().revoked_cards  # type: ignore[union-attr]
 

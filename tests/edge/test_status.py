@@ -6,7 +6,7 @@ import json
 import time
 from pathlib import Path
 
-from edge.status import read_status, write_status
+from edge.station_status import read_status, write_status
 
 
 def test_status_round_trip_and_alerts(tmp_path: Path) -> None:

@@ -10,8 +10,8 @@ from edge.credentials.ehc1 import Card, issue
 from edge.feedback import Signal
 from edge.flows.checkin import CheckinFlow
 from edge.payloads import classify_payload
-from edge.trust import TrustListFile
-from edge.verifiers import TrustedVerifier
+from edge.trustlist_store import TrustListFile
+from edge.credentials.verifier import TrustedVerifier
 from edge.verify import Outcome
 from mqtt.trustlist import TrustList, card_hash, public_key_kid, sign
 from foundation.keyfiles import generate_key

@@ -14,7 +14,7 @@ from edge import config as edge_config
 from edge.payloads import classify_payload
 from edge.runtime import build_verifier
 from edge.verify import Outcome
-from central import trust
+from central import trustlist_issuer
 from central.site import add_device
 from tests.conftest import shared_dir
 
@@ -49,8 +49,8 @@ def test_ehc1_issued_by_the_site_verifies_with_the_box_config(site, store, tmp_p
     rc, out = _run("--config", str(cfg_path), "--at", "2001-01-01T00:00:00+00:00", text)
     assert (rc, out["reason"]) == (1, "not_yet_valid")
     # revoked through a new trust list version
-    trust.update(site.config, trust.Changes(revoke_cards=["0a" * 16]))
-    rc, out = _run("--trust", str(trust.signed_path(site.config)), "--config", str(cfg_path), text)
+    trustlist_issuer.update(site.config, trustlist_issuer.Changes(revoke_cards=["0a" * 16]))
+    rc, out = _run("--trust", str(trustlist_issuer.signed_path(site.config)), "--config", str(cfg_path), text)
     assert (rc, out["reason"]) == (1, "revoked")
 
 
@@ -88,7 +88,7 @@ def test_station_verifier_checks_a_dcc_from_the_updated_trust_list(site, store, 
     case = _dcc_case()
     cert = tmp_path / "signer.der"
     cert.write_bytes(base64.b64decode(case["TESTCTX"]["CERTIFICATE"]))
-    trust.update(site.config, trust.Changes(dcc_certs=[cert]))
+    trustlist_issuer.update(site.config, trustlist_issuer.Changes(dcc_certs=[cert]))
     cfg = edge_config.load(add_device(site, store, "box-0002", "clinic-a", tmp_path / "box"))
     verifier = build_verifier(cfg)
     clock = dt.datetime.fromisoformat(case["TESTCTX"]["VALIDATIONCLOCK"]).timestamp()

@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives import serialization
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from edge.trust import TrustListFile
+from edge.trustlist_store import TrustListFile
 from mqtt import envelope, lookup, receipts, topics
 from mqtt.receipts import CENTRAL_ID, ReceiptInvalid
 from mqtt.trustlist import KIND as TRUST_KIND
@@ -197,7 +197,7 @@ def test_envelope_length_bombs_stay_within_memory(bomb: bytes) -> None:
 def test_fuzz_trust_store_from_any_accepted_list(changes: dict) -> None:
     """A list the box accepted (signed, well-formed at the top) builds a credential trust store: bad entries
     are skipped, the station's verifier never fails on them."""
-    from edge.credentials.trust import TrustStore
+    from edge.credentials.anchors import TrustStore
 
     trust = refused(TrustList.from_body, TrustListInvalid, dict(LIST.body(), **changes))
     if trust is not None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from edge.trust import TrustListFile
+from edge.trustlist_store import TrustListFile
 from mqtt import envelope, topics
 from mqtt.trustlist import TrustList, TrustListInvalid, card_hash, open_signed, public_key_kid, sign
 from foundation.keyfiles import generate_key

@@ -96,11 +96,11 @@ def test_token_enroll_publish_revoke(central, tmp_path):
         (site.root / "pki" / "pseudonym.key").read_bytes()
     assert cfg.path(cfg.identity.pseudonym_key).stat().st_mode & 0o777 == 0o600
     # ... and the site's signed trust list, checked with the central key before it was kept.
-    from edge.trust import TrustListFile
-    from central import trust
+    from edge.trustlist_store import TrustListFile
+    from central import trustlist_issuer
 
     held = TrustListFile(cfg.trust_path, keyfiles.load_private_key(site.root / "pki" / "central-sign.key").public_key())
-    assert held.current() is not None and cfg.trust_path.read_bytes() == trust.signed_bytes(site.config)
+    assert held.current() is not None and cfg.trust_path.read_bytes() == trustlist_issuer.signed_bytes(site.config)
     assert cert.public_key() == load_identity(cfg).key.public_key()
     # ... and the public half of the central sealing key, which personal fields are sealed to.
     from mqtt import sealed

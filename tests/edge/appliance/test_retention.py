@@ -15,7 +15,7 @@ from edge import config as edge_config
 from edge.appliance.retention import RetentionSection, retention_main, run_retention
 from edge.flows.masstest import _SCHEMA as POOL_SCHEMA
 from edge.runtime import load_identity, open_outbox, station_status_path
-from edge.status import write_status
+from edge.station_status import write_status
 from central.site import add_device
 
 HOUR = 3600.0

@@ -26,7 +26,7 @@ import edge.credentials as credentials
 from edge.credentials import MAX_CREDENTIAL_CHARS, CredentialError, Reason, TrustStore, verify_credential
 from edge.credentials import codecs
 from edge.credentials.schemas import DccSchemas
-from edge.credentials.trust import dcc_kid, jwk_thumbprint
+from edge.credentials.anchors import dcc_kid, jwk_thumbprint
 from tests.conftest import shared_dir
 
 NOW = datetime(2024, 3, 1, 12, tzinfo=UTC)

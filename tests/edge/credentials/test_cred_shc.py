@@ -20,7 +20,7 @@ from PIL import Image
 from edge.credentials import Reason, TrustStore, verify_credential
 from edge.credentials.codecs import b64url_decode, b64url_encode
 from edge.credentials.shc import numeric_to_jws, verify_shc, verify_shc_file
-from edge.credentials.trust import jwk_thumbprint
+from edge.credentials.anchors import jwk_thumbprint
 from edge.scanner import decode_image
 from tests.conftest import shared_dir
 

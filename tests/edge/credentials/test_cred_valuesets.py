@@ -23,9 +23,9 @@ from edge.credentials import TrustStore, verify_credential
 from edge.credentials.valuesets import (DCC_CODED_FIELDS, ONLY_WHEN, SCHEMA_VALUESET_FILES, DccValueSets, ValueSet)
 from edge.payloads import classify_payload
 from edge.runtime import build_verifier
-from edge.trust import TrustListFile
+from edge.trustlist_store import TrustListFile
 from edge.verify import Outcome
-from central import trust as central_trust
+from central import trustlist_issuer as central_trust
 from mqtt.trustlist import TrustList, TrustListInvalid, sign
 from foundation.keyfiles import generate_key
 from central.site import add_device

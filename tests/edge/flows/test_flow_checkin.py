@@ -9,7 +9,7 @@ import pytest
 from edge.feedback import Signal
 from edge.flows.checkin import CheckinFlow
 from mqtt.outbox import Outbox
-from edge.verifiers import TrustedVerifier
+from edge.credentials.verifier import TrustedVerifier
 from edge.verify import card_index
 from edge.payloads import classify_payload
 from tests.support.flow_helpers import FakeWallClock, make_ctx, open_box, personal, qr, stored, with_seal

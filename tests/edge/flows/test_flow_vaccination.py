@@ -38,7 +38,7 @@ class Records:
 
 @pytest.fixture
 def ctx(box):
-    from edge.verifiers import TrustedVerifier  # noqa: F401  (the EHC1 verifier is set per test)
+    from edge.credentials.verifier import TrustedVerifier  # noqa: F401  (the EHC1 verifier is set per test)
 
     c = make_ctx(box, FakeWallClock(dt.datetime(2026, 11, 25, 9).timestamp()))
     return c
@@ -51,8 +51,8 @@ def _child_card(verifier_issuer) -> str:
 
 @pytest.fixture
 def child_verifier(tmp_path):
-    from edge.trust import TrustListFile
-    from edge.verifiers import TrustedVerifier
+    from edge.trustlist_store import TrustListFile
+    from edge.credentials.verifier import TrustedVerifier
     from mqtt.trustlist import TrustList, public_key_kid, sign
     from foundation.keyfiles import generate_key
     from cryptography.hazmat.primitives import serialization

@@ -325,7 +325,7 @@ def _outbox(cfg: EdgeConfig) -> Check:
 
 def _trust(cfg: EdgeConfig) -> Check:
     from edge.runtime import load_central_key
-    from edge.trust import TrustListFile
+    from edge.trustlist_store import TrustListFile
 
     try:
         key = load_central_key(cfg)
@@ -382,7 +382,7 @@ def _journal(probe: Probe) -> Check:
 def collect(cfg: EdgeConfig, probe: Probe | None = None, *, check_broker: bool = True) -> StatusReport:
     """Run every check; never raises for a broken part, which becomes an ``error`` check instead."""
     from edge.runtime import STATUS_INTERVAL, station_status_path
-    from edge.status import read_status
+    from edge.station_status import read_status
 
     probe = probe or Probe()
     station, alerts = read_status(station_status_path(cfg), 3 * STATUS_INTERVAL)

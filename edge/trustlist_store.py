@@ -5,7 +5,7 @@ offers the one in its answer; :meth:`TrustListFile.offer` keeps it only if it ve
 key and its version is newer than the one on disk (a rollback to an older list is refused), and it does not
 roll back a DCC value set: each one the held list carries must be there with the same or a later date. The station
 reads the file when it changes. The list's age goes into the ``health`` report; a list older than
-``max_age`` makes outcomes yellow rather than green (:mod:`edge.verifiers`).
+``max_age`` makes outcomes yellow rather than green (:mod:`edge.credentials.verifier`).
 """
 
 from __future__ import annotations

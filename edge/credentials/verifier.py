@@ -30,7 +30,7 @@ from typing import Any
 
 from edge.credentials import ehc1
 from edge.payloads import Payload, PayloadKind
-from edge.trust import TrustListFile
+from edge.trustlist_store import TrustListFile
 from edge.verify import FormVerifier, Outcome, Verdict, card_index, card_ref
 from mqtt.trustlist import TrustList
 
@@ -119,7 +119,7 @@ class TrustedVerifier:
 
     def _certificate(self, text: str, trust: TrustList, now: float) -> Verdict:
         from edge.credentials import verify_credential
-        from edge.credentials.trust import TrustStore
+        from edge.credentials.anchors import TrustStore
 
         if self._stores is None or self._stores[0] != trust.version:
             self._stores = (trust.version, TrustStore.from_trust_list(trust))
