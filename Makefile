@@ -36,12 +36,8 @@ bench: install-test
 	$(PYTHON) bench/ocr.py
 	$(PYTHON) bench/privacy.py
 
-lint:
-	@if $(PYTHON) -m ruff --version >/dev/null 2>&1; then \
-		$(PYTHON) -m ruff check . ; \
-	else \
-		echo "lint: ruff not installed in $(VENV), skipping"; \
-	fi
+lint: install-test
+	bash scripts/lint.sh
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache .hypothesis

@@ -49,6 +49,7 @@ TEST = CENTRAL + [
     "playwright>=1.45",
     "httpx2>=2.0",
     "ruff>=0.5",
+    "import-linter>=2.1",
 ]
 
 setup(
