@@ -1,5 +1,7 @@
 """Packaging for the electronic-health-card clinic edge box and its central service."""
 
+from pathlib import Path
+
 from setuptools import find_packages, setup
 
 RUNTIME = [
@@ -56,7 +58,7 @@ setup(
     name="ehc-edge",
     version="0.1.0",
     description="Clinic edge boxes for the electronic health card: scan, verify, sign and deliver results",
-    long_description=open("README.md", encoding="utf-8").read(),
+    long_description=Path("README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     python_requires=">=3.11",
     packages=find_packages(include=["foundation", "foundation.*", "edge", "edge.*", "drivers", "drivers.*",

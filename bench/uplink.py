@@ -204,7 +204,7 @@ def run(args: argparse.Namespace, work: Path, procs: list[subprocess.Popen], bro
     broker = BrokerProcess(write_config(site.config, log), site.config.broker.host, site.config.broker.port, log)
     brokers.append(broker)
     broker.start()
-    logs = open(work / "services.log", "ab")
+    logs = open(work / "services.log", "ab")  # noqa: SIM115 (the services write to it until the run ends)
     ingest = subprocess.Popen([str(BIN / "ehc-central"), "--log-level", "WARNING", "serve", "--config",
                                str(site.config_path)], stdout=logs, stderr=logs)
     procs.append(ingest)

@@ -41,10 +41,7 @@ def generate_health_card_token(rng: random.Random | np.random.Generator, code_ty
     """
     if not 0 <= code_type <= 99:
         raise ValueError("code type must be 0..99")
-    if isinstance(rng, random.Random):
-        raw = rng.getrandbits(256).to_bytes(32, "big")
-    else:
-        raw = rng.bytes(32)
+    raw = rng.getrandbits(256).to_bytes(32, "big") if isinstance(rng, random.Random) else rng.bytes(32)
     return f"{raw.hex().upper()}:{code_type}"
 
 

@@ -119,7 +119,7 @@ def check(part: Any, msg_id: bytes, kind: str, boot: int, seq: int, ts_ms: int, 
     pos, head = _uint(part["pos"], "pos"), _hex32(part["head"], "head")
     base, log = part["base"], part["log"]
     if not (isinstance(base, list) and len(base) == 2 and isinstance(log, list) and len(log) <= MAX_CARRIED):
-        raise ChainInvalid("base must be [pos, hash] and log a list of at most %d entries" % MAX_CARRIED)
+        raise ChainInvalid(f"base must be [pos, hash] and log a list of at most {MAX_CARRIED} entries")
     base_pos, prev = _uint(base[0], "base pos"), _hex32(base[1], "base hash")
     base_hash = prev.hex()
     if base_pos == 0 and prev != genesis(chain):

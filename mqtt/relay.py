@@ -25,6 +25,7 @@ import socket
 import threading
 from pathlib import Path
 from typing import Callable
+import contextlib
 
 logger = logging.getLogger(__name__)
 
@@ -123,10 +124,8 @@ class RelayServer:
     def _drop(self, conn: socket.socket) -> None:
         with self._lock:
             self._clients.discard(conn)
-        try:
+        with contextlib.suppress(OSError):
             conn.close()
-        except OSError:
-            pass
 
     def _broadcast(self, frame: bytes) -> None:
         with self._lock:
@@ -153,10 +152,8 @@ class RelayServer:
         with self._lock:
             clients, self._clients = list(self._clients), set()
         for conn in clients:
-            try:
+            with contextlib.suppress(OSError):
                 conn.close()
-            except OSError:
-                pass
         self.path.unlink(missing_ok=True)
 
 
@@ -238,9 +235,7 @@ class RelayClient:
         with self._lock:
             sock = self._sock
         if sock is not None:
-            try:
+            with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
         if self._thread is not None:
             self._thread.join(5)

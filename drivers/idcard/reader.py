@@ -36,6 +36,7 @@ from drivers.idcard.card import IdCard, parse_card
 from drivers.idcard.codec import (CardData, CardError, CardNotFound, ChecksumError, Command, CommandNotSupported,
                                   FrameError, FrameParser, IdCardError, LengthError, LinkStatusError, ProtocolError,
                                   Response, SamError, Status, decode_card_data, decode_sam_id, encode_command)
+import contextlib
 
 logger = logging.getLogger(__name__)
 
@@ -163,10 +164,8 @@ class IdCardReader:
         """Close the port; safe to call more than once."""
         ser, self._ser = self._ser, None
         if ser is not None:
-            try:
+            with contextlib.suppress(_IO_ERRORS):
                 ser.close()
-            except _IO_ERRORS:
-                pass
             self.stats.garbage_bytes = self._parser.discarded
             self._parser.reset()
 

@@ -14,6 +14,7 @@ import sys
 import tomllib
 from collections.abc import Callable
 from datetime import UTC, datetime
+import contextlib
 
 TARGETS: dict[str, Callable[[bytes], None]] = {}
 NOW = datetime(2024, 3, 1, 12, tzinfo=UTC)
@@ -62,10 +63,8 @@ def codecs(data: bytes) -> None:
 
     for call in (lambda: c.cbor_loads(data, Reason.BAD_CBOR), lambda: c.inflate(data), lambda: c.inflate(data, raw=True),
                  lambda: c.json_loads(data), lambda: c.b45decode(_text(data)), lambda: c.b64url_decode(_text(data))):
-        try:
+        with contextlib.suppress(CredentialError):
             call()
-        except CredentialError:
-            pass
 
 
 _KEYS: list = []
@@ -103,10 +102,8 @@ def central_documents(data: bytes) -> None:
                          (lambda: lookup.open_record(data, record, key), lookup.LookupInvalid),
                          (lambda: receipts.open_receipt(data, ack, key), receipts.ReceiptInvalid),
                          (lambda: receipts.open_status(data, key), receipts.ReceiptInvalid)):
-        try:
+        with contextlib.suppress(errors):
             call()
-        except errors:
-            pass
 
 
 @target
@@ -127,20 +124,16 @@ def sam_frames(data: bytes) -> None:
 def escpos_status(data: bytes) -> None:
     from drivers import escpos_status as status
 
-    try:
+    with contextlib.suppress(status.StatusReplyError):
         status.decode({n: b for n, b in zip((1, 2, 3, 4), data)})
-    except status.StatusReplyError:
-        pass
 
 
 @target
 def mrz(data: bytes) -> None:
     from edge.documents.mrz import MrzError, parse_mrz
 
-    try:
+    with contextlib.suppress(MrzError):
         parse_mrz(_text(data))
-    except MrzError:
-        pass
 
 
 @target
@@ -154,10 +147,8 @@ def config(data: bytes) -> None:
     except tomllib.TOMLDecodeError:
         return
     for model in (EdgeConfig, CentralConfig):
-        try:
+        with contextlib.suppress(ConfigError):
             validate(doc, model)
-        except ConfigError:
-            pass
 
 
 def main(argv: list[str]) -> None:

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from drivers.escpos_status import PrinterStatus, encode_reply
+import contextlib
 
 ALIGN = {0: "left", 1: "center", 2: "right", 48: "left", 49: "center", 50: "right"}
 ESC_ARGS = {ord(c): n for c, n in {"@": 0, "2": 0, "E": 1, "!": 1, "a": 1, "d": 1, "t": 1, "-": 1, "M": 1,
@@ -342,10 +343,8 @@ class PrinterSimulator:
         self._stop.set()
         self._thread.join(timeout=5)
         for fd in (self._master, self._slave):
-            try:
+            with contextlib.suppress(OSError):
                 os.close(fd)
-            except OSError:
-                pass
 
     # faults, on command
 

@@ -19,6 +19,7 @@ Run a producer by hand: ``python -m tests.support.faults produce BOX_DIR --run 0
 
 from __future__ import annotations
 
+import contextlib
 import argparse
 import logging
 import os
@@ -178,10 +179,8 @@ class PgCluster:
 
     def destroy(self) -> None:
         """Stop if running and remove the cluster's folder."""
-        try:
+        with contextlib.suppress(subprocess.CalledProcessError):  # already stopped
             self.cluster.stop()
-        except subprocess.CalledProcessError:
-            pass  # already stopped
         shutil.rmtree(self.root, ignore_errors=True)
 
 
@@ -245,7 +244,7 @@ class Rig:
         self.serve: subprocess.Popen | None = None
         self.t0 = 0.0
         root.mkdir(parents=True, exist_ok=True)
-        self.logs = open(root / "services.log", "ab")
+        self.logs = open(root / "services.log", "ab")  # noqa: SIM115 (the services write to it until close())
         self.boxes = [root / f"box-{i:03d}" for i in range(opts.boxes)]
 
     # -- setup ---------------------------------------------------------------------------------------
@@ -416,19 +415,15 @@ class Rig:
                 p.kill()
                 p.wait()
         if self.serve is not None:
-            try:  # workers left behind by a killed supervisor
+            with contextlib.suppress(ProcessLookupError):  # workers left behind by a killed supervisor
                 os.killpg(self.serve.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         if getattr(self, "broker", None) is not None:
             self.broker.kill()
         if self.proxy is not None:
             self.proxy.close()
         if getattr(self, "store", None) is not None:
-            try:
+            with contextlib.suppress(Exception):  # connection to a stopped cluster
                 self.store.close()
-            except Exception:  # connection to a stopped cluster
-                pass
         if self.pg is not None:
             self.pg.destroy()
         for m in self.mounts:

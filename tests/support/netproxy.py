@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import socket
 import threading
+import contextlib
 
 logger = logging.getLogger(__name__)
 
@@ -147,8 +148,6 @@ class NetProxy:
 
 
 def _close(s: socket.socket) -> None:
-    try:
+    with contextlib.suppress(OSError):
         s.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass
     s.close()

@@ -114,9 +114,8 @@ def test_model_folder_without_eng_gets_a_combined_folder(tmp_path: Path) -> None
 
 
 def test_missing_model_falls_back_to_eng_and_says_so(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.INFO, logger="edge.documents"):
-        with MrzReader(MrzSettings(tessdata=str(tmp_path))) as reader:
-            assert reader.model == "eng"
+    with caplog.at_level(logging.INFO, logger="edge.documents"), MrzReader(MrzSettings(tessdata=str(tmp_path))) as reader:
+        assert reader.model == "eng"
     text = caplog.text
     assert "no mrz.traineddata in" in text and "'eng'" in text and "without the MRZ model" in text
 
@@ -125,9 +124,9 @@ def test_unloadable_model_falls_back_to_eng(tmp_path: Path, caplog: pytest.LogCa
     models = tmp_path / "models"
     models.mkdir()
     (models / "mrz.traineddata").write_bytes(b"not a model" * 100)
-    with caplog.at_level(logging.INFO, logger="edge.documents"):
-        with MrzReader(MrzSettings(tessdata=str(models), cache_dir=str(tmp_path / "cache"))) as reader:
-            assert reader.model == "eng"
+    settings = MrzSettings(tessdata=str(models), cache_dir=str(tmp_path / "cache"))
+    with caplog.at_level(logging.INFO, logger="edge.documents"), MrzReader(settings) as reader:
+        assert reader.model == "eng"
     assert "cannot load the MRZ model" in caplog.text
 
 

@@ -573,9 +573,8 @@ def test_earliest_date_is_tight_for_any_record(birth: dt.date, age_days: int,
         if n.status is Status.AGED_OUT:
             assert verdict.reason is Reason.BEYOND_CATCHUP_AGE
             continue
-        if n.series == "JE-L" or n.series == "JE-I" or n.series == "HepA-L" or n.series == "HepA-I":
-            if verdict.reason is Reason.OTHER_SERIES:
-                continue
+        if n.series in ("JE-L", "JE-I", "HepA-L", "HepA-I") and verdict.reason is Reason.OTHER_SERIES:
+            continue
         assert verdict.ok, (n, verdict)                        # allowed on the earliest date ...
         if n.earliest > today:
             early = check_administration(SCHEDULE, birth, given, n.product, n.earliest - dt.timedelta(days=1))
