@@ -182,7 +182,7 @@ class GivenDose:
     product: str | None = None
 
 
-class Status(str, enum.Enum):
+class Status(enum.StrEnum):
     """Where the next dose of a series stands on a given day."""
 
     DUE = "due"                    # allowed today, not yet late
@@ -192,7 +192,7 @@ class Status(str, enum.Enum):
     AGED_OUT = "aged_out"          # beyond the catch-up age: no longer given
 
 
-class Reason(str, enum.Enum):
+class Reason(enum.StrEnum):
     """Outcome of :func:`check_administration`."""
 
     OK = "ok"
