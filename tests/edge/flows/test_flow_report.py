@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from drivers.sim_camera import Scene, render_qr_frame
+from tests.hw_sim.camera import Scene, render_qr_frame
 from edge.config import EdgeConfig
 from edge.feedback import Signal
 from edge.flows.reports import ReportFlow
