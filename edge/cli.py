@@ -160,7 +160,7 @@ TOOLS = {"install": _install_tool, "uninstall": _uninstall_tool, "verify": _veri
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from edge.demo import run_demo
+    from demo.site import run_demo
 
     return run_demo(frames=args.frames, workdir=Path(args.dir) if args.dir else None, keep=args.keep)
 

@@ -276,7 +276,7 @@ def build_station(cfg: EdgeConfig, outbox: Outbox, *, feedback: Feedback | None 
 
         printer = tickets = TicketPrinter(cfg.printer, cfg.path(cfg.device.state_dir))
     if feedback is None and cfg.gpio is not None:
-        from drivers.gpio import GpioFeedback
+        from edge.gpio_feedback import GpioFeedback
 
         lights = feedback = GpioFeedback(cfg.gpio)
     key = load_pseudonym_key(cfg)

@@ -194,7 +194,7 @@ def _printer(cfg: EdgeConfig) -> Check:
 def _lights(cfg: EdgeConfig, step: float = 0.4) -> Check:
     if cfg.gpio is None:
         return Check("LEDs and buzzer", SKIP, "no [gpio] configured")
-    from drivers.gpio import GpioFeedback
+    from edge.gpio_feedback import GpioFeedback
     from edge.feedback import Signal
 
     try:
