@@ -10,7 +10,8 @@ from pathlib import Path
 from edge.config import EdgeConfig
 from foundation import sdnotify
 from foundation.signals import stop_event_on_signals
-from edge.runtime import build_uplink, load_identity, open_outbox
+from edge.runtime import build_uplink
+from edge.boxfiles import load_identity, open_outbox
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +45,8 @@ def run_station(cfg: EdgeConfig) -> int:
     reopens itself with backoff, so a missing camera shows in STATUS, the signals and the health report,
     not as a failed start.
     """
-    from edge.runtime import STATUS_INTERVAL, build_station, station_status_path
+    from edge.runtime import build_station
+    from edge.boxfiles import STATUS_INTERVAL, station_status_path
     from edge.station_status import write_status
 
     stop = stop_event_on_signals()

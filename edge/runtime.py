@@ -9,12 +9,12 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, x25519
 
+from edge.boxfiles import (STATUS_INTERVAL, load_central_key, load_identity, load_pseudonym_key, load_seal_key,
+                           open_outbox, relay_path, station_status_path)
 from edge.config import EdgeConfig
 from foundation.configbase import ConfigError
-from edge.station_status import STATUS_FILE, read_status
+from edge.station_status import read_status
 from edge.trustlist_store import TrustListFile
 from edge.verify import FormVerifier, Verifier
 from drivers.camera import FrameSource
@@ -23,65 +23,11 @@ from edge.flows.base import ButtonPress, FlowContext, IdPresented
 from edge.identity import from_id_card
 from edge.flows.runner import Alert, FlowRunner
 from edge.station import RACK_LABELS, Station
-from mqtt import sealed
 from mqtt.outbox import DeviceIdentity, Outbox
 from mqtt.uplink import Uplink, UplinkSettings
-from foundation.keyfiles import common_name, device_cn, load_cert, load_private_key
 
 
 logger = logging.getLogger(__name__)
-
-
-class IdentityMismatch(ValueError):
-    """The configured device id or clinic differs from the certificate's CN."""
-
-
-def load_identity(cfg: EdgeConfig) -> DeviceIdentity:
-    """The device key, checked against the certificate (CN = ``<clinic>/<device id>``, same public key)."""
-    key = load_private_key(cfg.path(cfg.device.key))
-    cert = load_cert(cfg.path(cfg.device.cert))
-    if common_name(cert) != device_cn(cfg.device.clinic, cfg.device.id):
-        raise IdentityMismatch(f"device {cfg.device.clinic}/{cfg.device.id} differs from the certificate CN "
-                               f"{common_name(cert)!r}")
-    if cert.public_key() != key.public_key():
-        raise IdentityMismatch("device key does not match the device certificate")
-    return DeviceIdentity(cfg.device.id, cfg.device.clinic, key)
-
-
-def load_seal_key(cfg: EdgeConfig) -> x25519.X25519PublicKey | None:
-    """The central X25519 key personal fields are sealed to, or None on a box without one."""
-    if not cfg.provisioning.seal_key:
-        return None
-    try:
-        return sealed.load_public(cfg.path(cfg.provisioning.seal_key).read_bytes())
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"provisioning.seal_key: {exc}") from None
-
-
-def open_outbox(cfg: EdgeConfig, identity: DeviceIdentity | None, durable: bool = True) -> Outbox:
-    """The outbox at its configured path and bound (``durable=False`` for the uplink's delete-only use)."""
-    return Outbox(cfg.outbox_path, identity, cfg.outbox.max_bytes, cfg.outbox.alert_fraction, durable=durable,
-                  seal_key=load_seal_key(cfg) if identity is not None else None)
-
-
-STATUS_INTERVAL = 5.0
-"""Seconds between station status writes."""
-
-
-def station_status_path(cfg: EdgeConfig) -> Path:
-    """Where the station daemon writes its status for the uplink's health report."""
-    return cfg.path(cfg.device.state_dir) / STATUS_FILE
-
-
-def load_central_key(cfg: EdgeConfig) -> ec.EllipticCurvePublicKey:
-    """The central signing public key the box checks receipts with."""
-    if not cfg.provisioning.central_key:
-        raise ConfigError("provisioning.central_key: needed to verify the central service's receipts "
-                          "(written by ehc-provision enroll)")
-    key = serialization.load_pem_public_key(cfg.path(cfg.provisioning.central_key).read_bytes())
-    if not isinstance(key, ec.EllipticCurvePublicKey):
-        raise ConfigError("provisioning.central_key: not an EC public key")
-    return key
 
 
 @lru_cache(maxsize=1)
@@ -122,13 +68,6 @@ def uplink_settings(cfg: EdgeConfig) -> UplinkSettings:
                           relay=relay_path(cfg))
 
 
-def relay_path(cfg: EdgeConfig) -> Path:
-    """The uplink's socket the station reaches the broker through (:mod:`mqtt.relay`)."""
-    from mqtt.relay import SOCKET_NAME
-
-    return cfg.path(cfg.device.state_dir) / SOCKET_NAME
-
-
 def build_uplink(cfg: EdgeConfig, capabilities: list[str] | None = None, config_path: Path | None = None) -> Uplink:
     """Identity, outbox and uplink for the uplink daemon, with the remote commands (``diagnostics``,
     ``print_test``, ``rotate_logs``, and ``reload_config`` when the config file's path is known)."""
@@ -156,16 +95,6 @@ def build_verifier(cfg: EdgeConfig, lookup: Any = None) -> Verifier:
 
     return TrustedVerifier(TrustListFile(cfg.trust_path, load_central_key(cfg)), max_age=cfg.trust.max_age,
                            skew=cfg.trust.clock_skew, lookup=lookup, ref_key=ref_key)
-
-
-def load_pseudonym_key(cfg: EdgeConfig) -> bytes | None:
-    """The deployment's pseudonym key (``[identity] pseudonym_key``), or None when the box has none."""
-    if not cfg.identity.pseudonym_key:
-        return None
-    key = cfg.path(cfg.identity.pseudonym_key).read_bytes()
-    if len(key) < 16:
-        raise ConfigError("identity.pseudonym_key: the key file holds fewer than 16 bytes")
-    return key
 
 
 def build_lookup(cfg: EdgeConfig, identity: DeviceIdentity) -> Any:

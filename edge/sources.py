@@ -9,7 +9,7 @@ from pathlib import Path
 from drivers.camera import (VIDEO_SUFFIXES, FileFrameSource, FrameSource, LatestFrameGrabber, OpenCVFrameSource,
                             Picamera2FrameSource)
 from drivers.sim_camera import SimulatedQrCamera, generate_health_card_token
-from edge.barcodes import ALL_SYMBOLOGIES, QR_ONLY, Symbology
+from edge.symbology import ALL_SYMBOLOGIES, QR_ONLY, Symbology
 from edge.config import MasstestSection, StationSection
 from edge.flows.base import Flow, FlowContext
 from edge.flows.checkin import CheckinFlow

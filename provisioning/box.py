@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import datetime as dt
 import hashlib
 import json
 import logging
@@ -25,8 +24,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from edge.config import EdgeConfig
-from edge.runtime import load_identity
+from edge.boxfiles import CertStatus, cert_status, load_identity
 from mqtt import envelope, sealed
+from mqtt.topics import proof_topic
 from foundation import keyfiles
 from foundation.files import write_atomic, write_secret
 from provisioning.qrtext import ProvisioningQr
@@ -179,8 +179,6 @@ def _model() -> str:
 # -- after enrollment: status, renewal, decommissioning ------------------------------------------------
 
 def _proof(cfg: EdgeConfig, action: str, body: dict[str, Any]) -> str:
-    from central.enrollment import proof_topic
-
     ident = load_identity(cfg)
     msg = envelope.Message(ident.device, 0, 0, action, body)
     return base64.b64encode(envelope.sign(msg, proof_topic(ident.clinic, ident.device, action), ident.key)).decode()
@@ -190,27 +188,6 @@ def _central(cfg: EdgeConfig) -> tuple[str, bytes]:
     if not cfg.provisioning.url:
         raise EnrollFailed("edge.toml has no [provisioning] url; enroll the box first")
     return cfg.provisioning.url, cfg.path(cfg.mqtt.ca).read_bytes()
-
-
-@dataclass(frozen=True)
-class CertStatus:
-    """The device certificate's validity and whether renewal is due."""
-
-    device_id: str
-    clinic: str
-    not_after: str
-    days_left: float
-    renew_due: bool
-
-
-def cert_status(cfg: EdgeConfig) -> CertStatus:
-    """Validity of the current certificate."""
-    cert = keyfiles.load_cert(cfg.path(cfg.device.cert))
-    now = dt.datetime.now(dt.timezone.utc)
-    life = (cert.not_valid_after_utc - cert.not_valid_before_utc).total_seconds()
-    left = (cert.not_valid_after_utc - now).total_seconds()
-    return CertStatus(cfg.device.id, cfg.device.clinic, cert.not_valid_after_utc.isoformat(), left / 86400,
-                      left < life * cfg.provisioning.renew_fraction)
 
 
 def renew(cfg: EdgeConfig, force: bool = False) -> CertStatus:
@@ -237,7 +214,7 @@ def wipe(cfg: EdgeConfig, config_path: Path, force: bool = False) -> tuple[list[
 
     Returns the removed files and whether the central service confirmed the revocation.
     """
-    from edge.runtime import open_outbox
+    from edge.boxfiles import open_outbox
 
     box = open_outbox(cfg, None)
     depth = box.stats().depth

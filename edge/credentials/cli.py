@@ -97,7 +97,7 @@ def _trust_list(args: argparse.Namespace) -> Any:
 
     if args.config:
         from edge import config as edge_config
-        from edge.runtime import load_central_key
+        from edge.boxfiles import load_central_key
 
         cfg = edge_config.load(args.config)
         path, central = Path(args.trust) if args.trust else cfg.trust_path, load_central_key(cfg)

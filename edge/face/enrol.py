@@ -31,7 +31,7 @@ def enrol_from_clip(args: Any, frames: Iterable[tuple[float, np.ndarray]]) -> in
     from edge.face.passive import PassiveLiveness
     from edge.face.pipeline import FacePipeline
     from edge.identity import pseudonym
-    from edge.runtime import load_identity, load_pseudonym_key, open_outbox
+    from edge.boxfiles import load_identity, load_pseudonym_key, open_outbox
     from models_tflite.loader import spec
     from mqtt import face
 

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from edge.barcodes import Symbology
+from edge.symbology import Symbology
 from edge.feedback import Feedback, NoFeedback, NoPrinter, Signal, TicketSink
 from edge.identity import PresentedId, pseudonym
 from edge.verify import FormVerifier, Verifier
