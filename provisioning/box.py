@@ -23,12 +23,16 @@ import tomli_w
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from edge import audit_events
+from edge import config as edge_config
+from edge.boxfiles import CertStatus, cert_status, load_identity, open_outbox
 from edge.config import EdgeConfig
-from edge.boxfiles import CertStatus, cert_status, load_identity
+from edge.trustlist_store import TrustListFile
+from foundation import keyfiles
+from foundation.configbase import ConfigError
+from foundation.files import write_atomic, write_secret
 from mqtt import envelope, sealed
 from mqtt.topics import proof_topic
-from foundation import keyfiles
-from foundation.files import write_atomic, write_secret
 from provisioning.qrtext import ProvisioningQr
 
 logger = logging.getLogger(__name__)
@@ -125,8 +129,6 @@ def enroll(qr: ProvisioningQr, state_dir: Path, config_path: Path, force: bool =
                   "provisioning": {"url": qr.url, "central_key": str(state_dir / "central-sign.pub")}}
         signed_trust = (answer.get("trust_lists") or {}).get("signed")
         if signed_trust:
-            from edge.trustlist_store import TrustListFile
-
             central_key = serialization.load_pem_public_key(answer["central_keys"]["signing"].encode())
             if not TrustListFile(state_dir / "trust-list.cose", central_key).offer(base64.b64decode(signed_trust)):  # type: ignore[arg-type]
                 raise EnrollFailed("the trust list sent by the central service does not verify")
@@ -157,12 +159,8 @@ def enroll(qr: ProvisioningQr, state_dir: Path, config_path: Path, force: bool =
 
 def _audit_enrollment(config_path: Path, device: str, clinic: str, cert_sha256: str) -> None:
     """Link the enrollment into the box's audit chain (it opens the chain on a new box)."""
-    from edge import audit_events
-    from edge.config import load
-    from foundation.configbase import ConfigError
-
     try:
-        cfg = load(config_path)
+        cfg = edge_config.load(config_path)
     except (ConfigError, OSError) as exc:
         logger.error("enrollment not written to the audit log: %s", exc)
         return
@@ -214,8 +212,6 @@ def wipe(cfg: EdgeConfig, config_path: Path, force: bool = False) -> tuple[list[
 
     Returns the removed files and whether the central service confirmed the revocation.
     """
-    from edge.boxfiles import open_outbox
-
     box = open_outbox(cfg, None)
     depth = box.stats().depth
     box.close()

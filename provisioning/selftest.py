@@ -16,6 +16,7 @@ from typing import Callable
 
 from edge.boxfiles import cert_status, load_identity, open_outbox, pairing_text, relay_path
 from edge.config import EdgeConfig
+from foundation import keyfiles
 
 logger = logging.getLogger(__name__)
 
@@ -42,8 +43,6 @@ def _identity(cfg: EdgeConfig) -> Check:
 
 
 def _certificate(cfg: EdgeConfig) -> Check:
-    from foundation import keyfiles
-
     try:
         cert, issuer = keyfiles.load_cert(cfg.path(cfg.device.cert)), keyfiles.load_cert(cfg.path(cfg.mqtt.ca))
         cert.verify_directly_issued_by(issuer)
@@ -59,8 +58,6 @@ def _certificate(cfg: EdgeConfig) -> Check:
 
 
 def _clock(cfg: EdgeConfig) -> Check:
-    from foundation import keyfiles
-
     now = dt.datetime.now(dt.timezone.utc)
     try:
         cert = keyfiles.load_cert(cfg.path(cfg.device.cert))

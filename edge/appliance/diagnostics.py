@@ -24,6 +24,7 @@ from edge.appliance.logrotate import read_result
 from edge.appliance.status_screen import Probe, collect, outbox_stats
 from edge.boxfiles import STATUS_INTERVAL, station_status_path
 from edge.station_status import read_status
+from mqtt.uplink import SOFTWARE_VERSION
 
 REDACTED = "<redacted>"
 SECRET_WORDS = ("key", "secret", "password", "token", "credential")
@@ -46,8 +47,6 @@ def redact(value: Any, name: str = "") -> Any:
 
 def versions() -> dict[str, Any]:
     """Software versions on the box."""
-    from mqtt.uplink import SOFTWARE_VERSION
-
     found: dict[str, str | None] = {}
     for name in PACKAGES:
         try:
