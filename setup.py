@@ -63,7 +63,7 @@ setup(
     python_requires=">=3.11",
     packages=find_packages(include=["foundation", "foundation.*", "edge", "edge.*", "drivers", "drivers.*",
                                     "models_tflite", "models_tflite.*", "mqtt", "mqtt.*", "provisioning",
-                                    "provisioning.*", "central", "central.*"]),
+                                    "provisioning.*", "central", "central.*", "demo", "demo.*"]),
     include_package_data=True,
     package_data={"drivers": ["tickets/*.toml"], "edge.vaccination": ["*.toml"],
                   "edge.credentials": ["valuesets/*.json", "valuesets/LICENSE", "valuesets/README.md"],

@@ -45,7 +45,7 @@ from pyzbar import pyzbar  # noqa: E402
 
 from drivers.camera import IMAGE_SUFFIXES, load_image  # noqa: E402
 from drivers.sim_camera import Scene, render_qr_frame  # noqa: E402
-from edge.barcodes import QR_ONLY  # noqa: E402
+from edge.symbology import QR_ONLY  # noqa: E402
 from edge.rack import RackLayout  # noqa: E402
 from edge.rackscan import read_rack  # noqa: E402
 from edge.imageprep import to_gray  # noqa: E402

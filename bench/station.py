@@ -28,7 +28,7 @@ import threadcap  # noqa: E402,F401  (--threads N, default 1: per-core figures)
 import numpy as np  # noqa: E402
 
 from drivers.camera import FrameSource, LatestFrameGrabber, pace  # noqa: E402
-from edge.barcodes import QR_ONLY  # noqa: E402
+from edge.symbology import QR_ONLY  # noqa: E402
 from edge.flows.base import FlowContext  # noqa: E402
 from edge.flows.checkin import CheckinFlow  # noqa: E402
 from edge.flows.runner import FlowRunner  # noqa: E402

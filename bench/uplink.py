@@ -42,7 +42,7 @@ BIN = Path(sys.executable).parent
 def produce(box_dir: str, count: int, batch: int, ids_file: str) -> None:
     """Producer process: commit ``count`` signed results in batches; append each committed id to a file."""
     from edge import config as edge_config
-    from edge.runtime import load_identity, open_outbox
+    from edge.boxfiles import load_identity, open_outbox
 
     cfg = edge_config.load(Path(box_dir) / "edge.toml")
     box = open_outbox(cfg, load_identity(cfg))

@@ -23,7 +23,7 @@ from central.broker import reload_broker
 from central.config import CentralConfig
 from mqtt import envelope, sealed
 from central.store import DeviceRecord, SqlStore
-from mqtt.topics import TopicError, check_name
+from mqtt.topics import TopicError, check_name, proof_topic
 from central import crl
 from central import ca
 from foundation import keyfiles
@@ -36,11 +36,6 @@ MAX_CSR_CHARS = 4096
 MAX_FACTS_KEYS = 32
 CONFIG_REVISION = 1
 PROOF_WINDOW = 600.0  # seconds of clock difference accepted on signed renewal/decommission requests
-
-
-def proof_topic(clinic: str, device: str, action: str) -> str:
-    """The AAD a box signs a renewal or decommission request for (not an MQTT topic anyone publishes on)."""
-    return f"ehc/v1/{clinic}/{device}/{action}"
 
 
 class EnrollmentError(Exception):

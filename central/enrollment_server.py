@@ -5,7 +5,7 @@
 ``POST /v1/renew``   ``{device_id, csr, proof}`` → a new certificate for the same key
 ``POST /v1/decommission``  ``{device_id, proof}`` → the device is revoked
 
-``proof`` is base64 of a COSE_Sign1 by the current device key (see :func:`central.enrollment.proof_topic`).
+``proof`` is base64 of a COSE_Sign1 by the current device key (see :func:`mqtt.topics.proof_topic`).
 """
 
 from __future__ import annotations

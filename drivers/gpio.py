@@ -1,29 +1,18 @@
 """Lights, buzzer, operator button and presence sensor on the Pi's GPIO header, through gpiozero.
 
-:class:`GpioFeedback` is the box's :class:`edge.feedback.Feedback`. :meth:`GpioFeedback.show` returns at once;
-one thread (``feedback``) plays the light pattern and gpiozero's own background thread plays the beeps::
+:class:`GpioPanel` is the hardware panel: it plays :class:`Pattern` objects (light frames, a sound, how long
+they stay) and reports the button and the presence sensor. :meth:`GpioPanel.show` returns at once; one
+thread (``feedback``) plays the light pattern and gpiozero's own background thread plays the beeps::
 
-    >>> fb = GpioFeedback(GpioSettings(light="leds", buzzer_pin=24, button_pin=25))   # doctest: +SKIP
-    >>> fb.on_press(lambda: printer.reprint_last())                                    # doctest: +SKIP
-    >>> fb.show(Signal.ACCEPTED)                                                       # doctest: +SKIP
+    >>> panel = GpioPanel(GpioSettings(light="leds", buzzer_pin=24, button_pin=25))           # doctest: +SKIP
+    >>> panel.on_press(lambda: printer.reprint_last())                                          # doctest: +SKIP
+    >>> panel.show(Pattern("ok", ((Color.GREEN, 0),), Sound.SHORT, lasting=False))              # doctest: +SKIP
 
-The status light is three LEDs (red, amber, green) or one RGB LED driven by PWM (``light = "rgb"``). Signals:
-
-==============  ==================================  ==============  ===============================
-signal          light                               sound           how long
-==============  ==================================  ==============  ===============================
-ready           green steady (dim on an RGB LED)    —               until the next signal
-accepted        green                               one short beep  ``hold`` seconds, then back
-attention       amber blinking (2 Hz)               two short       ``hold`` seconds, then back
-rejected        red steady                          one long beep   ``hold`` seconds, then back
-not_recorded    red blinking fast (2 Hz)            one long beep   ``hold`` seconds, then back
-fault           red blinking slowly (1 Hz)          —               until the next lasting signal
-provisioning    amber and green alternating (1 Hz)  —               until the next signal
-==============  ==================================  ==============  ===============================
-
-"Back" means back to the last lasting signal (ready, fault or provisioning): a fault stays visible between
-scans until the flow shows ``ready`` again. ``ready`` shown while an outcome is on does not cut it short; it
-becomes what the light goes back to. Any other signal replaces the one shown at once.
+The status light is three LEDs (red, amber, green) or one RGB LED driven by PWM (``light = "rgb"``).
+A *lasting* pattern stays until the next one; a passing one stays ``hold`` seconds, then the light goes back
+to the last lasting pattern. A lasting pattern marked ``idle`` shown while a passing one is on does not cut it
+short; it becomes what the light goes back to. Any other pattern replaces the one shown at once. What each
+box signal looks like is :mod:`edge.gpio_feedback`'s mapping.
 
 Tests use gpiozero's ``MockFactory`` (``pin_factory = "mock"``, or pass a factory) and read the pins'
 ``states`` history.
@@ -43,7 +32,6 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from foundation.configbase import StrictModel
-from edge.feedback import Signal
 
 logger = logging.getLogger(__name__)
 
@@ -130,24 +118,17 @@ class Sound(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class Pattern:
-    """A signal's look and sound. Frame durations count ``blink`` periods; a single frame is steady."""
+    """A look and sound. Frame durations count ``blink`` periods; a single frame is steady.
 
+    ``lasting``: stays until the next pattern (else ``hold`` seconds, then back to the last lasting one);
+    ``idle``: a lasting pattern that lets a passing one finish instead of cutting it short.
+    """
+
+    name: str
     frames: tuple[tuple[Color, int], ...]
     sound: Sound
     lasting: bool
-
-
-PATTERNS: dict[Signal, Pattern] = {
-    Signal.READY: Pattern(((Color.GREEN_DIM, 0),), Sound.NONE, lasting=True),
-    Signal.ACCEPTED: Pattern(((Color.GREEN, 0),), Sound.SHORT, lasting=False),
-    Signal.ATTENTION: Pattern(((Color.AMBER, 1), (Color.OFF, 1)), Sound.TWO_SHORT, lasting=False),
-    Signal.REJECTED: Pattern(((Color.RED, 0),), Sound.LONG, lasting=False),
-    Signal.NOT_RECORDED: Pattern(((Color.RED, 1), (Color.OFF, 1)), Sound.LONG, lasting=False),
-    Signal.FAULT: Pattern(((Color.RED, 2), (Color.OFF, 2)), Sound.NONE, lasting=True),
-    Signal.PROVISIONING: Pattern(((Color.AMBER, 2), (Color.GREEN, 2)), Sound.NONE, lasting=True),
-    Signal.PROMPT: Pattern(((Color.AMBER, 0),), Sound.SHORT, lasting=False),
-}
-"""The look and sound of every :class:`~edge.feedback.Signal`."""
+    idle: bool = False
 
 
 class _ThreeLeds:
@@ -188,15 +169,15 @@ class _RgbLed:
         self.rgb.close()
 
 
-class GpioFeedback:
-    """A :class:`~edge.feedback.Feedback` on LEDs and a buzzer, plus the operator button and presence sensor.
+class GpioPanel:
+    """Patterns on LEDs and a buzzer, plus the operator button and presence sensor.
 
     ``pin_factory`` overrides ``settings.pin_factory`` (tests pass a ``MockFactory`` to inspect the pins).
 
     >>> from gpiozero.pins.mock import MockFactory, MockPWMPin
     >>> factory = MockFactory(pin_class=MockPWMPin)
-    >>> with GpioFeedback(GpioSettings(), pin_factory=factory) as fb:
-    ...     fb.show(Signal.READY)
+    >>> with GpioPanel(GpioSettings(), pin_factory=factory) as panel:
+    ...     panel.show(Pattern("on", ((Color.GREEN, 0),), Sound.NONE, lasting=True))
     """
 
     def __init__(self, settings: GpioSettings, *, pin_factory: Any = None) -> None:
@@ -232,34 +213,33 @@ class GpioFeedback:
             self._sensor.when_deactivated = lambda: self._fire(self._presence, "presence", False)
         self.pin_factory = self._light_device_factory()
         self._cond = threading.Condition()
-        self._pending: Signal | None = None
-        self._shown: Signal | None = None
-        self._base: Signal | None = None
+        self._pending: Pattern | None = None
+        self._shown: Pattern | None = None
+        self._base: Pattern | None = None
         self._closed = False
         self._thread = threading.Thread(target=self._run, name="feedback", daemon=True)
         self._thread.start()
 
     # public API
 
-    def show(self, signal: Signal) -> None:
-        """Show ``signal`` (see the table in the module docstring); returns at once."""
-        signal = Signal(signal)
+    def show(self, pattern: Pattern) -> None:
+        """Show ``pattern`` (see the module docstring); returns at once."""
         with self._cond:
             if self._closed:
                 return
             active = self._pending or self._shown
             if active is not None:
-                if signal is active and PATTERNS[signal].lasting:
+                if pattern == active and pattern.lasting:
                     return  # already showing it: do not restart the pattern
-                if signal is Signal.READY and not PATTERNS[active].lasting:
-                    self._base = signal  # let the outcome finish, then show ready
+                if pattern.idle and pattern.lasting and not active.lasting:
+                    self._base = pattern  # let the passing pattern finish, then show this one
                     return
-            self._pending = signal
+            self._pending = pattern
             self._cond.notify_all()
 
     @property
-    def current(self) -> Signal | None:
-        """The signal being shown (or about to be); ``None`` when the light is off."""
+    def current(self) -> Pattern | None:
+        """The pattern being shown (or about to be); ``None`` when the light is off."""
         with self._cond:
             return self._pending or self._shown
 
@@ -292,7 +272,7 @@ class GpioFeedback:
                 dev.close()
         self._light.close()
 
-    def __enter__(self) -> "GpioFeedback":
+    def __enter__(self) -> "GpioPanel":
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
@@ -331,7 +311,7 @@ class GpioFeedback:
                         background=True)
 
     def _wait(self, timeout: float | None) -> bool:
-        """Sleep up to ``timeout`` seconds; True if a new signal or close() interrupted."""
+        """Sleep up to ``timeout`` seconds; True if a new pattern or close() interrupted."""
         with self._cond:
             return self._cond.wait_for(lambda: self._pending is not None or self._closed, timeout)
 
@@ -341,20 +321,20 @@ class GpioFeedback:
                 self._cond.wait_for(lambda: self._pending is not None or self._closed)
                 if self._closed:
                     return
-                signal, self._pending = self._pending, None
-                self._shown = signal
+                pattern, self._pending = self._pending, None
+                self._shown = pattern
+            assert pattern is not None
             try:
-                self._play(signal)
-            except Exception:  # a pin error must not kill the thread that shows every later signal
-                logger.exception("showing %s failed", signal)
+                self._play(pattern)
+            except Exception:  # a pin error must not kill the thread that shows every later pattern
+                logger.exception("showing %s failed", pattern.name)
 
-    def _play(self, signal: Signal) -> None:
-        pattern = PATTERNS[signal]
+    def _play(self, pattern: Pattern) -> None:
         with self._cond:
-            self._shown = signal
+            self._shown = pattern
             if pattern.lasting:
-                self._base = signal
-        logger.debug("signal %s", signal)
+                self._base = pattern
+        logger.debug("pattern %s", pattern.name)
         self._sound(pattern.sound)
         if self._loop(pattern, self.settings.hold if not pattern.lasting else None):
             return
@@ -364,7 +344,7 @@ class GpioFeedback:
             self._light.set(Color.OFF)
             self._wait(None)
         else:
-            self._loop(PATTERNS[base], None)
+            self._loop(base, None)
 
     def _loop(self, pattern: Pattern, duration: float | None) -> bool:
         """Show ``pattern`` for ``duration`` seconds (``None``: until interrupted); True if interrupted."""

@@ -15,7 +15,7 @@ from foundation.logs import setup_logging
 def cmd_check_config(args: argparse.Namespace) -> int:
     cfg = edge_config.load(args.file)
     if args.keys:
-        from edge.runtime import load_identity
+        from edge.boxfiles import load_identity
 
         try:
             load_identity(cfg)
@@ -42,7 +42,7 @@ def cmd_station(args: argparse.Namespace) -> int:
 
 
 def cmd_outbox(args: argparse.Namespace) -> int:
-    from edge.runtime import open_outbox
+    from edge.boxfiles import open_outbox
 
     cfg = edge_config.load(args.config)
     box = open_outbox(cfg, None)
@@ -54,7 +54,7 @@ def cmd_outbox(args: argparse.Namespace) -> int:
 
 def cmd_audit(args: argparse.Namespace) -> int:
     """``audit verify``: recompute the box's audit chain (exit 1 at a broken link); ``audit show``: last entries."""
-    from edge.runtime import open_outbox
+    from edge.boxfiles import open_outbox
 
     box = open_outbox(edge_config.load(args.config), None)
     try:
@@ -75,7 +75,7 @@ def cmd_decode(args: argparse.Namespace) -> int:
     import time
 
     from drivers.camera import IMAGE_SUFFIXES, CameraError, load_image
-    from edge.barcodes import ALL_SYMBOLOGIES, Symbology
+    from edge.symbology import ALL_SYMBOLOGIES, Symbology
     from edge.scanner import STILL_IMAGE, DecodeOptions, FrameScanner
 
     symbologies = frozenset(Symbology(s) for s in args.formats) if args.formats else ALL_SYMBOLOGIES
@@ -160,7 +160,7 @@ TOOLS = {"install": _install_tool, "uninstall": _uninstall_tool, "verify": _veri
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from edge.demo import run_demo
+    from demo.site import run_demo
 
     return run_demo(frames=args.frames, workdir=Path(args.dir) if args.dir else None, keep=args.keep)
 

@@ -10,7 +10,9 @@ from pathlib import Path
 from edge.config import EdgeConfig
 from foundation import sdnotify
 from foundation.signals import stop_event_on_signals
-from edge.runtime import build_uplink, load_identity, open_outbox
+from edge.boxfiles import STATUS_INTERVAL, load_identity, open_outbox, station_status_path
+from edge.runtime import build_station, build_uplink
+from edge.station_status import write_status
 
 logger = logging.getLogger(__name__)
 
@@ -44,9 +46,6 @@ def run_station(cfg: EdgeConfig) -> int:
     reopens itself with backoff, so a missing camera shows in STATUS, the signals and the health report,
     not as a failed start.
     """
-    from edge.runtime import STATUS_INTERVAL, build_station, station_status_path
-    from edge.station_status import write_status
-
     stop = stop_event_on_signals()
     outbox = open_outbox(cfg, load_identity(cfg))
     boot = outbox.start_boot()

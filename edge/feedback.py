@@ -1,8 +1,8 @@
 """What the box tells the people in front of it: signals for lights and sound, and tickets to print.
 
-Flows speak only in :class:`Signal` and ticket requests; the drivers decide how a signal looks and sounds
-(:mod:`drivers.gpio`) and how a ticket is laid out and printed (:mod:`drivers.printer`). Both calls must
-return at once: a driver that needs time (a blink pattern, a print job) does the work in its own thread.
+Flows speak only in :class:`Signal` and ticket requests; :mod:`edge.gpio_feedback` decides how a signal looks
+and sounds on the GPIO panel (:mod:`drivers.gpio`), and the printer driver how a ticket is laid out and printed
+(:mod:`drivers.printer`). Both calls must return at once: a driver that needs time (a blink pattern, a print job) does the work in its own thread.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ class Signal(enum.StrEnum):
 
 
 class Feedback(Protocol):
-    """Lights and sound (:class:`drivers.gpio.GpioFeedback` on a box)."""
+    """Lights and sound (:class:`edge.gpio_feedback.GpioFeedback` on a box)."""
 
     def show(self, signal: Signal) -> None:
         """Show ``signal``; returns at once (patterns run in the driver's own thread)."""

@@ -1,4 +1,6 @@
-"""Build the box's long-lived objects (identity, outbox, uplink) from its configuration."""
+"""The composition root: wire the box's long-lived objects (uplink, verifier, lookup, station, its flow and
+drivers) from its configuration. The parts live elsewhere (:mod:`edge.boxfiles` for identity, outbox and keys;
+:mod:`edge.flows.factory` for the flow); this module only puts them together for ``ehc-edge``."""
 
 from __future__ import annotations
 
@@ -9,79 +11,28 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, x25519
-
+from drivers.camera import FrameSource
+from edge.appliance import diagnostics, logrotate, printtest, reconfig
+from edge.boxfiles import (STATUS_INTERVAL, load_central_key, load_identity, load_pseudonym_key, load_seal_key,
+                           open_outbox, relay_path, station_status_path)
 from edge.config import EdgeConfig
-from foundation.configbase import ConfigError
-from edge.station_status import STATUS_FILE, read_status
+from edge.credentials.verifier import TrustedVerifier
+from edge.feedback import Feedback, NoFeedback, NoPrinter, TicketSink
+from edge.flows import factory
+from edge.flows.base import ButtonPress, FlowContext, IdPresented
+from edge.flows.runner import Alert, FlowRunner
+from edge.identity import from_id_card, from_mrz
+from edge.lookup import LookupClient
+from edge.rackscan import RackWorker
+from edge.sources import decode_options, frame_source, rack_options
+from edge.station import RACK_LABELS, Station
+from edge.station_status import read_status
 from edge.trustlist_store import TrustListFile
 from edge.verify import FormVerifier, Verifier
-from drivers.camera import FrameSource
-from edge.feedback import Feedback, NoFeedback, NoPrinter, TicketSink
-from edge.flows.base import ButtonPress, FlowContext, IdPresented
-from edge.identity import from_id_card
-from edge.flows.runner import Alert, FlowRunner
-from edge.station import RACK_LABELS, Station
-from mqtt import sealed
 from mqtt.outbox import DeviceIdentity, Outbox
 from mqtt.uplink import Uplink, UplinkSettings
-from foundation.keyfiles import common_name, device_cn, load_cert, load_private_key
-
 
 logger = logging.getLogger(__name__)
-
-
-class IdentityMismatch(ValueError):
-    """The configured device id or clinic differs from the certificate's CN."""
-
-
-def load_identity(cfg: EdgeConfig) -> DeviceIdentity:
-    """The device key, checked against the certificate (CN = ``<clinic>/<device id>``, same public key)."""
-    key = load_private_key(cfg.path(cfg.device.key))
-    cert = load_cert(cfg.path(cfg.device.cert))
-    if common_name(cert) != device_cn(cfg.device.clinic, cfg.device.id):
-        raise IdentityMismatch(f"device {cfg.device.clinic}/{cfg.device.id} differs from the certificate CN "
-                               f"{common_name(cert)!r}")
-    if cert.public_key() != key.public_key():
-        raise IdentityMismatch("device key does not match the device certificate")
-    return DeviceIdentity(cfg.device.id, cfg.device.clinic, key)
-
-
-def load_seal_key(cfg: EdgeConfig) -> x25519.X25519PublicKey | None:
-    """The central X25519 key personal fields are sealed to, or None on a box without one."""
-    if not cfg.provisioning.seal_key:
-        return None
-    try:
-        return sealed.load_public(cfg.path(cfg.provisioning.seal_key).read_bytes())
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"provisioning.seal_key: {exc}") from None
-
-
-def open_outbox(cfg: EdgeConfig, identity: DeviceIdentity | None, durable: bool = True) -> Outbox:
-    """The outbox at its configured path and bound (``durable=False`` for the uplink's delete-only use)."""
-    return Outbox(cfg.outbox_path, identity, cfg.outbox.max_bytes, cfg.outbox.alert_fraction, durable=durable,
-                  seal_key=load_seal_key(cfg) if identity is not None else None)
-
-
-STATUS_INTERVAL = 5.0
-"""Seconds between station status writes."""
-
-
-def station_status_path(cfg: EdgeConfig) -> Path:
-    """Where the station daemon writes its status for the uplink's health report."""
-    return cfg.path(cfg.device.state_dir) / STATUS_FILE
-
-
-def load_central_key(cfg: EdgeConfig) -> ec.EllipticCurvePublicKey:
-    """The central signing public key the box checks receipts with."""
-    if not cfg.provisioning.central_key:
-        raise ConfigError("provisioning.central_key: needed to verify the central service's receipts "
-                          "(written by ehc-provision enroll)")
-    key = serialization.load_pem_public_key(cfg.path(cfg.provisioning.central_key).read_bytes())
-    if not isinstance(key, ec.EllipticCurvePublicKey):
-        raise ConfigError("provisioning.central_key: not an EC public key")
-    return key
 
 
 @lru_cache(maxsize=1)
@@ -122,18 +73,9 @@ def uplink_settings(cfg: EdgeConfig) -> UplinkSettings:
                           relay=relay_path(cfg))
 
 
-def relay_path(cfg: EdgeConfig) -> Path:
-    """The uplink's socket the station reaches the broker through (:mod:`mqtt.relay`)."""
-    from mqtt.relay import SOCKET_NAME
-
-    return cfg.path(cfg.device.state_dir) / SOCKET_NAME
-
-
 def build_uplink(cfg: EdgeConfig, capabilities: list[str] | None = None, config_path: Path | None = None) -> Uplink:
     """Identity, outbox and uplink for the uplink daemon, with the remote commands (``diagnostics``,
     ``print_test``, ``rotate_logs``, and ``reload_config`` when the config file's path is known)."""
-    from edge.appliance import diagnostics, logrotate, printtest, reconfig
-
     identity = load_identity(cfg)
     uplink = Uplink(uplink_settings(cfg), open_outbox(cfg, identity, durable=False), identity, capabilities)
     uplink.command_handlers.update(diagnostics.command_handlers(cfg, uplink))
@@ -152,47 +94,16 @@ def build_verifier(cfg: EdgeConfig, lookup: Any = None) -> Verifier:
     if not cfg.provisioning.central_key:
         logger.warning("no provisioning.central_key: credentials are judged by their form only")
         return FormVerifier(ref_key)
-    from edge.credentials.verifier import TrustedVerifier
-
     return TrustedVerifier(TrustListFile(cfg.trust_path, load_central_key(cfg)), max_age=cfg.trust.max_age,
                            skew=cfg.trust.clock_skew, lookup=lookup, ref_key=ref_key)
-
-
-def load_pseudonym_key(cfg: EdgeConfig) -> bytes | None:
-    """The deployment's pseudonym key (``[identity] pseudonym_key``), or None when the box has none."""
-    if not cfg.identity.pseudonym_key:
-        return None
-    key = cfg.path(cfg.identity.pseudonym_key).read_bytes()
-    if len(key) < 16:
-        raise ConfigError("identity.pseudonym_key: the key file holds fewer than 16 bytes")
-    return key
 
 
 def build_lookup(cfg: EdgeConfig, identity: DeviceIdentity) -> Any:
     """The started online card-lookup client, or None on a box without a central key or with lookups off."""
     if not (cfg.provisioning.central_key and cfg.station.online_lookup):
         return None
-    from edge.lookup import LookupClient
-
     return LookupClient(relay_path(cfg), identity, load_central_key(cfg), timeout=cfg.station.lookup_timeout,
                         seal_key=load_seal_key(cfg)).start()
-
-
-def vaccination_flow(cfg: EdgeConfig, ctx: FlowContext, records: Any) -> Any:
-    """The vaccination-room flow with the configured product table and schedules."""
-    import tomllib
-
-    from edge.flows.vaccination import VaccinationFlow, load_products
-    from edge.vaccination.schedule import load_schedule
-
-    products = []
-    if cfg.vaccination.products:
-        try:
-            products = load_products(tomllib.loads(cfg.path(cfg.vaccination.products).read_text(encoding="utf-8")))
-        except (OSError, ValueError, KeyError) as exc:
-            raise ConfigError(f"vaccination.products: {exc}") from None
-    schedule = load_schedule(extra=[cfg.path(p) for p in cfg.vaccination.extra_schedules])
-    return VaccinationFlow(ctx, products, records=records, schedule=schedule)
 
 
 def identity_documents(cfg: EdgeConfig, runner: FlowRunner, tap: Any) -> Any:
@@ -203,7 +114,6 @@ def identity_documents(cfg: EdgeConfig, runner: FlowRunner, tap: Any) -> Any:
     if cfg.mrz is not None:
         from edge.documents.mrz_ocr import MrzReader
         from edge.documents.worker import DocumentWorker
-        from edge.identity import from_mrz
 
         parts.append(DocumentWorker(MrzReader(cfg.mrz), lambda zone, page: runner.submit(
             IdPresented(from_mrz(zone), page=page)), every=cfg.station.document_every, with_page=True).start())
@@ -268,15 +178,13 @@ def build_station(cfg: EdgeConfig, outbox: Outbox, *, feedback: Feedback | None 
     The printer's state changes become ``alert`` results and signals (``printer`` part); the operator
     button closes a tube (mass testing), and held reads the rack under the camera (``[masstest]``).
     """
-    from edge.sources import build_flow, decode_options, frame_source
-
     printer = lights = None
     if tickets is None and cfg.printer.connection != "none":
         from drivers.printer import TicketPrinter
 
         printer = tickets = TicketPrinter(cfg.printer, cfg.path(cfg.device.state_dir))
     if feedback is None and cfg.gpio is not None:
-        from drivers.gpio import GpioFeedback
+        from edge.gpio_feedback import GpioFeedback
 
         lights = feedback = GpioFeedback(cfg.gpio)
     key = load_pseudonym_key(cfg)
@@ -286,18 +194,9 @@ def build_station(cfg: EdgeConfig, outbox: Outbox, *, feedback: Feedback | None 
     tap = None
     if cfg.station.flow == "identity":
         from edge.face.tap import FrameTap
-        from edge.flows.identity import FaceDesk, IdentityFlow
 
         tap = FrameTap()
-        f = cfg.face
-        flow: Any = IdentityFlow(ctx, FaceDesk(frames=tap.frames, templates=online, threshold=f.threshold,
-                                               model_dir=cfg.path(f.model_dir) if f.model_dir else None,
-                                               time_limit=f.time_limit, mode=f.mode, adult_age=f.adult_age,
-                                               guardian_window=f.guardian_window, consent_text=f.consent_text))
-    elif cfg.station.flow == "vaccination":
-        flow = vaccination_flow(cfg, ctx, online)
-    else:
-        flow = build_flow(cfg.station, ctx, cfg.masstest)
+    flow = factory.build_flow(cfg, ctx, records=online, frames=tap.frames if tap is not None else None)
     runner = FlowRunner(flow, ctx, max_pending=cfg.station.max_pending)
     if printer is not None:
         seen: list[str] = []
@@ -320,9 +219,6 @@ def build_station(cfg: EdgeConfig, outbox: Outbox, *, feedback: Feedback | None 
         documents = ReportWorker(lambda: ReportReader(tessdata), runner.submit).start()
     racks = cfg.station.flow == "masstest" and cfg.masstest.rack_on_hold
     if racks:
-        from edge.rackscan import RackWorker
-        from edge.sources import rack_options
-
         layout, rack_decode = rack_options(cfg.masstest)
         documents = RackWorker(layout, runner.submit, rack_decode).start()
     if lights is not None:
@@ -333,7 +229,6 @@ def build_station(cfg: EdgeConfig, outbox: Outbox, *, feedback: Feedback | None 
     if cfg.mrz is not None and cfg.station.flow == "checkin":
         from edge.documents.mrz_ocr import MrzReader
         from edge.documents.worker import DocumentWorker
-        from edge.identity import from_mrz
 
         documents = DocumentWorker(MrzReader(cfg.mrz), lambda zone: runner.submit(IdPresented(from_mrz(zone))),
                                    every=cfg.station.document_every).start()

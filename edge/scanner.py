@@ -39,8 +39,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from edge.barcodes import (ALL_SYMBOLOGIES, TUBE_LABELS, Box, DecodedCode, Reading, Symbology, ZbarBackend,
-                           ZxingBackend)
+from edge.barcodes import Box, DecodedCode, Reading, ZbarBackend, ZxingBackend
+from edge.symbology import ALL_SYMBOLOGIES, TUBE_LABELS, Symbology
 from edge.imageprep import check_frame, crop_gray, flattened, green, retry_variants, to_gray
 
 logger = logging.getLogger(__name__)

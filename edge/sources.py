@@ -1,4 +1,5 @@
-"""Pick the station's camera, decoder settings and flow from ``[station]`` (and ``[masstest]``) in edge.toml."""
+"""Pick the station's camera and decoder settings from ``[station]`` (and ``[masstest]``) in edge.toml; the flow
+is :func:`edge.flows.factory.build_flow`'s."""
 
 from __future__ import annotations
 
@@ -9,11 +10,8 @@ from pathlib import Path
 from drivers.camera import (VIDEO_SUFFIXES, FileFrameSource, FrameSource, LatestFrameGrabber, OpenCVFrameSource,
                             Picamera2FrameSource)
 from drivers.sim_camera import SimulatedQrCamera, generate_health_card_token
-from edge.barcodes import ALL_SYMBOLOGIES, QR_ONLY, Symbology
+from edge.symbology import ALL_SYMBOLOGIES, QR_ONLY, Symbology
 from edge.config import MasstestSection, StationSection
-from edge.flows.base import Flow, FlowContext
-from edge.flows.checkin import CheckinFlow
-from edge.flows.masstest import MassTestFlow, PoolSettings
 from edge.rack import RackLayout
 from edge.scanner import RACK, DecodeOptions, Fallback
 
@@ -81,23 +79,3 @@ def rack_options(masstest: MasstestSection) -> tuple[RackLayout, DecodeOptions]:
     """The rack's layout and the decoder settings for a rack photo, from the ``[masstest]`` section."""
     return (RackLayout(masstest.rack_rows, masstest.rack_columns),
             replace(RACK, symbologies=frozenset(Symbology(s) for s in masstest.rack_symbologies)))
-
-
-def build_flow(station: StationSection, ctx: FlowContext, masstest: MasstestSection | None = None,
-               desk: object = None) -> Flow:
-    """The configured flow over ``ctx`` (the identity desk also needs its :class:`edge.flows.identity.FaceDesk`)."""
-    if station.flow == "identity":
-        from edge.flows.identity import FaceDesk, IdentityFlow
-
-        if not isinstance(desk, FaceDesk):
-            raise ValueError("the identity flow needs a FaceDesk (camera frames and the template lookup)")
-        return IdentityFlow(ctx, desk)
-    if station.flow == "report":
-        from edge.flows.reports import ReportFlow
-
-        return ReportFlow(ctx, attach_window=station.report_attach_window)
-    if station.flow == "masstest":
-        rack_pattern = (masstest or MasstestSection()).rack_pattern
-        return MassTestFlow(ctx, PoolSettings(capacity=station.pool_capacity, tube_pattern=station.tube_pattern,
-                                              rebind_window=station.rebind_window, rack_pattern=rack_pattern))
-    return CheckinFlow(ctx)

@@ -110,3 +110,8 @@ def ingest_filters(group: str = INGEST_SHARE_GROUP) -> list[str]:
             for ch in ("evt", "state", "health", "req")] + [
         f"{PREFIX}/+/+/status"
     ]
+
+
+def proof_topic(clinic: str, device: str, action: str) -> str:
+    """The AAD a box signs a renewal or decommission request for (not an MQTT topic anyone publishes on)."""
+    return f"ehc/v1/{clinic}/{device}/{action}"

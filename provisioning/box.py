@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import datetime as dt
 import hashlib
 import json
 import logging
@@ -24,11 +23,16 @@ import tomli_w
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from edge import audit_events
+from edge import config as edge_config
+from edge.boxfiles import CertStatus, cert_status, load_identity, open_outbox
 from edge.config import EdgeConfig
-from edge.runtime import load_identity
-from mqtt import envelope, sealed
+from edge.trustlist_store import TrustListFile
 from foundation import keyfiles
+from foundation.configbase import ConfigError
 from foundation.files import write_atomic, write_secret
+from mqtt import envelope, sealed
+from mqtt.topics import proof_topic
 from provisioning.qrtext import ProvisioningQr
 
 logger = logging.getLogger(__name__)
@@ -125,8 +129,6 @@ def enroll(qr: ProvisioningQr, state_dir: Path, config_path: Path, force: bool =
                   "provisioning": {"url": qr.url, "central_key": str(state_dir / "central-sign.pub")}}
         signed_trust = (answer.get("trust_lists") or {}).get("signed")
         if signed_trust:
-            from edge.trustlist_store import TrustListFile
-
             central_key = serialization.load_pem_public_key(answer["central_keys"]["signing"].encode())
             if not TrustListFile(state_dir / "trust-list.cose", central_key).offer(base64.b64decode(signed_trust)):  # type: ignore[arg-type]
                 raise EnrollFailed("the trust list sent by the central service does not verify")
@@ -157,12 +159,8 @@ def enroll(qr: ProvisioningQr, state_dir: Path, config_path: Path, force: bool =
 
 def _audit_enrollment(config_path: Path, device: str, clinic: str, cert_sha256: str) -> None:
     """Link the enrollment into the box's audit chain (it opens the chain on a new box)."""
-    from edge import audit_events
-    from edge.config import load
-    from foundation.configbase import ConfigError
-
     try:
-        cfg = load(config_path)
+        cfg = edge_config.load(config_path)
     except (ConfigError, OSError) as exc:
         logger.error("enrollment not written to the audit log: %s", exc)
         return
@@ -179,8 +177,6 @@ def _model() -> str:
 # -- after enrollment: status, renewal, decommissioning ------------------------------------------------
 
 def _proof(cfg: EdgeConfig, action: str, body: dict[str, Any]) -> str:
-    from central.enrollment import proof_topic
-
     ident = load_identity(cfg)
     msg = envelope.Message(ident.device, 0, 0, action, body)
     return base64.b64encode(envelope.sign(msg, proof_topic(ident.clinic, ident.device, action), ident.key)).decode()
@@ -190,27 +186,6 @@ def _central(cfg: EdgeConfig) -> tuple[str, bytes]:
     if not cfg.provisioning.url:
         raise EnrollFailed("edge.toml has no [provisioning] url; enroll the box first")
     return cfg.provisioning.url, cfg.path(cfg.mqtt.ca).read_bytes()
-
-
-@dataclass(frozen=True)
-class CertStatus:
-    """The device certificate's validity and whether renewal is due."""
-
-    device_id: str
-    clinic: str
-    not_after: str
-    days_left: float
-    renew_due: bool
-
-
-def cert_status(cfg: EdgeConfig) -> CertStatus:
-    """Validity of the current certificate."""
-    cert = keyfiles.load_cert(cfg.path(cfg.device.cert))
-    now = dt.datetime.now(dt.timezone.utc)
-    life = (cert.not_valid_after_utc - cert.not_valid_before_utc).total_seconds()
-    left = (cert.not_valid_after_utc - now).total_seconds()
-    return CertStatus(cfg.device.id, cfg.device.clinic, cert.not_valid_after_utc.isoformat(), left / 86400,
-                      left < life * cfg.provisioning.renew_fraction)
 
 
 def renew(cfg: EdgeConfig, force: bool = False) -> CertStatus:
@@ -237,8 +212,6 @@ def wipe(cfg: EdgeConfig, config_path: Path, force: bool = False) -> tuple[list[
 
     Returns the removed files and whether the central service confirmed the revocation.
     """
-    from edge.runtime import open_outbox
-
     box = open_outbox(cfg, None)
     depth = box.stats().depth
     box.close()

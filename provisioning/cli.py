@@ -31,7 +31,7 @@ def _scan_provisioning_code(camera: str, timeout: float):  # type: ignore[no-unt
     import time
 
     from edge.config import StationSection
-    from edge.barcodes import QR_ONLY
+    from edge.symbology import QR_ONLY
     from edge.scanner import DecodeOptions, FrameScanner
     from edge.sources import frame_source
     from provisioning import qrtext
@@ -89,8 +89,8 @@ def _load(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from edge.runtime import open_outbox
-    from provisioning.box import cert_status
+    from edge.boxfiles import open_outbox
+    from edge.boxfiles import cert_status
 
     cfg = _load(args)
     st = cert_status(cfg)
@@ -104,7 +104,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_renew(args: argparse.Namespace) -> int:
-    from provisioning.box import EnrollFailed, cert_status, renew
+    from provisioning.box import EnrollFailed, renew
+    from edge.boxfiles import cert_status
 
     cfg = _load(args)
     before = cert_status(cfg)

@@ -14,7 +14,9 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
+from edge.boxfiles import cert_status, load_identity, open_outbox, pairing_text, relay_path
 from edge.config import EdgeConfig
+from foundation import keyfiles
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +34,6 @@ class Check:
 
 
 def _identity(cfg: EdgeConfig) -> Check:
-    from edge.runtime import load_identity
 
     try:
         load_identity(cfg)
@@ -42,9 +43,6 @@ def _identity(cfg: EdgeConfig) -> Check:
 
 
 def _certificate(cfg: EdgeConfig) -> Check:
-    from foundation import keyfiles
-    from provisioning.box import cert_status
-
     try:
         cert, issuer = keyfiles.load_cert(cfg.path(cfg.device.cert)), keyfiles.load_cert(cfg.path(cfg.mqtt.ca))
         cert.verify_directly_issued_by(issuer)
@@ -60,8 +58,6 @@ def _certificate(cfg: EdgeConfig) -> Check:
 
 
 def _clock(cfg: EdgeConfig) -> Check:
-    from foundation import keyfiles
-
     now = dt.datetime.now(dt.timezone.utc)
     try:
         cert = keyfiles.load_cert(cfg.path(cfg.device.cert))
@@ -74,7 +70,6 @@ def _clock(cfg: EdgeConfig) -> Check:
 
 
 def _outbox(cfg: EdgeConfig) -> Check:
-    from edge.runtime import open_outbox
 
     try:
         box = open_outbox(cfg, None)
@@ -106,7 +101,6 @@ def _camera(cfg: EdgeConfig, timeout: float = 5.0) -> Check:
 def _through_uplink(cfg: EdgeConfig, timeout: float) -> Check | None:
     """The broker check of a box whose uplink runs: asked through the uplink's relay socket, since a session of
     our own would take over the uplink's (the broker allows one per certificate). None: no uplink running."""
-    from edge.runtime import relay_path
     from mqtt.relay import RelayClient
 
     path = relay_path(cfg)
@@ -194,7 +188,7 @@ def _printer(cfg: EdgeConfig) -> Check:
 def _lights(cfg: EdgeConfig, step: float = 0.4) -> Check:
     if cfg.gpio is None:
         return Check("LEDs and buzzer", SKIP, "no [gpio] configured")
-    from drivers.gpio import GpioFeedback
+    from edge.gpio_feedback import GpioFeedback
     from edge.feedback import Signal
 
     try:
@@ -215,17 +209,6 @@ CHECKS: list[Callable[[EdgeConfig], Check]] = [_identity, _certificate, _clock, 
 def run(cfg: EdgeConfig) -> list[Check]:
     """Run every check; each is independent, so one failure does not hide another."""
     return [check(cfg) for check in CHECKS]
-
-
-def pairing_text(cfg: EdgeConfig) -> str:
-    """The pairing QR: ``EHCPAIR1;device=ID;clinic=C;cert=<SHA-256 of the device certificate, hex>``."""
-    from foundation import keyfiles
-
-    try:
-        fingerprint = keyfiles.fingerprint(keyfiles.load_cert(cfg.path(cfg.device.cert)))
-    except (OSError, ValueError):
-        fingerprint = "none"
-    return f"EHCPAIR1;device={cfg.device.id};clinic={cfg.device.clinic};cert={fingerprint}"
 
 
 def print_ticket(cfg: EdgeConfig, results: list[Check], timeout: float = 20.0) -> Check:

@@ -17,10 +17,14 @@ import sys
 import time
 from collections.abc import Callable
 from importlib import metadata
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from edge.config import EdgeConfig
+from edge.config import EdgeConfig
+from edge.appliance.logrotate import read_result
+from edge.appliance.status_screen import Probe, collect, outbox_stats
+from edge.boxfiles import STATUS_INTERVAL, station_status_path
+from edge.station_status import read_status
+from mqtt.uplink import SOFTWARE_VERSION
 
 REDACTED = "<redacted>"
 SECRET_WORDS = ("key", "secret", "password", "token", "credential")
@@ -43,8 +47,6 @@ def redact(value: Any, name: str = "") -> Any:
 
 def versions() -> dict[str, Any]:
     """Software versions on the box."""
-    from mqtt.uplink import SOFTWARE_VERSION
-
     found: dict[str, str | None] = {}
     for name in PACKAGES:
         try:
@@ -57,11 +59,6 @@ def versions() -> dict[str, Any]:
 
 def bundle(cfg: EdgeConfig, uplink: Any = None) -> dict[str, Any]:
     """The diagnostics bundle (JSON-ready)."""
-    from edge.appliance.logrotate import read_result
-    from edge.appliance.status_screen import Probe, collect, outbox_stats
-    from edge.runtime import STATUS_INTERVAL, station_status_path
-    from edge.station_status import read_status
-
     class _NoJournal(Probe):
         def journal_errors(self, units: Any, lines: int = 5) -> list[str] | None:
             return None

@@ -31,12 +31,11 @@ import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from foundation.files import write_atomic
-
-if TYPE_CHECKING:
-    from edge.config import EdgeConfig
+from edge.config import EdgeConfig
+from edge import config as edge_config
 
 logger = logging.getLogger(__name__)
 
@@ -183,8 +182,6 @@ def command_handlers(cfg: EdgeConfig) -> dict[str, Callable[[dict[str, Any]], di
 
 def logs_main(argv: list[str]) -> int:
     """``ehc-edge logs rotate``: rotate the journal now, or serve the uplink's pending request."""
-    from edge import config as edge_config
-
     p = argparse.ArgumentParser(prog="ehc-edge logs", description="journal maintenance on the box (as root)")
     sub = p.add_subparsers(dest="action", required=True)
     r = sub.add_parser("rotate", help="rotate the journal and delete entries older than --keep-days")

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from edge.config import EdgeConfig
+from edge.config import EdgeConfig
+from edge.boxfiles import pairing_text
 
 logger = logging.getLogger(__name__)
 
@@ -24,7 +24,6 @@ def print_test(cfg: EdgeConfig) -> dict[str, Any]:
         return {"ok": False, "error": "no_printer"}
     from drivers.print_queue import PrintQueue, PrintQueueError
     from drivers.ticket_layout import load_template, render
-    from provisioning.selftest import pairing_text
 
     fields = {"device_id": cfg.device.id, "clinic": cfg.device.clinic, "pairing_qr": pairing_text(cfg),
               "checks": [{"part": "远程测试 remote test", "status": "ok"}]}

@@ -23,6 +23,7 @@ from typing import Any
 from foundation.configbase import ConfigError
 from mqtt.outbox import OutboxError
 from foundation.files import write_atomic
+from edge import config as edge_config
 
 logger = logging.getLogger(__name__)
 
@@ -56,8 +57,6 @@ def reload_config(path: Path, text: str, restart: Callable[[], bool] = systemd_r
 
     ``audit(kind, facts)`` links the change (revisions and outcome, never the text) into the audit chain.
     """
-    from edge import config as edge_config
-
     if not isinstance(text, str) or not text.strip():
         return {"ok": False, "error": "no_config"}
     candidate = path.with_name(path.name + ".candidate")

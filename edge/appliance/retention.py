@@ -30,27 +30,15 @@ import time
 import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from pydantic import Field
-
-from foundation.configbase import ConfigError, StrictModel
-
-if TYPE_CHECKING:
-    from edge.config import EdgeConfig
+from foundation.configbase import ConfigError
+from edge.config import DEFAULT_MAX_AGE, EdgeConfig
+from edge.boxfiles import station_status_path
+from edge import config as edge_config
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_MAX_AGE = 24 * 3600.0
 DIAGNOSTICS_DIR = "diagnostics"
-
-
-class RetentionSection(StrictModel):
-    """``[retention]`` in edge.toml: how long delivered and finished data may stay on the box."""
-
-    max_age: float = Field(DEFAULT_MAX_AGE, gt=0, le=90 * 86400.0,
-                           description="Seconds after which printed tickets, finished tubes (also at least the "
-                                       "rebind window) and stale files are deleted")
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,8 +150,6 @@ def prune_files(state_dir: Path, cutoff: float, status_file: Path | None) -> int
 
 def run_retention(cfg: EdgeConfig, *, max_age: float | None = None, now: float | None = None) -> RetentionResult:
     """One retention pass over the box's state folder; returns what was deleted."""
-    from edge.runtime import station_status_path
-
     age = configured_max_age(cfg) if max_age is None else max_age
     if age <= 0:
         raise ConfigError("retention max_age must be > 0")
@@ -181,8 +167,6 @@ def run_retention(cfg: EdgeConfig, *, max_age: float | None = None, now: float |
 
 def retention_main(argv: list[str]) -> int:
     """``ehc-edge retention [--config F] [--max-age SECONDS]``: one pass, one JSON line of counts."""
-    from edge import config as edge_config
-
     p = argparse.ArgumentParser(prog="ehc-edge retention",
                                 description="Delete printed tickets, finished tubes and stale files older than "
                                             "[retention] max_age (never undelivered results).")

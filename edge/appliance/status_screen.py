@@ -33,6 +33,11 @@ from typing import Any, Literal
 from edge import config as edge_config
 from edge.config import EdgeConfig
 from foundation.configbase import CREDENTIAL_PREFIX, ConfigError
+from edge.boxfiles import cert_status
+from edge.boxfiles import load_central_key
+from edge.trustlist_store import TrustListFile
+from edge.boxfiles import STATUS_INTERVAL, station_status_path
+from edge.station_status import read_status
 
 Level = Literal["ok", "info", "warning", "error"]
 
@@ -241,8 +246,6 @@ def _gpio(cfg: EdgeConfig, probe: Probe) -> Check:
 
 
 def _certificate(cfg: EdgeConfig) -> Check:
-    from provisioning.box import cert_status
-
     try:
         cert_path = cfg.path(cfg.device.cert)
     except ConfigError as exc:
@@ -324,9 +327,6 @@ def _outbox(cfg: EdgeConfig) -> Check:
 
 
 def _trust(cfg: EdgeConfig) -> Check:
-    from edge.runtime import load_central_key
-    from edge.trustlist_store import TrustListFile
-
     try:
         key = load_central_key(cfg)
     except (ConfigError, OSError, ValueError) as exc:
@@ -381,9 +381,6 @@ def _journal(probe: Probe) -> Check:
 
 def collect(cfg: EdgeConfig, probe: Probe | None = None, *, check_broker: bool = True) -> StatusReport:
     """Run every check; never raises for a broken part, which becomes an ``error`` check instead."""
-    from edge.runtime import STATUS_INTERVAL, station_status_path
-    from edge.station_status import read_status
-
     probe = probe or Probe()
     station, alerts = read_status(station_status_path(cfg), 3 * STATUS_INTERVAL)
     checks: list[Check] = []

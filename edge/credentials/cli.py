@@ -22,6 +22,8 @@ from typing import Any
 from foundation.cliargs import parse_pairs
 from edge.credentials import TrustStore, ehc1, verify_credential
 from edge.credentials.result import CredentialCheck
+from edge import config as edge_config
+from edge.boxfiles import load_central_key
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -96,9 +98,6 @@ def _trust_list(args: argparse.Namespace) -> Any:
     from foundation import keyfiles
 
     if args.config:
-        from edge import config as edge_config
-        from edge.runtime import load_central_key
-
         cfg = edge_config.load(args.config)
         path, central = Path(args.trust) if args.trust else cfg.trust_path, load_central_key(cfg)
     else:

@@ -47,9 +47,8 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from pydantic import Field
 
-from foundation.configbase import StrictModel
+from edge.config.documents import MrzSettings
 from edge.documents.mrz import MrzError, MrzResult, parse_mrz
 from edge.imageprep import check_frame, to_gray
 
@@ -65,23 +64,6 @@ CHAR_HEIGHT = 40
 """Character height, in pixels, of the line images given to Tesseract."""
 RETRY_HEIGHTS = (32, 48)
 """Character heights a nearly valid zone is read again at."""
-
-
-class MrzSettings(StrictModel):
-    """Camera MRZ reading: where the models are and how hard to look."""
-
-    tessdata: str | None = Field(None, description="Folder holding mrz.traineddata (the box's model folder); "
-                                                   "unset or without the file: Tesseract's eng with a "
-                                                   "character whitelist (less accurate)")
-    system_tessdata: str | None = Field(None, description="Folder holding eng.traineddata; default: "
-                                                          "$TESSDATA_PREFIX, then Debian's "
-                                                          "/usr/share/tesseract-ocr/5/tessdata")
-    cache_dir: str | None = Field(None, description="Where a combined tessdata folder (mrz + eng links) is "
-                                                    "made when the model folder has no eng; default: "
-                                                    "$CACHE_DIRECTORY, else ~/.cache/ehc-edge")
-    work_width: int = Field(640, ge=320, le=1600, description="Width the frame is reduced to for locating "
-                                                               "the zone")
-    max_candidates: int = Field(2, ge=1, le=5, description="Zone candidates read per frame before giving up")
 
 
 class MrzModelError(RuntimeError):

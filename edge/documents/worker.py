@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from edge.documents.page import PageCapture
 from edge.framethread import FrameThread
 from edge.repeats import RepeatFilter
 
@@ -35,7 +36,7 @@ class DocumentWorker(FrameThread):
         self.reader = reader
         self.on_document = on_document
         # with_page: on_document(zone, page) also gets the frame the zone was read in and where the zone lay
-        # (edge.flows.base.PageCapture), for the identity desk's portrait; the frame stays in memory
+        # (edge.documents.page.PageCapture), for the identity desk's portrait; the frame stays in memory
         self.with_page = with_page
         self.every = every
         self.repeats = RepeatFilter(dedupe_window)
@@ -77,8 +78,6 @@ class DocumentWorker(FrameThread):
         self.found += 1
         logger.info("document zone read (valid: %s)", result.valid)
         if self.with_page:
-            from edge.flows.base import PageCapture
-
             corners = getattr(self.reader, "last_zone", None)
             page = PageCapture(frame, corners, result.format.name, len(result.lines[0])) if corners is not None else None
             self.on_document(result, page)

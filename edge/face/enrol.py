@@ -19,21 +19,22 @@ from typing import Any
 
 import numpy as np
 
+from edge import config as edge_config
+from edge.identity import pseudonym
+from edge.boxfiles import load_identity, load_pseudonym_key, open_outbox
+from models_tflite.loader import spec
+from mqtt import face
+
 logger = logging.getLogger(__name__)
 
 
 def enrol_from_clip(args: Any, frames: Iterable[tuple[float, np.ndarray]]) -> int:
     """Run the enrolment described by the parsed command line ``args`` over ``frames``."""
-    from edge import config as edge_config
     from edge.face.desk import check_clip
     from edge.face.embed import MODEL
     from edge.face.landmarks import IrisModel
     from edge.face.passive import PassiveLiveness
     from edge.face.pipeline import FacePipeline
-    from edge.identity import pseudonym
-    from edge.runtime import load_identity, load_pseudonym_key, open_outbox
-    from models_tflite.loader import spec
-    from mqtt import face
 
     if args.consent == "guardian" and not (args.guardian_ref and args.guardian_check):
         print(json.dumps({"enrolled": False, "reason": "guardian_consent_needs_guardian_ref_and_check"}))

@@ -7,5 +7,6 @@
 * :mod:`edge.flows.identity` - the identity desk: an identity in, a trusted reference face, a live capture with
   liveness, a signed ``face_check`` result out (or, in enrolment mode, a sealed template with consent).
 
+:mod:`edge.flows.factory` builds the flow ``[station] flow`` names.
 Flows run in the :class:`~edge.flows.runner.FlowRunner`'s thread, never in the camera loop.
 """

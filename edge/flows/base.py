@@ -8,7 +8,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from edge.barcodes import Symbology
+from edge.documents.page import PageCapture
+from edge.symbology import Symbology
 from edge.feedback import Feedback, NoFeedback, NoPrinter, Signal, TicketSink
 from edge.identity import PresentedId, pseudonym
 from edge.verify import FormVerifier, Verifier
@@ -39,17 +40,6 @@ class ButtonPress:
 
     button: str = "close"
     at: float = field(default_factory=time.perf_counter)
-
-
-@dataclass(frozen=True, slots=True)
-class PageCapture:
-    """The camera frame in which a document's zone was read (BGR), where the zone lay in it, and its format.
-    Biometric data (the printed portrait): memory only, never logged or stored."""
-
-    frame: Any = field(repr=False)
-    corners: Any = field(repr=False)
-    format: str = "TD3"
-    chars: int = 44
 
 
 @dataclass(frozen=True, slots=True)

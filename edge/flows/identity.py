@@ -38,6 +38,7 @@ import numpy as np
 from edge.feedback import Signal
 from edge.flows.base import ButtonPress, Event, FlowContext, FlowOutcome, IdPresented, PageCapture, Scan
 from edge.identity import mask_name
+from edge.payloads import classify_payload
 
 logger = logging.getLogger(__name__)
 
@@ -124,8 +125,6 @@ class IdentityFlow:
 
     def _subject(self, event: Event) -> Subject | FlowOutcome | None:
         if isinstance(event, Scan):
-            from edge.payloads import classify_payload
-
             verdict = self.ctx.verifier.verify(classify_payload(event.text))
             if verdict.card_ref is None:
                 return FlowOutcome(Signal.REJECTED, reason="not_an_identity")

@@ -64,7 +64,7 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
-from edge.barcodes import Symbology
+from edge.symbology import Symbology
 from edge.feedback import Signal
 from edge.flows.base import ButtonPress, Event, FlowContext, FlowOutcome, IdPresented, Scan
 from edge.identity import PresentedId

@@ -15,14 +15,28 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any
+from typing import Any, Protocol
 
-from edge.flows.base import FlowContext
 from edge.reports.fhir import bundle_json
 from edge.reports.model import Report
 from mqtt import envelope
 
 logger = logging.getLogger(__name__)
+
+
+class ResultSink(Protocol):
+    """Where a report goes: signed into the outbox and printed (:class:`edge.flows.base.FlowContext` on a box)."""
+
+    outbox: Any
+
+    def publish(self, kind: str, body: dict[str, Any], also: Any = None,
+                personal: dict[str, Any] | None = None) -> tuple[envelope.Message | None, str | None]:
+        """Sign and store one result; ``(message, None)`` or ``(None, reason)``."""
+        ...
+
+    def print_ticket(self, kind: str, fields: dict[str, Any]) -> str | None:
+        """Queue a ticket; its job id, or None when it could not be queued."""
+        ...
 
 REPORT_KIND = "report"
 TICKET_KIND = "report_summary"
@@ -51,7 +65,7 @@ def report_body(report: Report, *, fhir: bool = True, bundle_id: str | None = No
     return body
 
 
-def publish_report(ctx: FlowContext, report: Report, *, fhir: bool = True, send_personal: bool = True,
+def publish_report(ctx: ResultSink, report: Report, *, fhir: bool = True, send_personal: bool = True,
                    extra: dict[str, Any] | None = None, extra_personal: dict[str, Any] | None = None,
                    ) -> tuple[envelope.Message | None, str | None]:
     """Sign and store the report as a ``report`` result; ``(message, None)`` or ``(None, reason)``.
@@ -110,7 +124,7 @@ def summary_fields(report: Report, *, max_items: int = MAX_TICKET_ITEMS) -> dict
     }
 
 
-def print_summary(ctx: FlowContext, report: Report) -> str | None:
+def print_summary(ctx: ResultSink, report: Report) -> str | None:
     """Queue the summary ticket; the job id, or None when it could not be queued (logged, never raised)."""
     return ctx.print_ticket(TICKET_KIND, summary_fields(report))
 

@@ -10,7 +10,7 @@ import pytest
 
 from edge import config as edge_config
 from edge.cli import main as edge_main
-from edge.runtime import load_identity, open_outbox
+from edge.boxfiles import load_identity, open_outbox
 from mqtt import auditchain, envelope, topics
 from central import audit_check as central_audit
 from central.cli import main as central_main

@@ -20,7 +20,8 @@ import uuid6
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from edge import config as edge_config
-from edge.runtime import build_uplink, load_identity
+from edge.runtime import build_uplink
+from edge.boxfiles import load_identity
 from mqtt import envelope, topics
 from central.store import open_store
 from central.site import add_device
@@ -389,7 +390,7 @@ def test_the_central_database_keys_and_the_box_s_outbox_are_owner_only(tmp_path)
         mode = {p.name: stat.S_IMODE(p.stat().st_mode) for p in (*site_dir.iterdir(), *(site_dir / "pki").iterdir())
                 if p.is_file()}
         store.close()
-        from edge.runtime import open_outbox
+        from edge.boxfiles import open_outbox
         from central import config as central_config
         from central.site import Site
 

@@ -24,7 +24,8 @@ import tomli_w
 from cryptography import x509
 
 from edge import config as edge_config
-from edge.runtime import build_uplink, load_identity
+from edge.runtime import build_uplink
+from edge.boxfiles import load_identity
 from central.broker import BrokerProcess, free_port, wait_for_port, write_config
 from central.dashboard.app import Dashboard
 from central.dashboard.auth import Sessions, hash_password

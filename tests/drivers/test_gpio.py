@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 from gpiozero.pins.mock import MockFactory, MockPWMPin
 
-from drivers.gpio import PATTERNS, GpioFeedback, GpioSettings
+from drivers.gpio import GpioSettings
+from edge.gpio_feedback import PATTERNS, GpioFeedback
 from foundation.configbase import ConfigError, validate
 from edge.feedback import Signal
 
@@ -269,8 +270,8 @@ def test_no_pin_factory_is_a_clear_error_naming_lgpio() -> None:
 
     code = ("import sys\n"
             "for m in ('lgpio', 'RPi', 'pigpio', 'gpiozero.pins.native'): sys.modules[m] = None\n"
-            "from drivers.gpio import GpioError, GpioFeedback, GpioSettings\n"
-            "try:\n    GpioFeedback(GpioSettings(pin_factory='auto'))\n"
+            "from drivers.gpio import GpioError, GpioPanel, GpioSettings\n"
+            "try:\n    GpioPanel(GpioSettings(pin_factory='auto'))\n"
             "except GpioError as exc:\n    print('GpioError:', exc)\n")
     done = subprocess.run([sys.executable, "-W", "ignore", "-c", code], capture_output=True, text=True, timeout=60,
                           env={k: v for k, v in os.environ.items() if k != "GPIOZERO_PIN_FACTORY"})

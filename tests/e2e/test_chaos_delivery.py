@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from edge import config as edge_config
-from edge.runtime import load_identity, open_outbox
+from edge.boxfiles import load_identity, open_outbox
 from central.broker import BrokerProcess, free_port, write_config
 from central.store import open_store
 from central.site import add_device, init_central

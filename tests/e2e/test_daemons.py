@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from edge import config as edge_config
-from edge.runtime import load_identity, open_outbox
+from edge.boxfiles import load_identity, open_outbox
 from central.broker import BrokerProcess, free_port, write_config
 from central.store import open_store
 from central.site import add_device, init_central
@@ -118,7 +118,8 @@ def test_station_watchdog_stops_when_the_flow_thread_hangs(tmp_path, monkeypatch
     """A stuck worker must make systemd restart the station: WATCHDOG=1 stops, READY and STATUS came first."""
     import threading
 
-    from edge import daemons, sources
+    from edge import daemons
+    from edge.flows import factory
     from edge.feedback import Signal
     from edge.flows.base import FlowOutcome
 
@@ -143,7 +144,7 @@ def test_station_watchdog_stops_when_the_flow_thread_hangs(tmp_path, monkeypatch
     monkeypatch.setenv("WATCHDOG_PID", str(os.getpid()))
     monkeypatch.setattr(daemons, "STUCK_AFTER", 1.0)
     monkeypatch.setattr(daemons, "stop_event_on_signals", lambda: stop)
-    monkeypatch.setattr(sources, "build_flow", lambda station, ctx, masstest=None: HangingFlow())
+    monkeypatch.setattr(factory, "build_flow", lambda cfg, ctx, **parts: HangingFlow())
     result: list[int] = []
     worker = threading.Thread(target=lambda: result.append(daemons.run_station(cfg)), daemon=True)
     worker.start()

@@ -10,7 +10,8 @@ from __future__ import annotations
 import pytest
 
 from edge import config as edge_config
-from edge.runtime import build_uplink, load_identity
+from edge.runtime import build_uplink
+from edge.boxfiles import load_identity
 from mqtt import envelope, topics
 from foundation import keyfiles
 from central.site import add_device

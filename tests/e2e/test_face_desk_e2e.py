@@ -15,7 +15,8 @@ from edge import config as edge_config
 from edge.feedback import Signal
 from edge.flows.base import ButtonPress, IdPresented
 from edge.identity import from_id_card, pseudonym
-from edge.runtime import build_lookup, build_station, load_identity, open_outbox
+from edge.runtime import build_lookup, build_station
+from edge.boxfiles import load_identity, open_outbox
 from mqtt import face
 from central.ingest import Ingest
 from central.store import open_store

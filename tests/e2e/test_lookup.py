@@ -9,7 +9,8 @@ import pytest
 from edge import config as edge_config
 from edge.lookup import LookupClient
 from edge.payloads import classify_payload
-from edge.runtime import build_lookup, build_verifier, load_identity, load_seal_key, relay_path
+from edge.runtime import build_lookup, build_verifier
+from edge.boxfiles import load_identity, load_seal_key, relay_path
 from edge.verify import Outcome
 from mqtt import lookup, topics
 from central.ingest import Ingest

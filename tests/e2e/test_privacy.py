@@ -11,7 +11,8 @@ from edge import config as edge_config
 from edge.flows.base import FlowContext, IdPresented
 from edge.flows.checkin import CheckinFlow
 from edge.identity import from_id_card
-from edge.runtime import build_uplink, load_identity, open_outbox
+from edge.runtime import build_uplink
+from edge.boxfiles import load_identity, open_outbox
 from mqtt import envelope, sealed, topics
 from central.ingest import Inbound, Ingest
 from mqtt.outbox import NoSealKey, Outbox

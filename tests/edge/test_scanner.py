@@ -13,7 +13,8 @@ from PIL import Image
 
 from drivers.camera import IMAGE_SUFFIXES, load_image
 from edge import barcodes
-from edge.barcodes import ALL_SYMBOLOGIES, QR_ONLY, Decoder, Reading, Symbology, ZbarBackend, ZxingBackend
+from edge.barcodes import Decoder, Reading, ZbarBackend, ZxingBackend
+from edge.symbology import ALL_SYMBOLOGIES, QR_ONLY, Symbology
 from edge.imageprep import FrameFormatError
 from edge.scanner import STILL_IMAGE, DecodeOptions, Fallback, FrameScanner, decode_image
 from tests.conftest import shared_dir

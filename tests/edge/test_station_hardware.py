@@ -37,7 +37,7 @@ def test_checkin_prints_queue_tickets_and_lights_up(tmp_path: Path, key) -> None
         tickets = sim.wait_for_tickets(2)
         assert [t.find("已登记 Registered").bold for t in tickets] == [True, True]
         assert [t.find("排队号").text for t in tickets] and "1" in tickets[0].texts and "2" in tickets[1].texts
-        green = parts.lights._light.leds[Color.GREEN].pin  # type: ignore[union-attr]
+        green = parts.lights.panel._light.leds[Color.GREEN].pin  # type: ignore[union-attr]
         assert any(s.state for s in green.states)
         assert [m.body["queue_no"] for m in stored(box, key)] == [1, 2, None]
         parts.close()
@@ -52,7 +52,7 @@ def test_masstest_button_closes_the_tube_and_prints_the_pool_ticket(tmp_path: Pa
             [("Code128", "TUBE-300001"), people[0], people[1]], frames_per_code=3))
         parts.runner.start()
         parts.station.run()
-        button = parts.lights._button.pin  # type: ignore[union-attr]
+        button = parts.lights.panel._button.pin  # type: ignore[union-attr]
         button.drive_low()   # the operator presses the button
         button.drive_high()
         wait_until(lambda: any(m.kind == "pool" for m in stored(box, key)), 10)
@@ -125,7 +125,7 @@ def test_masstest_button_held_reads_the_rack_prints_its_summary_and_signals(tmp_
             held.set()
 
         parts = build_station(cfg, box, source=MemoryCamera([photo.frame] * 3, before={1: hold_button}))
-        button = parts.lights._button.pin  # type: ignore[union-attr]
+        button = parts.lights.panel._button.pin  # type: ignore[union-attr]
         assert parts.documents.layout == RackLayout(6, 8)
         parts.runner.start()
         parts.station.run()
@@ -138,7 +138,7 @@ def test_masstest_button_held_reads_the_rack_prints_its_summary_and_signals(tmp_
         # the press closed no tube (attention), the rack with a smeared label is attention too, on the amber light
         assert dict(parts.runner.stats.signals) == {"attention": 2}
         assert parts.station.stats.rack_frames == 3 and parts.station.stats.scans == 0  # no tube opened by the rack
-        amber = parts.lights._light.leds[Color.AMBER].pin  # type: ignore[union-attr]
+        amber = parts.lights.panel._light.leds[Color.AMBER].pin  # type: ignore[union-attr]
         assert any(s.state for s in amber.states)
         parts.close()
         box.close()

@@ -24,7 +24,7 @@ CENTRAL_PACKAGES = {"starlette", "uvicorn", "jinja2", "psycopg", "psycopg-binary
 CENTRAL_MODULES = {"central.dashboard.app", "central.dashboard.server", "central.enrollment_server"}
 # Every package; the central one imports too (its ingest and store run without the web packages), except its
 # web servers (CENTRAL_MODULES).
-PACKAGES = ("foundation", "edge", "drivers", "models_tflite", "mqtt", "provisioning", "central")
+PACKAGES = ("foundation", "edge", "drivers", "models_tflite", "mqtt", "provisioning", "central", "demo")
 
 
 def _norm(name: str) -> str:
@@ -106,7 +106,7 @@ print(json.dumps({{"imported": done, "central_failed": central_failed}}))
     run = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
     out = json.loads(run.stdout.splitlines()[-1])
-    assert {"edge.demo", "edge.station", "mqtt.uplink", "central.ingest", "central.store",
+    assert {"demo.site", "edge.station", "mqtt.uplink", "central.ingest", "central.store",
             "provisioning.box", "drivers.camera"} <= set(out["imported"])
     # the blocker works: the central web servers really cannot load without their packages
     assert len(out["central_failed"]) == len(CENTRAL_MODULES)

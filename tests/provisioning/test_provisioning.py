@@ -18,7 +18,8 @@ import pytest
 from cryptography import x509
 
 from edge import config as edge_config
-from edge.runtime import build_uplink, load_identity
+from edge.runtime import build_uplink
+from edge.boxfiles import load_identity
 from mqtt import envelope, topics
 from central.broker import BrokerProcess, free_port, write_config
 from central.ingest import Ingest
@@ -109,7 +110,7 @@ def test_token_enroll_publish_revoke(central, tmp_path):
     assert cfg.provisioning.seal_key and sealed.load_public(cfg.path(cfg.provisioning.seal_key).read_bytes()) \
         .public_bytes_raw() == central_seal.public_bytes_raw()
     # The enrollment opened the box's audit chain.
-    from edge.runtime import open_outbox
+    from edge.boxfiles import open_outbox
 
     (first,) = open_outbox(cfg, None).audit_tail(1)
     assert (first.pos, first.kind) == (1, "enrollment")
@@ -226,7 +227,7 @@ def test_selftest_status_renew_and_wipe(central, tmp_path):
         assert f"pass  {part}" in test.stdout
     assert "not checked  printer" in test.stdout and "selftest: PASS" in test.stdout
     assert "not checked  ID-card reader" in test.stdout and "not checked  LEDs and buzzer" in test.stdout
-    from edge.runtime import open_outbox
+    from edge.boxfiles import open_outbox
 
     kinds = [e.kind for e in open_outbox(edge_config.load(conf), None).audit_tail()]
     assert kinds == ["enrollment", "selftest"]  # both linked into the box's audit chain

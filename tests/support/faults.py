@@ -77,7 +77,7 @@ def _install_clock(steps: tuple[float, ...], every: int) -> Callable[[int], None
 def produce(box_dir: Path, run: int, count: int, batch: int, rate: float, clock_jumps: bool) -> int:
     """Commit ``count`` results in batches at about ``rate`` results/s; log intents, commits and refusals."""
     from edge import config as edge_config
-    from edge.runtime import load_identity, open_outbox
+    from edge.boxfiles import load_identity, open_outbox
     from mqtt.outbox import OutboxError
 
     at_batch = _install_clock(CLOCK_STEPS, 3) if clock_jumps else None

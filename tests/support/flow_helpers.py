@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from edge.barcodes import Symbology
+from edge.symbology import Symbology
 from edge.feedback import Signal
 from edge.flows.base import FlowContext, Scan
 from mqtt import envelope, sealed, topics

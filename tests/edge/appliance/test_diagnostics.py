@@ -7,7 +7,8 @@ import json
 
 from edge import config as edge_config
 from edge.appliance.diagnostics import REDACTED, bundle, command_handlers, redact
-from edge.runtime import build_uplink, station_status_path
+from edge.runtime import build_uplink
+from edge.boxfiles import station_status_path
 from edge.station_status import write_status
 from mqtt import commands, envelope
 from central.site import add_device

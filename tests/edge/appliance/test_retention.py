@@ -12,9 +12,10 @@ import tomli_w
 
 from drivers.print_queue import PrintQueue
 from edge import config as edge_config
-from edge.appliance.retention import RetentionSection, retention_main, run_retention
+from edge.appliance.retention import retention_main, run_retention
+from edge.config import RetentionSection
 from edge.flows.masstest import _SCHEMA as POOL_SCHEMA
-from edge.runtime import load_identity, open_outbox, station_status_path
+from edge.boxfiles import load_identity, open_outbox, station_status_path
 from edge.station_status import write_status
 from central.site import add_device
 

@@ -11,7 +11,7 @@ import tomli_w
 
 from edge import config as edge_config
 from edge.appliance.status_screen import Probe, collect, render, status_main
-from edge.runtime import load_identity, open_outbox, station_status_path
+from edge.boxfiles import load_identity, open_outbox, station_status_path
 from edge.station_status import write_status
 from central.site import add_device
 

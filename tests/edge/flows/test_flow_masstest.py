@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from edge.barcodes import Symbology
+from edge.symbology import Symbology
 from edge.feedback import Signal
 from edge.flows.base import ButtonPress
 from edge.flows.masstest import MassTestFlow, PoolSettings

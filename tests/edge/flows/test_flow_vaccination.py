@@ -128,7 +128,8 @@ def test_through_the_broker_record_in_and_doses_out_once_even_after_offline(site
     import tomli_w
 
     from edge import config as edge_config
-    from edge.runtime import build_station, build_uplink, load_identity, open_outbox
+    from edge.runtime import build_station, build_uplink
+    from edge.boxfiles import load_identity, open_outbox
     from central.ingest import Ingest
     from central.store import open_store
     from foundation import keyfiles

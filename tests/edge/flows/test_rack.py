@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 import zxingcpp
 
-from edge.barcodes import Box, DecodedCode, Decoder, Point, Symbology
+from edge.barcodes import Box, DecodedCode, Decoder, Point
+
+from edge.symbology import Symbology
 from edge.feedback import Signal
 from edge.flows.base import ButtonPress, IdPresented
 from edge.identity import from_id_card
@@ -291,7 +293,7 @@ def test_rack_result_end_to_end_and_a_malformed_one_refused(tmp_path) -> None:
 
 def test_the_ingest_stores_a_rack_once_and_refuses_forged_and_malformed_ones(site, store, tmp_path) -> None:
     from edge import config as edge_config
-    from edge.runtime import load_identity, open_outbox
+    from edge.boxfiles import load_identity, open_outbox
     from central.ingest import Inbound, Ingest
     from central.site import add_device
     from tests.support.mqtt_helpers import TopicRecordingClient

