@@ -31,7 +31,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, x25519
 
 from mqtt import auditchain, envelope, face, lookup, rackbody, receipts, sealed, topics
-from central import trustlist_issuer
+from central import audit_check, trustlist_issuer
 from central.config import CentralConfig
 from central.store import DUPLICATE, QUARANTINED, SEQ_CONFLICT, STORED, Rejection, SqlStore, StoreUnavailable, \
     VerifiedResult, body_json, dead_letter_key, unreachable
@@ -291,7 +291,7 @@ class Ingest:
                 lookups.append(value)
             else:
                 presence.append(value)
-        outcomes = self.store.store_results(results, rejections)
+        outcomes = self.store.store_results(results, rejections, checks=(audit_check.track,))
         for item in again:
             self.store.dead_letter(item.topic, item.payload, "dead_letter", "delivered again", None)
         for device, what, value in presence:
