@@ -207,8 +207,8 @@ class Bench:
         return f"{admin.rsplit('/', 1)[0]}/{name}"
 
     def stored(self) -> int:
-        row = self.store.conn.execute("SELECT count(*) FROM results").fetchone()
-        self.store.conn.rollback()
+        row = self.store.query_one("SELECT count(*) FROM results")
+        self.store.end_read()
         return int(row[0])
 
     def run(self, workers: int, count: int, rate: float) -> tuple[Phase, list[tuple[bytes, float]]]:
@@ -270,9 +270,9 @@ class Bench:
         for k in range(len(per)):
             data = (self.work / f"sent-{self.boot}-{k}.bin").read_bytes()
             sent.extend(RECORD.iter_unpack(data))
-        received = {r[0]: r[1] for r in self.store.conn.execute(
-            "SELECT msg_id, received_at FROM results WHERE boot_id = %s", (self.boot,)).fetchall()}
-        self.store.conn.rollback()
+        received = {r[0]: r[1] for r in self.store.query(
+            "SELECT msg_id, received_at FROM results WHERE boot_id = ?", (self.boot,))}
+        self.store.end_read()
         lat = [(received[str(uuid.UUID(bytes=mid))] - at) * 1000 for mid, at in sent
                if str(uuid.UUID(bytes=mid)) in received]
         span = marks.get(0.9, elapsed) - marks.get(0.1, 0.0)

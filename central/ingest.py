@@ -25,13 +25,13 @@ import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable, ClassVar
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, x25519
 
 from mqtt import auditchain, envelope, face, lookup, rackbody, receipts, sealed, topics
-from central import trustlist_issuer
+from central import audit_check, trustlist_issuer
 from central.config import CentralConfig
 from central.store import DUPLICATE, QUARANTINED, SEQ_CONFLICT, STORED, Rejection, SqlStore, StoreUnavailable, \
     VerifiedResult, body_json, dead_letter_key, unreachable
@@ -272,6 +272,7 @@ class Ingest:
         presence: list[tuple[str, str, Any]] = []
         lookups: list[tuple[topics.Topic, tuple[str, str, int]]] = []
         again: list[Inbound] = []
+        collect: dict[str, list[Any]] = {"result": results, "lookup": lookups, "presence": presence}
         for item in batch:
             key = dead_letter_key(item.topic, item.payload)
             if key in self.dead:  # delivered again: kept already, not read again
@@ -285,13 +286,8 @@ class Ingest:
                 continue
             finally:
                 self._checking(None)
-            if kind == "result":
-                results.append(value)
-            elif kind == "lookup":
-                lookups.append(value)
-            else:
-                presence.append(value)
-        outcomes = self.store.store_results(results, rejections)
+            collect[kind].append(value)
+        outcomes = self.store.store_results(results, rejections, checks=self.RESULT_CHECKS)
         for item in again:
             self.store.dead_letter(item.topic, item.payload, "dead_letter", "delivered again", None)
         for device, what, value in presence:
@@ -320,19 +316,10 @@ class Ingest:
         for t, (rid, index, code_type) in lookups:
             self._answer_lookup(t, rid, index, code_type)
         for res, outcome in zip(results, outcomes):
+            after = self.AFTER_STORE.get(res.message.kind)
+            if after is not None:
+                after(self, res, outcome, counts)
             body = res.message.body
-            # a duplicate too: the record may have been left undone by a crash after the result was committed
-            if outcome in (STORED, DUPLICATE) and res.message.kind == "vaccination":
-                if vaccination_recordable(body):
-                    if not self._after_commit(self.store.record_vaccination, str(res.message.msg_id), body):
-                        counts["unrecordable_vaccination"] += 1
-                elif outcome == STORED:  # stored as signed, but it cannot update a child's record; never retried
-                    counts["unrecordable_vaccination"] += 1
-                    logger.warning("device %s: vaccination result %s stored without a record update: body incomplete",
-                                   res.message.device, res.message.msg_id,
-                                   extra={"EHC_REASON": "unrecordable_vaccination", "EHC_DEVICE": res.message.device})
-            if outcome == STORED and res.message.kind == face.ENROL_KIND and not res.quarantine:
-                self._after_commit(self._keep_template, res)
             index = lookup.pending_card_index(body, res.personal) if outcome == STORED else None
             if index is not None:
                 resolve_lookup(self.store, self.platform, str(res.message.msg_id), index,
@@ -360,6 +347,26 @@ class Ingest:
                          type(exc).__name__, str(exc)[:200])
             return False
 
+    def _after_vaccination(self, res: VerifiedResult, outcome: str, counts: Counter[str]) -> None:
+        """A ``vaccination`` result adds a dose to the child's record, once committed (a duplicate too: the record
+        may have been left undone by a crash after the result was committed)."""
+        if outcome not in (STORED, DUPLICATE):
+            return
+        body = res.message.body
+        if vaccination_recordable(body):
+            if not self._after_commit(self.store.record_vaccination, str(res.message.msg_id), body):
+                counts["unrecordable_vaccination"] += 1
+        elif outcome == STORED:  # stored as signed, but it cannot update a child's record; never retried
+            counts["unrecordable_vaccination"] += 1
+            logger.warning("device %s: vaccination result %s stored without a record update: body incomplete",
+                           res.message.device, res.message.msg_id,
+                           extra={"EHC_REASON": "unrecordable_vaccination", "EHC_DEVICE": res.message.device})
+
+    def _after_enrol(self, res: VerifiedResult, outcome: str, counts: Counter[str]) -> None:
+        """A stored face enrolment (not quarantined) keeps its template, still sealed."""
+        if outcome == STORED and not res.quarantine:
+            self._after_commit(self._keep_template, res)
+
     def _keep_template(self, res: VerifiedResult) -> None:
         """Keep an enrolment's template, still sealed, with its consent record (after the result's commit)."""
         m, body = res.message, res.message.body
@@ -385,16 +392,19 @@ class Ingest:
         self.client.publish(topics.reply(t.clinic, t.device, face.TEMPLATE_KIND),
                             face.sign_answer(t.clinic, t.device, rid, template, model, epk, self.signing_key), qos=1)
 
+    def _answer_record(self, t: topics.Topic, rid: str, child_ref: str, code_type: Any) -> None:
+        """Answer a box's request for a child's vaccination record."""
+        birth, doses = self.store.vaccination_record(child_ref)
+        record = lookup.ChildRecord(birth is not None or bool(doses), birth, tuple(doses))
+        self.client.publish(topics.reply(t.clinic, t.device, lookup.RECORD_KIND),
+                            lookup.sign_record(t.clinic, t.device, rid, record, self.signing_key), qos=1)
+
     def _answer_lookup(self, t: topics.Topic, rid: str, index: str, code_type: Any) -> None:
-        if index.startswith("face:"):
-            self._answer_template(t, rid, index[5:], code_type)
-            return
-        if index.startswith("record:"):
-            birth, doses = self.store.vaccination_record(index[7:])
-            record = lookup.ChildRecord(birth is not None or bool(doses), birth, tuple(doses))
-            self.client.publish(topics.reply(t.clinic, t.device, lookup.RECORD_KIND),
-                                lookup.sign_record(t.clinic, t.device, rid, record, self.signing_key), qos=1)
-            return
+        """Answer a request by the prefix of its index (:attr:`ANSWERS`), else ask the card platform."""
+        for prefix, answer_by in self.ANSWERS.items():
+            if index.startswith(prefix):
+                answer_by(self, t, rid, index[len(prefix):], code_type)
+                return
         try:
             answer = (self.platform.lookup_by_id(index[3:]) if index.startswith("id:")
                       else self.platform.lookup(index, code_type))
@@ -409,29 +419,45 @@ class Ingest:
         # From here on the work is the message's own (decoding, signature, sealed part, audit link), not the
         # database's: the supervisor may time it.
         self._checking(progress_key)
-        if t.channel == "status":
-            value = item.payload.decode("ascii", "replace")
-            if value not in PRESENCE_VALUES:
-                raise RejectedMessage("bad_status", t.device)
-            return "presence", (t.device, "presence", value)
-        if t.channel not in ("evt", "state", "health", "req") or (
-                t.channel == "req" and t.name not in (lookup.KIND, lookup.RECORD_KIND, face.TEMPLATE_KIND)):
+        classify = self.CHANNELS.get(t.channel)
+        if classify is None or (t.channel == "req" and t.name not in self.REQUESTS):
             raise RejectedMessage("bad_topic", t.device)
+        return classify(self, t, key, item)
+
+    def _classify_status(self, t: topics.Topic, key: _Key, item: Inbound) -> tuple[str, Any]:
+        """A presence message (``online``/``offline``, not signed)."""
+        value = item.payload.decode("ascii", "replace")
+        if value not in PRESENCE_VALUES:
+            raise RejectedMessage("bad_status", t.device)
+        return "presence", (t.device, "presence", value)
+
+    def _classify_event(self, t: topics.Topic, key: _Key, item: Inbound) -> tuple[str, Any]:
+        """A signed result, to be stored."""
+        return "result", self._result(t, item, self.verifier.open(t, key, item.topic, item.payload))
+
+    def _classify_report(self, t: topics.Topic, key: _Key, item: Inbound) -> tuple[str, Any]:
+        """A signed birth document (``state``) or health report, as presence."""
         msg = self.verifier.open(t, key, item.topic, item.payload)
-        if t.channel == "evt":
-            return "result", self._result(t, item, msg)
-        if t.channel == "req":
-            try:
-                if t.name == lookup.RECORD_KIND:
-                    rid, ref = lookup.check_record_request(msg.body)
-                    return "lookup", (t, (rid, "record:" + ref, 0))
-                if t.name == face.TEMPLATE_KIND:
-                    rid, ref, epk = face.check_request(msg.body)
-                    return "lookup", (t, (rid, "face:" + ref, epk))
-                return "lookup", (t, lookup.check_request(msg.body, self._request_opener(t, item.topic, msg)))
-            except (lookup.LookupInvalid, face.FaceInvalid):
-                raise RejectedMessage("bad_request", t.device) from None
         return "presence", (t.device, t.channel, msg.body)
+
+    def _classify_request(self, t: topics.Topic, key: _Key, item: Inbound) -> tuple[str, Any]:
+        """A signed request (:attr:`REQUESTS` by its name), answered after the batch's commit."""
+        msg = self.verifier.open(t, key, item.topic, item.payload)
+        try:
+            return "lookup", (t, self.REQUESTS[t.name](self, t, item, msg))
+        except (lookup.LookupInvalid, face.FaceInvalid):
+            raise RejectedMessage("bad_request", t.device) from None
+
+    def _record_request(self, t: topics.Topic, item: Inbound, msg: envelope.Message) -> tuple[str, str, Any]:
+        rid, ref = lookup.check_record_request(msg.body)
+        return rid, "record:" + ref, 0
+
+    def _template_request(self, t: topics.Topic, item: Inbound, msg: envelope.Message) -> tuple[str, str, Any]:
+        rid, ref, epk = face.check_request(msg.body)
+        return rid, "face:" + ref, epk
+
+    def _card_request(self, t: topics.Topic, item: Inbound, msg: envelope.Message) -> tuple[str, str, Any]:
+        return lookup.check_request(msg.body, self._request_opener(t, item.topic, msg))
 
     def _request_opener(self, t: topics.Topic, topic: str, msg: envelope.Message) -> lookup.Opener:
         """Opens the sealed part of a lookup request: bound to its topic and message id."""
@@ -576,3 +602,30 @@ class Ingest:
     def alive(self) -> bool:
         """The worker thread is running."""
         return bool(self._thread and self._thread.is_alive())
+
+    # -- dispatch tables -----------------------------------------------------------------------------
+    # How a delivery is classified, by the channel of its topic: ("result" | "lookup" | "presence", value).
+    CHANNELS: ClassVar[dict[str, Callable[..., tuple[str, Any]]]] = {
+        "status": _classify_status,
+        "evt": _classify_event,
+        "state": _classify_report,
+        "health": _classify_report,
+        "req": _classify_request,
+    }
+    # A request's (request id, index, code type) by the request's name; the index's prefix picks the answer.
+    REQUESTS: ClassVar[dict[str, Callable[..., tuple[str, str, Any]]]] = {
+        lookup.KIND: _card_request,
+        lookup.RECORD_KIND: _record_request,
+        face.TEMPLATE_KIND: _template_request,
+    }
+    ANSWERS: ClassVar[dict[str, Callable[..., None]]] = {
+        "face:": _answer_template,
+        "record:": _answer_record,
+    }
+    # What follows a committed result of a kind (outcome, counts): a child's record, a kept face template.
+    AFTER_STORE: ClassVar[dict[str, Callable[..., None]]] = {
+        "vaccination": _after_vaccination,
+        face.ENROL_KIND: _after_enrol,
+    }
+    # Checks run on the newly stored results inside the transaction that stores them.
+    RESULT_CHECKS: ClassVar[tuple[Callable[..., None], ...]] = (audit_check.track,)

@@ -96,9 +96,9 @@ class Accounts:
         with self.db() as s:
             for stmt in _schema("DOUBLE PRECISION" if postgres else "REAL",
                                 "BIGSERIAL PRIMARY KEY" if postgres else "INTEGER PRIMARY KEY AUTOINCREMENT"):
-                s._exec(stmt)
+                s.execute(stmt)
             if postgres:
-                s._commit()
+                s.commit()
 
     @contextmanager
     def db(self) -> Iterator[SqlStore]:
@@ -113,12 +113,12 @@ class Accounts:
 
     def _write(self, sql: str, params: tuple) -> int:
         with self.db() as s:
-            s._begin()
+            s.begin()
             try:
-                cur = s._exec(sql, params)
-                s._commit()
+                cur = s.execute(sql, params)
+                s.commit()
             except Exception:
-                s._rollback()
+                s.rollback()
                 raise
             return cur.rowcount
 
@@ -138,17 +138,17 @@ class Accounts:
     def user(self, name: str) -> User | None:
         """A user by name, or None."""
         with self.db() as s:
-            row = s._exec("SELECT name, role, clinic, password_hash, disabled FROM dashboard_users WHERE name = ?",
-                          (name,)).fetchone()
-            s._end_read()
+            row = s.execute("SELECT name, role, clinic, password_hash, disabled FROM dashboard_users WHERE name = ?",
+                            (name,)).fetchone()
+            s.end_read()
         return User(row[0], row[1], row[2], row[3], bool(row[4])) if row else None
 
     def users(self) -> list[User]:
         """Every user, by name."""
         with self.db() as s:
-            rows = s._exec("SELECT name, role, clinic, password_hash, disabled FROM dashboard_users "
-                           "ORDER BY name").fetchall()
-            s._end_read()
+            rows = s.execute("SELECT name, role, clinic, password_hash, disabled FROM dashboard_users "
+                             "ORDER BY name").fetchall()
+            s.end_read()
         return [User(r[0], r[1], r[2], r[3], bool(r[4])) for r in rows]
 
     # -- audit -----------------------------------------------------------------------------------------
@@ -172,6 +172,6 @@ class Accounts:
             sql += " WHERE " + " AND ".join(where)
         sql += f" ORDER BY at DESC, id DESC LIMIT {int(limit)}"
         with self.db() as s:
-            rows = s._exec(sql, params).fetchall()
-            s._end_read()
+            rows = s.execute(sql, params).fetchall()
+            s.end_read()
         return [AuditEntry(*r) for r in rows]

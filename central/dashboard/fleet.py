@@ -144,8 +144,8 @@ class Fleet:
     def clinics(self) -> list[str]:
         """Every clinic with a registered device."""
         with self.accounts.db() as s:
-            rows = s._exec("SELECT DISTINCT clinic FROM devices ORDER BY clinic").fetchall()
-            s._end_read()
+            rows = s.execute("SELECT DISTINCT clinic FROM devices ORDER BY clinic").fetchall()
+            s.end_read()
         return [r[0] for r in rows]
 
     def device(self, device_id: str) -> DeviceView | None:
@@ -168,7 +168,7 @@ class Fleet:
         elif clinic is not None:
             where, params = " WHERE clinic = ?", [clinic]
         with self.accounts.db() as s:
-            rows = s._exec(sql + where + " ORDER BY clinic, device_id", params).fetchall()
+            rows = s.execute(sql + where + " ORDER BY clinic, device_id", params).fetchall()
             ids = [r[0] for r in rows]
             counts = self._per_device(s, f"""SELECT device_id, {SAFE_SUM.format("received")},
                                                     {SAFE_SUM.format("max_seq - received")},
@@ -176,10 +176,10 @@ class Fleet:
                                              FROM device_boots WHERE 1 = 1""", [now - DAY], ids)
             gaps = self._per_device(s, "SELECT device_id, count(*) FROM sequence_gaps WHERE detected_at > ?",
                                     [now - DAY], ids)
-            alert_rows = s._exec(self._scoped("SELECT device_id, body_json FROM results WHERE kind = 'alert' "
+            alert_rows = s.query(self._scoped("SELECT device_id, body_json FROM results WHERE kind = 'alert' "
                                               "AND received_at > ?", ids) + " ORDER BY received_at",
-                                 [now - 7 * DAY, *ids]).fetchall()
-            s._end_read()
+                                 [now - 7 * DAY, *ids])
+            s.end_read()
         parts: dict[str, dict[str, dict[str, Any]]] = {}
         for dev, body_json in alert_rows:  # the latest state of each part wins
             body = _json(body_json)
@@ -195,7 +195,7 @@ class Fleet:
         return sql + (f" AND device_id IN ({', '.join('?' for _ in ids)})" if ids else " AND 1 = 0")
 
     def _per_device(self, s: Any, sql: str, params: list[Any], ids: list[str]) -> dict[str, tuple]:
-        rows = s._exec(self._scoped(sql, ids) + " GROUP BY device_id", [*params, *ids]).fetchall()
+        rows = s.execute(self._scoped(sql, ids) + " GROUP BY device_id", [*params, *ids]).fetchall()
         return {r[0]: tuple(r[1:]) for r in rows}
 
     def _view(self, row: tuple, counts: tuple, gaps: int, parts: dict[str, dict[str, Any]], live: _Live | None,

@@ -49,16 +49,16 @@ def throughput(accounts: Accounts, clinics: list[str] | None, hours: int = 24,
         scope = f" AND clinic IN ({', '.join('?' for _ in clinics)})"
         params += clinics
     with accounts.db() as s:
-        rows = s._exec("SELECT clinic, ts_ms, body_json FROM results WHERE kind = 'scan' AND ts_ms >= ?" + scope,
-                       params).fetchall()
+        rows = s.execute("SELECT clinic, ts_ms, body_json FROM results WHERE kind = 'scan' AND ts_ms >= ?" + scope,
+                         params).fetchall()
         rej_sql = "SELECT reason, count(*) FROM rejections WHERE at >= ?"
         rej_params: list = [start]
         if clinics is not None:  # a clinic sees refusals of its own devices only
             rej_sql += (f" AND device_id IN (SELECT device_id FROM devices WHERE clinic IN "
                         f"({', '.join('?' for _ in clinics)}))")
             rej_params += clinics
-        rejections = s._exec(rej_sql + " GROUP BY reason", rej_params).fetchall()
-        s._end_read()
+        rejections = s.execute(rej_sql + " GROUP BY reason", rej_params).fetchall()
+        s.end_read()
     for clinic in sorted(set(clinics or []) | {r[0] for r in rows}):
         t.by_clinic[clinic] = [Counter() for _ in range(hours)]
     for clinic, ts_ms, body_json in rows:

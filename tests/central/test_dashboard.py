@@ -247,7 +247,7 @@ def test_a_technician_creates_an_enrollment_token_with_its_qr(dash, store):
     r = c.post("/actions/token", data={"csrf": csrf_of(c.get("/actions").text), "clinic": "clinic-east",
                                        "serial": "box-b09", "ttl_minutes": "20"})
     assert r.status_code == 200 and '<svg' in r.text and "box-b09" in r.text
-    rows = store._exec("SELECT clinic, serial, expires_at - created_at FROM enrollment_tokens").fetchall()
+    rows = store.execute("SELECT clinic, serial, expires_at - created_at FROM enrollment_tokens").fetchall()
     assert [(cl, se) for cl, se, _ in rows] == [("clinic-east", "box-b09")] and abs(rows[0][2] - 1200) < 5
     (entry,) = dash.accounts.audit_log(action="token_create")
     assert (entry.user, entry.target, entry.result) == ("tech", "box-b09@clinic-east", "ok")
@@ -339,9 +339,9 @@ def test_the_dashboard_tables_and_queries_on_postgresql(tmp_path, pg_url):
         assert views["box-a03"].state == "offline" and views["box-c01"].restarts_24h == 3
         assert views["box-b02"].gaps_24h == 2 and views["box-a02"].alerts[0].text == "printer: paper out"
         t = throughput(d.accounts, ["clinic-east"])
-        clinics = [r[0] for r in store._exec("SELECT clinic FROM results WHERE kind = 'scan'").fetchall()]
+        clinics = [r[0] for r in store.execute("SELECT clinic FROM results WHERE kind = 'scan'").fetchall()]
         assert sum(t.totals("clinic-east").values()) == clinics.count("clinic-east")
-        store._end_read()
+        store.end_read()
         c = client(d, "north")
         assert "box-a01" in c.get("/devices").text and c.get("/devices/box-b01").status_code == 404
         assert [(e.user, e.action) for e in d.accounts.audit_log()] == [("north", "login")]

@@ -111,7 +111,7 @@ def test_a_shared_reference_bomb_is_refused_at_once_and_the_fleet_is_still_serve
         assert ingest.alive() and dash.watcher.connected.is_set()
         assert {r["msg_id"] for r in store.iter_results()} == {str(m.msg_id) for m in sent}
         assert dash.fleet._live.get("box-evil") is None or dash.fleet._live["box-evil"].state is None
-        longest = store._exec("SELECT max(length(body_json)) FROM results").fetchone()[0]
+        longest = store.execute("SELECT max(length(body_json)) FROM results").fetchone()[0]
         assert longest < 1000
     finally:
         attacker.client.publish(topics.device_topic(CLINIC, "box-evil", "state"), b"", qos=1, retain=True)
@@ -161,7 +161,7 @@ def test_a_processing_failure_is_kept_as_a_dead_letter_not_retried_forever(centr
     (dead,) = store.dead_letters()
     assert dead["reason"] == "processing_error" and "RuntimeError" in dead["detail"]
     assert dead["topic"] == topics.event(CLINIC, "box-0001", "scan") and dead["device_id"] == "box-0001"
-    payload = store._exec("SELECT payload FROM dead_letters").fetchone()[0]
+    payload = store.execute("SELECT payload FROM dead_letters").fetchone()[0]
     assert envelope.verify(bytes(payload), dead["topic"], load_identity(box).key.public_key()).msg_id == poison.msg_id
     assert store.counts()["rejections"]["dead_letter"] >= 2 and ingest.alive()
 

@@ -140,7 +140,7 @@ def test_a_clinic_technician_cannot_take_over_another_clinic_s_box(fleet, tmp_pa
                                                      "serial": "box-a9", "ttl_minutes": "30"})
             assert made.status_code == 200 and "<svg" in made.text
         assert audit(dash, "tech-a", "token_create") == ["ok", "refused", "refused"]
-        assert store._exec("SELECT count(*) FROM enrollment_tokens WHERE serial = 'box-b1'").fetchone()[0] == 1
+        assert store.execute("SELECT count(*) FROM enrollment_tokens WHERE serial = 'box-b1'").fetchone()[0] == 1
         # the token made for box-b2 before box-b2 was registered in clinic B no longer enrolls it
         taken = enroll(stale.text(), tmp_path / "box-b2-stolen")
         assert taken.returncode == 1 and "serial_registered" in taken.stderr

@@ -375,8 +375,8 @@ def test_receipt_names_stored_duplicate_and_quarantined_results(ingest, store, b
     # conflicting one is not a result, but its whole envelope is committed to quarantine.
     assert ingest.client.receipts == {ack_topic(a): [first.msg_id.bytes, clash.msg_id.bytes, fresh.msg_id.bytes]}
     assert str(clash.msg_id) not in committed_ids(store)
-    held = store._exec("SELECT msg_id, envelope FROM quarantine").fetchall()
-    store._end_read()
+    held = store.execute("SELECT msg_id, envelope FROM quarantine").fetchall()
+    store.end_read()
     assert [(r[0], bytes(r[1])) for r in held] == [(str(clash.msg_id), clash_bytes)]
 
 

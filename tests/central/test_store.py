@@ -8,12 +8,12 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import time
 import uuid
 
 import pytest
 
 from mqtt import envelope, topics
-from central import store as store_mod
 from central.store import (DUPLICATE, SEQ_CONFLICT, STORED, DeviceRecord, Rejection, SqliteStore, SqlStore,
                                 StoreUnavailable, VerifiedResult, open_store)
 from cryptography.hazmat.primitives import serialization
@@ -62,9 +62,9 @@ def rejection(reason: str, device: str | None = "box-0001", topic: str = "ehc/v1
 
 
 def gaps(db: SqlStore) -> list[tuple]:
-    rows = db.conn.execute("SELECT device_id, boot_id, first_missing, last_missing FROM sequence_gaps "
-                           "ORDER BY device_id, boot_id, first_missing").fetchall()
-    db._end_read()
+    rows = db.query("SELECT device_id, boot_id, first_missing, last_missing FROM sequence_gaps "
+                    "ORDER BY device_id, boot_id, first_missing")
+    db.end_read()
     return [tuple(r) for r in rows]
 
 
@@ -75,9 +75,9 @@ def device_row(db: SqlStore, device: str) -> dict:
 
 def boot_totals(db: SqlStore, device: str) -> tuple[int, int]:
     """(received, missing) summed over the device's boots, read straight from the bookkeeping table."""
-    row = db.conn.execute(f"SELECT sum(received), sum(max_seq - received) FROM device_boots "
-                          f"WHERE device_id = '{device}'").fetchone()
-    db._end_read()
+    row = db.query_one("SELECT sum(received), sum(max_seq - received) FROM device_boots WHERE device_id = ?",
+                       (device,))
+    db.end_read()
     return int(row[0]), int(row[1])
 
 
@@ -224,7 +224,7 @@ def test_duplicates_and_conflicts_do_not_move_sequences(db):
 
 def test_iter_results_filters(db, monkeypatch):
     clock = [1000.0]
-    monkeypatch.setattr(store_mod.time, "time", lambda: clock[0])
+    monkeypatch.setattr(time, "time", lambda: clock[0])
     db.store_results([result("box-0001", seq=1), result("box-0002", seq=1)])
     clock[0] = 2000.0
     db.store_results([result("box-0001", seq=2), result("box-0002", seq=2), result("box-0001", seq=3)])
@@ -249,8 +249,8 @@ def test_rejections_counted_by_reason(db):
     counts = db.counts()
     assert counts["rejections"] == {"bad_signature": 3, "unknown_device": 1, "bad_topic": 1, "oversized": 1}
     assert counts["results"] == 1
-    (topic_len,) = db.conn.execute("SELECT max(length(topic)) FROM rejections").fetchone()
-    db._end_read()
+    (topic_len,) = db.query_one("SELECT max(length(topic)) FROM rejections")
+    db.end_read()
     assert topic_len == 256
 
 

@@ -116,8 +116,8 @@ class Desk:
 def _stored(store, kind: str) -> list[dict]:
     import json
 
-    rows = store._exec("SELECT body_json FROM results WHERE kind = ?", (kind,)).fetchall()
-    store._end_read()
+    rows = store.execute("SELECT body_json FROM results WHERE kind = ?", (kind,)).fetchall()
+    store.end_read()
     return [json.loads(r[0]) for r in rows]
 
 
@@ -228,7 +228,7 @@ def test_hostile_face_results_are_held_not_stored(site, store, running, uplinks,
             box.enqueue("face_check", body)
     finally:
         box.close()
-    wait_until(lambda: store._exec("SELECT COUNT(*) FROM quarantine WHERE kind = 'face_check'").fetchone()[0] == 5,
+    wait_until(lambda: store.execute("SELECT COUNT(*) FROM quarantine WHERE kind = 'face_check'").fetchone()[0] == 5,
                30, "the hostile results held")
-    store._end_read()
+    store.end_read()
     assert _stored(store, "face_check") == [good]

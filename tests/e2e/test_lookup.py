@@ -121,8 +121,8 @@ def test_scans_recorded_without_an_answer_are_resolved_centrally(running, box, s
     finally:
         up.stop()
     # resolved by the ingest as it stored the result
-    wait_until(lambda: store._exec("SELECT found, status FROM card_lookups WHERE msg_id = ?",
-                                   (str(pending.msg_id),)).fetchone() == (1, "suspended"), 10, "resolution")
+    wait_until(lambda: store.execute("SELECT found, status FROM card_lookups WHERE msg_id = ?",
+                                     (str(pending.msg_id),)).fetchone() == (1, "suspended"), 10, "resolution")
     assert store.unresolved_lookups() == []
     # a platform that is down leaves it pending, for `ehc-central lookups` to retry
     class Down:

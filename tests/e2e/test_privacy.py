@@ -201,8 +201,8 @@ def test_the_broker_sees_no_card_index_and_the_store_still_resolves_lookups_and_
     assert {t.split("/")[4] for t, _ in tap.messages} >= {"evt", "req", "rsp"}
     assert [i for i in indexes if i.encode() in seen or i.lower().encode() in seen] == []
     # the central service still resolves the scan it was left and recalls the pool's people
-    wait_until(lambda: store._exec("SELECT found, status FROM card_lookups WHERE msg_id = ?",
-                                   (left.message_id,)).fetchone() == (1, "suspended"), 10, "resolution")
+    wait_until(lambda: store.execute("SELECT found, status FROM card_lookups WHERE msg_id = ?",
+                                     (left.message_id,)).fetchone() == (1, "suspended"), 10, "resolution")
     assert store.unresolved_lookups() == []
     (binding,) = store.pool_members("TUBE-900001")
     assert binding["msg_id"] == pooled.message_id and binding["members"] == indexes[2:]
@@ -234,5 +234,5 @@ def test_late_lookups_read_the_card_index_from_the_sealed_part(ingest, store, si
     registry = lookup.LocalCardRegistry(store)
     assert all(resolve_lookup(store, registry, *row) for row in store.unresolved_lookups())
     assert store.unresolved_lookups() == []
-    assert store._exec("SELECT found, status FROM card_lookups WHERE msg_id = ?",
-                       (str(sealed_scan.msg_id),)).fetchone() == (1, "suspended")
+    assert store.execute("SELECT found, status FROM card_lookups WHERE msg_id = ?",
+                         (str(sealed_scan.msg_id),)).fetchone() == (1, "suspended")

@@ -126,7 +126,7 @@ def test_reordered_and_replayed_results_are_stored_once_with_gaps_tracked(centra
         wait_until(lambda: store.counts()["results"] == 7 and ingest.counters["duplicate"] == 2, what="results")
         # boot 8 lacks seq 2: one missing result, recorded as a gap
         assert store.devices()[0]["missing"] == 1
-        gaps = store._exec("SELECT boot_id, first_missing, last_missing FROM sequence_gaps WHERE boot_id = 8").fetchall()
+        gaps = store.query("SELECT boot_id, first_missing, last_missing FROM sequence_gaps WHERE boot_id = 8")
         assert [tuple(g) for g in gaps] == [(8, 2, 2)]
         assert client.publish(topic, signed[(8, 2)]) == 0  # the late one arrives: nothing missing any more
         wait_until(lambda: store.counts()["results"] == 8, what="the late result")

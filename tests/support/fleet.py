@@ -104,25 +104,25 @@ def populate(site: Site, store: SqlStore, boxes_dir: Path, plan: tuple[BoxPlan, 
                                                             ts_ms=int((now - 3600 * boot) * 1000)), b"x"))
         store.store_results(results)
         for g in range(p.gaps):  # as the ingest records a gap it sees
-            store._begin()
-            store._exec("INSERT INTO sequence_gaps (device_id, boot_id, first_missing, last_missing, detected_at) "
-                        "VALUES (?, ?, ?, ?, ?)", (p.device_id, boots, 100 + g * 10, 102 + g * 10, now - 600))
-            store._commit()
+            store.begin()
+            store.execute("INSERT INTO sequence_gaps (device_id, boot_id, first_missing, last_missing, detected_at) "
+                          "VALUES (?, ?, ?, ?, ?)", (p.device_id, boots, 100 + g * 10, 102 + g * 10, now - 600))
+            store.commit()
         store.update_presence(p.device_id, presence="online" if p.online else "offline", state=birth(boots),
                               health=health(p))
         if not p.online:  # it was last heard from a while ago
-            store._begin()
-            store._exec("UPDATE devices SET last_seen = ? WHERE device_id = ?", (now - 5400, p.device_id))
-            store._commit()
-    store._begin()
-    store._executemany("INSERT INTO rejections (at, reason, topic, size, device_id, sha256) VALUES (?, ?, ?, ?, ?, ?)",
-                       [(now - 600, r, "ehc/v1/x/y/evt/scan", 300, d, "0" * 64) for r, d in
+            store.begin()
+            store.execute("UPDATE devices SET last_seen = ? WHERE device_id = ?", (now - 5400, p.device_id))
+            store.commit()
+    store.begin()
+    store.executemany("INSERT INTO rejections (at, reason, topic, size, device_id, sha256) VALUES (?, ?, ?, ?, ?, ?)",
+                      [(now - 600, r, "ehc/v1/x/y/evt/scan", 300, d, "0" * 64) for r, d in
                         (("bad_signature", "box-b02"), ("unknown_device", None), ("revoked_device", "box-a03"),
                          ("bad_signature", "box-b02"), ("wrong_clinic", "box-c01"))])
-    store._commit()
+    store.commit()
     return list(plan)
 
 
 def scan_bodies(store: SqlStore) -> list[dict]:
     """Every stored scan body (to check a page against)."""
-    return [json.loads(r[0]) for r in store._exec("SELECT body_json FROM results WHERE kind = 'scan'").fetchall()]
+    return [json.loads(r[0]) for r in store.execute("SELECT body_json FROM results WHERE kind = 'scan'").fetchall()]

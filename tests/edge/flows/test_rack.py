@@ -282,7 +282,7 @@ def test_rack_result_end_to_end_and_a_malformed_one_refused(tmp_path) -> None:
         assert [r["msg_id"] for r in rows] == [good.message_id]  # stored once; the malformed one is not
         placed = {t["position"]: t["tube"] for t in rows[0]["body"]["tubes"]}
         assert placed.items() <= photo.tubes.items() and len(placed) >= len(photo.tubes) - 1
-        held = store._exec("SELECT msg_id FROM quarantine").fetchall()
+        held = store.execute("SELECT msg_id FROM quarantine").fetchall()
         assert [h[0] for h in held] == [str(forged.msg_id)]
         assert uuid.UUID(good.message_id)
         first = next(p for p, t in photo.tubes.items() if t == codes[0])  # ... and then racked
