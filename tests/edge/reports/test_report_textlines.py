@@ -137,3 +137,13 @@ def test_an_upside_down_page_is_read_turned(reader: PpOcrLines) -> None:
 def test_an_empty_page_gives_no_lines(reader: PpOcrLines) -> None:
     assert reader.read_lines(np.full((800, 600), 255, np.uint8)) == []
     assert reader.times.lines == 0
+
+
+def test_readers_share_one_memory_arena_and_read_alike(reader: PpOcrLines) -> None:
+    """Every session of the process draws on one registered arena; a second reader on it reads the same."""
+    assert textlines._shared_arena
+    page = sim.make_report(seed=33, layout="ruled")
+    _, first = _read(reader, page)
+    _, second = _read(PpOcrLines(threads=1), page)
+    assert [(line.text, line.box) for line in first] == [(line.text, line.box) for line in second]
+    assert len(first) > 3 * len(page.items)
