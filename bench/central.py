@@ -39,11 +39,13 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+import contextlib
+
 import threadcap  # noqa: E402,F401  (--threads N, default 1: per-core figures)
 
 from central.broker import BrokerProcess, free_port, write_config  # noqa: E402
-from central.store import open_store  # noqa: E402
 from central.site import add_device, init_central  # noqa: E402
+from central.store import open_store  # noqa: E402
 
 BIN = Path(sys.executable).parent
 RECORD = struct.Struct("16sd")  # message id, publish time (s since the epoch)
@@ -53,9 +55,9 @@ RECORD = struct.Struct("16sd")  # message id, publish time (s since the epoch)
 
 def run_devices(spec_file: str) -> int:
     """Connect the devices of ``spec``, sign their results, publish on ``go``, record publish times."""
+    from foundation.keyfiles import load_private_key
     from mqtt import envelope, topics
     from mqtt.client import connect_properties, new_client
-    from foundation.keyfiles import load_private_key
 
     spec = json.loads(Path(spec_file).read_text())
     clients, messages = [], []
@@ -215,7 +217,7 @@ class Bench:
         """Start ``serve`` with ``workers``, publish ``count`` results per device (``rate`` total, 0 = flat
         out), wait until all are stored; returns the phase figures and the publish records."""
         self.boot += 1
-        logs = open(self.work / "services.log", "ab")
+        logs = open(self.work / "services.log", "ab")  # noqa: SIM115 (the service writes it for the whole run)
         serve = subprocess.Popen([str(BIN / "ehc-central"), "--log-level", "WARNING", "serve", "--config",
                                   str(self.site.config_path), "--workers", str(workers)], stdout=logs, stderr=logs,
                                  start_new_session=True)
@@ -288,10 +290,8 @@ class Bench:
                 p.kill()
                 p.wait()
         for p in self.procs:
-            try:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(p.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
         if getattr(self, "store", None) is not None:
             self.store.close()
         for fn in reversed(self.cleanups):

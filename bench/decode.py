@@ -37,19 +37,18 @@ from importlib.metadata import version
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-import threadcap  # noqa: E402,F401  (--threads N, default 1: per-core figures)
-
 import numpy as np  # noqa: E402
+import threadcap  # noqa: E402,F401  (--threads N, default 1: per-core figures)
 import zxingcpp  # noqa: E402
 from pyzbar import pyzbar  # noqa: E402
 
 from drivers.camera import IMAGE_SUFFIXES, load_image  # noqa: E402
 from drivers.sim_camera import Scene, render_qr_frame  # noqa: E402
-from edge.symbology import QR_ONLY  # noqa: E402
+from edge.imageprep import to_gray  # noqa: E402
 from edge.rack import RackLayout  # noqa: E402
 from edge.rackscan import read_rack  # noqa: E402
-from edge.imageprep import to_gray  # noqa: E402
 from edge.scanner import STILL_IMAGE, DecodeOptions, FrameScanner  # noqa: E402
+from edge.symbology import QR_ONLY  # noqa: E402
 from tests.hw_sim.camera import health_card_tokens  # noqa: E402
 from tests.hw_sim.rack import lots_frame, render_rack  # noqa: E402
 

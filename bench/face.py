@@ -38,7 +38,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import threadcap  # noqa: E402,F401  (--threads N, default 1: per-core figures)
-
 from PIL import Image  # noqa: E402
 
 from edge.face.landmarks import IrisModel  # noqa: E402

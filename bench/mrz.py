@@ -27,9 +27,8 @@ from importlib.metadata import version
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-import threadcap  # noqa: E402,F401  (--threads N, default 1: per-core figures)
-
 import numpy as np  # noqa: E402
+import threadcap  # noqa: E402,F401  (--threads N, default 1: per-core figures)
 
 from edge.documents.mrz import MrzFormat, MrzResult, parse_mrz  # noqa: E402
 from edge.documents.mrz_ocr import MrzReader, MrzSettings  # noqa: E402

@@ -50,18 +50,25 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-import threadcap  # noqa: E402,F401  (--threads N, default 1: per-core figures)
-
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
+import threadcap  # noqa: E402,F401  (--threads N, default 1: per-core figures)
 
 from edge.reports.capture import CaptureRejected, correct_page  # noqa: E402
 from edge.reports.catalogue import Catalogue, load_catalogue  # noqa: E402
 from edge.reports.page import TextLine  # noqa: E402
 from edge.reports.reader import ReportReader, page_from_lines  # noqa: E402
 from edge.reports.structure import structure  # noqa: E402
-from tests.hw_sim.reports import (DEGRADATIONS, FAMILIES, FRAME_SIZE, HELD_OUT, ReportPage,  # noqa: E402
-                                  make_family, photograph, truth_lines)
+from tests.hw_sim.reports import (  # noqa: E402
+    DEGRADATIONS,
+    FAMILIES,
+    FRAME_SIZE,
+    HELD_OUT,
+    ReportPage,
+    make_family,
+    photograph,
+    truth_lines,
+)
 
 NUMBER = re.compile(r"[<>≤≥]?\d+(?:\.\d+)?")
 MULTI = ("11535-2",)  # discharge diagnoses: one item per printed line
@@ -87,7 +94,7 @@ class Tally:
     secs: list[float] = field(default_factory=list)
     misses: Counter = field(default_factory=Counter)
 
-    def add(self, o: "Tally") -> None:
+    def add(self, o: Tally) -> None:
         for name in ("truth", "reported", "hits", "exact", "flag_n", "flag_ok", "review", "rejected", "pages"):
             setattr(self, name, getattr(self, name) + getattr(o, name))
         self.secs += o.secs

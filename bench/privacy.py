@@ -32,9 +32,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import threadcap  # noqa: E402,F401  (--threads N, default 1: per-core figures)
 
+from foundation.keyfiles import generate_key  # noqa: E402
 from mqtt import auditchain, envelope, sealed, topics  # noqa: E402
 from mqtt.outbox import DeviceIdentity, Outbox  # noqa: E402
-from foundation.keyfiles import generate_key  # noqa: E402
 
 BODY = {"flow": "checkin", "outcome": "green", "reason": None, "kind": "id_card", "document": "resident",
         "id_ref": "3f2a" * 8, "verified": True, "pending": None, "queue_no": 17}

@@ -23,20 +23,19 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import numpy as np  # noqa: E402
 import threadcap  # noqa: E402,F401  (--threads N, default 1: per-core figures)
 
-import numpy as np  # noqa: E402
-
 from drivers.camera import FrameSource, LatestFrameGrabber, pace  # noqa: E402
-from edge.symbology import QR_ONLY  # noqa: E402
 from edge.flows.base import FlowContext  # noqa: E402
 from edge.flows.checkin import CheckinFlow  # noqa: E402
 from edge.flows.runner import FlowRunner  # noqa: E402
 from edge.scanner import DecodeOptions  # noqa: E402
 from edge.sources import simulated_queue  # noqa: E402
 from edge.station import Station  # noqa: E402
-from mqtt.outbox import DeviceIdentity, Outbox  # noqa: E402
+from edge.symbology import QR_ONLY  # noqa: E402
 from foundation.keyfiles import generate_key  # noqa: E402
+from mqtt.outbox import DeviceIdentity, Outbox  # noqa: E402
 
 
 class Replay(FrameSource):

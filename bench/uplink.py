@@ -28,13 +28,13 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 import threadcap  # noqa: E402,F401  (--threads N, default 1: per-core figures)
 
-from mqtt import envelope, topics  # noqa: E402
 from central.broker import BrokerProcess, free_port, write_config  # noqa: E402
+from central.site import add_device, init_central  # noqa: E402
 from central.store import open_store  # noqa: E402
+from foundation import keyfiles
+from mqtt import envelope, topics  # noqa: E402
 from mqtt.client import connect_properties, new_client  # noqa: E402
 from mqtt.uplink import queued_results  # noqa: E402
-from foundation import keyfiles
-from central.site import add_device, init_central  # noqa: E402
 
 BIN = Path(sys.executable).parent
 

@@ -40,8 +40,8 @@ from edge.credentials.ehc1 import Card, issue  # noqa: E402
 from edge.credentials.result import CredentialCheck  # noqa: E402
 from edge.credentials.schemas import DccSchemas  # noqa: E402
 from edge.credentials.valuesets import DccValueSets  # noqa: E402
-from mqtt.trustlist import public_key_kid  # noqa: E402
 from foundation.keyfiles import generate_key  # noqa: E402
+from mqtt.trustlist import public_key_kid  # noqa: E402
 from tests.conftest import shared_dir  # noqa: E402
 
 SHARED = shared_dir() / "testdata"

@@ -21,8 +21,8 @@ import time
 from pathlib import Path
 
 from central.config import CentralConfig
-from mqtt.topics import CENTRAL_STATUS, PREFIX, TRUST_LIST
 from foundation.files import write_atomic
+from mqtt.topics import CENTRAL_STATUS, PREFIX, TRUST_LIST
 
 logger = logging.getLogger(__name__)
 
@@ -166,9 +166,9 @@ class BrokerProcess:
         self.conf, self.host, self.port, self.log_file = conf, host, port, log_file
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> "BrokerProcess":
+    def start(self) -> BrokerProcess:
         """Start mosquitto and wait until it listens."""
-        out = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL
+        out = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL  # noqa: SIM115 (mosquitto writes it while it runs)
         self.proc = subprocess.Popen([MOSQUITTO, "-c", str(self.conf)], stdout=out, stderr=out,
                                      start_new_session=True)
         deadline = time.monotonic() + 10.0
@@ -207,7 +207,7 @@ class BrokerProcess:
         self.kill() if hard else self.stop()
         self.start()
 
-    def __enter__(self) -> "BrokerProcess":
+    def __enter__(self) -> BrokerProcess:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

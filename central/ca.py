@@ -24,7 +24,7 @@ DEVICE_CERT_DAYS = 90
 CA_DAYS = 3650
 
 def _now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 def create_ca(common_name: str = "EHC Device CA", days: int = CA_DAYS,

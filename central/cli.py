@@ -12,15 +12,15 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from central import config as central_config
+from central.broker import write_config
+from central.site import RESERVED_IDS
+from central.store import open_store
+from foundation import keyfiles
 from foundation.cliargs import parse_pairs
 from foundation.configbase import ConfigError
 from foundation.logs import setup_logging
 from mqtt import topics
-from central import config as central_config
-from central.broker import write_config
-from central.store import open_store
-from foundation import keyfiles
-from central.site import RESERVED_IDS
 
 
 def _store(args: argparse.Namespace):
@@ -166,9 +166,9 @@ def _duration(text: str | None) -> int | None:
 
 
 def cmd_enroll_serve(args: argparse.Namespace) -> int:
-    from foundation import sdnotify
     from central.enrollment import Enrollment
     from central.enrollment_server import make_server
+    from foundation import sdnotify
 
     cfg = central_config.load(args.config)
     store = open_store(cfg.database_url)
@@ -256,8 +256,8 @@ def cmd_card_issue(args: argparse.Namespace) -> int:
 
 def cmd_lookups(args: argparse.Namespace) -> int:
     """Resolve scans the boxes recorded while they could not reach the card platform."""
-    from mqtt import lookup
     from central.ingest import resolve_lookup
+    from mqtt import lookup
 
     cfg = central_config.load(args.config)
     store = open_store(cfg.database_url)

@@ -11,15 +11,16 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import cbor2
 from cryptography import x509
 
-from mqtt import commands, envelope, topics
 from central.broker import OPERATOR_ID
 from central.config import CentralConfig
+from mqtt import commands, envelope, topics
 from mqtt.client import connect_properties, new_client
 
 logger = logging.getLogger(__name__)
@@ -97,7 +98,7 @@ class CommandClient(CommandRequester):
             client.subscribe(RESPONSES, qos=1)
             self._connected.set()
 
-    def __enter__(self) -> "CommandClient":
+    def __enter__(self) -> CommandClient:
         b = self.cfg.broker
         self.client.connect(b.host, b.port, keepalive=30, properties=connect_properties(0))
         self.client.loop_start()

@@ -22,7 +22,7 @@ CRL_DAYS = 3650
 def build_crl(ca_key: ec.EllipticCurvePrivateKey, ca_cert: x509.Certificate,
               revoked_serials: list[int]) -> x509.CertificateRevocationList:
     """A CRL listing the given certificate serial numbers."""
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     builder = (x509.CertificateRevocationListBuilder().issuer_name(ca_cert.subject)
                .last_update(now - dt.timedelta(minutes=5)).next_update(now + dt.timedelta(days=CRL_DAYS)))
     for serial in revoked_serials:

@@ -19,16 +19,15 @@ from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
+from central import ca, crl
 from central.broker import reload_broker
 from central.config import CentralConfig
-from mqtt import envelope, sealed
-from central.store import DeviceRecord, SqlStore
-from mqtt.topics import TopicError, check_name, proof_topic
-from central import crl
-from central import ca
-from foundation import keyfiles
-from provisioning.qrtext import ProvisioningQr
 from central.site import RESERVED_IDS
+from central.store import DeviceRecord, SqlStore
+from foundation import keyfiles
+from mqtt import envelope, sealed
+from mqtt.topics import TopicError, check_name, proof_topic
+from provisioning.qrtext import ProvisioningQr
 
 logger = logging.getLogger(__name__)
 

@@ -24,19 +24,31 @@ import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar
+from typing import Any, ClassVar
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, x25519
 
-from mqtt import auditchain, envelope, face, lookup, rackbody, receipts, sealed, topics
 from central import audit_check, trustlist_issuer
 from central.config import CentralConfig
-from central.store import DUPLICATE, QUARANTINED, SEQ_CONFLICT, STORED, Rejection, SqlStore, StoreUnavailable, \
-    VerifiedResult, body_json, dead_letter_key, unreachable
-from mqtt.client import connect_properties, new_client
+from central.store import (
+    DUPLICATE,
+    QUARANTINED,
+    SEQ_CONFLICT,
+    STORED,
+    Rejection,
+    SqlStore,
+    StoreUnavailable,
+    VerifiedResult,
+    body_json,
+    dead_letter_key,
+    unreachable,
+)
 from foundation.keyfiles import common_name, load_cert, load_private_key
+from mqtt import auditchain, envelope, face, lookup, rackbody, receipts, sealed, topics
+from mqtt.client import connect_properties, new_client
 
 logger = logging.getLogger(__name__)
 
@@ -577,7 +589,7 @@ class Ingest:
                 logger.error("store reconnect failed: %s", exc)
 
     # -- lifecycle -----------------------------------------------------------------------------------
-    def start(self) -> "Ingest":
+    def start(self) -> Ingest:
         """Connect (in the background, retrying) and start the worker thread."""
         try:
             self.dead = self.store.dead_letter_keys()

@@ -13,21 +13,23 @@ broker delivers it again.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import logging
 import multiprocessing as mp
 import threading
 import time
+from collections.abc import Callable
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from foundation import sdnotify
-from foundation.logs import setup_logging
-from foundation.signals import stop_event_on_signals
 from central import config as central_config
 from central.ingest import HUNG_AFTER, Ingest
 from central.store import SqlStore, StoreUnavailable, open_store
+from foundation import sdnotify
+from foundation.logs import setup_logging
+from foundation.signals import stop_event_on_signals
 from mqtt.topics import INGEST_SHARE_GROUP
 
 logger = logging.getLogger(__name__)
@@ -162,7 +164,7 @@ def serve(config_path: Path, workers: int | None = None) -> int:
     ctx = mp.get_context("spawn")
     watch = [Progress(ctx) for _ in range(n)]
 
-    def spawn(i: int) -> tuple["mp.process.BaseProcess", Connection]:
+    def spawn(i: int) -> tuple[mp.process.BaseProcess, Connection]:
         mine, theirs = ctx.Pipe()
         watch[i].mark(None)
         p = ctx.Process(target=run_worker, args=(str(config_path), i, theirs, watch[i]), name=f"ingest-{i}")
@@ -197,10 +199,8 @@ def serve(config_path: Path, workers: int | None = None) -> int:
         sdnotify.notify("STOPPING=1")
     finally:  # whatever ended the loop, the workers must not outlive the supervisor
         for _, conn in procs:
-            try:
+            with contextlib.suppress(OSError):  # that worker may be gone already
                 conn.send(STOP)
-            except OSError:  # that worker is gone already
-                pass
         for p, conn in procs:
             p.join(15)
             if p.is_alive():

@@ -15,13 +15,13 @@ from pathlib import Path
 import tomli_w
 from cryptography.hazmat.primitives import serialization
 
-from mqtt import sealed
+from central import ca
 from central import config as central_config
 from central.broker import DASHBOARD_ID, OPERATOR_ID
 from central.store import SqlStore
-from central import ca
 from foundation import keyfiles
 from foundation.files import write_atomic, write_secret
+from mqtt import sealed
 
 logger = logging.getLogger(__name__)
 

@@ -21,9 +21,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from central.config import CentralConfig
-from mqtt.trustlist import TrustList, card_hash, public_key_kid, sign
 from foundation import keyfiles
 from foundation.files import write_atomic
+from mqtt.trustlist import TrustList, card_hash, public_key_kid, sign
 
 logger = logging.getLogger(__name__)
 

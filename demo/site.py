@@ -16,23 +16,23 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from central.broker import BrokerProcess, free_port, write_config
+from central.ingest import Ingest
+from central.site import add_device, init_central
+from central.store import open_store
 from edge import config as edge_config
-from edge.credentials.ehc1 import Card, issue
-from edge.payloads import PayloadKind, classify_payload
-from edge.runtime import build_lookup, build_uplink, build_verifier
 from edge.boxfiles import load_identity, open_outbox
-from edge.sources import simulated_queue
+from edge.credentials.ehc1 import Card, issue
 from edge.flows.base import FlowContext
 from edge.flows.checkin import CheckinFlow
 from edge.flows.runner import FlowRunner
+from edge.payloads import PayloadKind, classify_payload
+from edge.runtime import build_lookup, build_uplink, build_verifier
+from edge.sources import simulated_queue
 from edge.station import Station
-from mqtt import envelope, topics
-from central.broker import BrokerProcess, free_port, write_config
-from central.ingest import Ingest
-from central.store import open_store
-from mqtt.client import connect_properties, new_client
 from foundation import keyfiles
-from central.site import add_device, init_central
+from mqtt import envelope, topics
+from mqtt.client import connect_properties, new_client
 
 logger = logging.getLogger(__name__)
 

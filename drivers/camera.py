@@ -91,7 +91,7 @@ class FrameSource(abc.ABC):
             self._is_open = False
             self._close()
 
-    def __enter__(self) -> "FrameSource":
+    def __enter__(self) -> FrameSource:
         self.open()
         return self
 

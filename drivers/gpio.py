@@ -81,7 +81,7 @@ class GpioSettings(StrictModel):
         return data
 
     @model_validator(mode="after")
-    def _pins(self) -> "GpioSettings":
+    def _pins(self) -> GpioSettings:
         if self.light == "leds" and (self.amber_pin is None or self.blue_pin is not None):
             raise ValueError("light = 'leds' needs amber_pin and no blue_pin")
         if self.light == "rgb" and (self.blue_pin is None or self.amber_pin is not None):
@@ -272,7 +272,7 @@ class GpioPanel:
                 dev.close()
         self._light.close()
 
-    def __enter__(self) -> "GpioPanel":
+    def __enter__(self) -> GpioPanel:
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,

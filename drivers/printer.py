@@ -31,7 +31,6 @@ from __future__ import annotations
 import enum
 import logging
 import re
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -45,8 +44,15 @@ from pydantic import Field, field_validator
 from drivers import escpos_status
 from drivers.escpos_status import Fault, PrinterStatus, StatusQuery
 from drivers.print_queue import Job, JobState, PrintQueue, PrintQueueError, PrintQueueFull, to_jsonable
-from drivers.ticket_layout import (StyledLine, TicketError, TicketFieldError, TicketTemplate, UnknownTicketKind,
-                                   load_templates, render)
+from drivers.ticket_layout import (
+    StyledLine,
+    TicketError,
+    TicketFieldError,
+    TicketTemplate,
+    UnknownTicketKind,
+    load_templates,
+    render,
+)
 from foundation.configbase import StrictModel
 
 logger = logging.getLogger(__name__)
@@ -218,7 +224,7 @@ def _drain(printer: Any) -> None:
             while True:
                 if not dev.recv(64):
                     raise ConnectionError("printer closed the connection")
-        except (BlockingIOError, socket.timeout):
+        except (TimeoutError, BlockingIOError):
             pass
         finally:
             dev.settimeout(WRITE_TIMEOUT)
@@ -244,7 +250,7 @@ def _read_some(printer: Any, timeout: float) -> bytes:
         dev.settimeout(timeout)
         try:
             data = dev.recv(16)
-        except socket.timeout:
+        except TimeoutError:
             return b""
         finally:
             dev.settimeout(WRITE_TIMEOUT)
@@ -352,7 +358,7 @@ class TicketPrinter:
         """The stored job (state, attempts), or ``None`` when unknown or pruned after printing."""
         return self._queue.get(job_id)
 
-    def start(self) -> "TicketPrinter":
+    def start(self) -> TicketPrinter:
         """Start the worker thread; returns ``self``."""
         if self._closed:
             raise PrinterError("printer is closed")
@@ -405,7 +411,7 @@ class TicketPrinter:
         self._disconnect()
         self._queue.close()
 
-    def __enter__(self) -> "TicketPrinter":
+    def __enter__(self) -> TicketPrinter:
         return self.start()
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,

@@ -93,7 +93,7 @@ class LineSpec(StrictModel):
     qr_size: int = Field(6, ge=1, le=16)
 
     @model_validator(mode="after")
-    def _one_kind(self) -> "LineSpec":
+    def _one_kind(self) -> LineSpec:
         if self.qr is not None and (self.text or self.right or self.rule or self.each):
             raise ValueError("a qr line has no text, right, rule or each")
         if self.rule is not None and (self.text or self.right):
@@ -127,7 +127,7 @@ class TicketTemplate(StrictModel):
         return v
 
     @model_validator(mode="after")
-    def _references(self) -> "TicketTemplate":
+    def _references(self) -> TicketTemplate:
         declared = set(self.fields) | set(self.optional)
         for name in self.lists:
             if name not in declared:

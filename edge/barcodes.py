@@ -58,14 +58,14 @@ class Box:
     def height(self) -> int:
         return self.y1 - self.y0
 
-    def grown(self, margin: float, width: int, height: int) -> "Box":
+    def grown(self, margin: float, width: int, height: int) -> Box:
         """This box enlarged by ``margin`` times its larger side on every edge, clipped to the frame."""
         pad = int(max(self.width, self.height) * margin) + 8
         return Box(max(0, self.x0 - pad), max(0, self.y0 - pad), min(width, self.x1 + pad),
                    min(height, self.y1 + pad))
 
     @staticmethod
-    def around(points: Iterable[Point]) -> "Box":
+    def around(points: Iterable[Point]) -> Box:
         """The smallest box holding ``points``."""
         pts = list(points)
         return Box(min(p.x for p in pts), min(p.y for p in pts), max(p.x for p in pts) + 1,
@@ -104,7 +104,7 @@ class DecodedCode:
         """Width of the code's bounding box in pixels (a rough size for logs and framing hints)."""
         return self.box.width
 
-    def moved(self, scale: float, dx: int, dy: int) -> "DecodedCode":
+    def moved(self, scale: float, dx: int, dy: int) -> DecodedCode:
         """The same code with corners mapped from a scaled crop back to frame pixels."""
         corners = tuple(Point(int(round(p.x * scale)) + dx, int(round(p.y * scale)) + dy) for p in self.corners)
         return DecodedCode(self.text, self.raw, self.format, self.decoder, corners)  # type: ignore[arg-type]

@@ -104,7 +104,7 @@ class CertStatus:
 def cert_status(cfg: EdgeConfig) -> CertStatus:
     """Validity of the current certificate."""
     cert = keyfiles.load_cert(cfg.path(cfg.device.cert))
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     life = (cert.not_valid_after_utc - cert.not_valid_before_utc).total_seconds()
     left = (cert.not_valid_after_utc - now).total_seconds()
     return CertStatus(cfg.device.id, cfg.device.clinic, cert.not_valid_after_utc.isoformat(), left / 86400,

@@ -75,8 +75,8 @@ def cmd_decode(args: argparse.Namespace) -> int:
     import time
 
     from drivers.camera import IMAGE_SUFFIXES, CameraError, load_image
-    from edge.symbology import ALL_SYMBOLOGIES, Symbology
     from edge.scanner import STILL_IMAGE, DecodeOptions, FrameScanner
+    from edge.symbology import ALL_SYMBOLOGIES, Symbology
 
     symbologies = frozenset(Symbology(s) for s in args.formats) if args.formats else ALL_SYMBOLOGIES
     options = DecodeOptions(symbologies=symbologies, track=False) if args.fast else \

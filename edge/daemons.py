@@ -7,12 +7,12 @@ import threading
 import time
 from pathlib import Path
 
-from edge.config import EdgeConfig
-from foundation import sdnotify
-from foundation.signals import stop_event_on_signals
 from edge.boxfiles import STATUS_INTERVAL, load_identity, open_outbox, station_status_path
+from edge.config import EdgeConfig
 from edge.runtime import build_station, build_uplink
 from edge.station_status import write_status
+from foundation import sdnotify
+from foundation.signals import stop_event_on_signals
 
 logger = logging.getLogger(__name__)
 

@@ -53,7 +53,7 @@ class LookupClient:
         self.stats = {"asked": 0, "answered": 0, "timeouts": 0, "offline": 0, "bad_answers": 0,
                       "no_seal_key": 0}
 
-    def start(self) -> "LookupClient":
+    def start(self) -> LookupClient:
         """Reach the uplink in the background (and keep reconnecting)."""
         self.relay.start()
         return self

@@ -28,7 +28,6 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from edge.barcodes import Box, DecodedCode, Point
-
 from edge.symbology import Symbology
 from mqtt.rackbody import MAX_COLUMNS, MAX_ROWS
 

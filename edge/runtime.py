@@ -13,8 +13,16 @@ from typing import Any
 
 from drivers.camera import FrameSource
 from edge.appliance import diagnostics, logrotate, printtest, reconfig
-from edge.boxfiles import (STATUS_INTERVAL, load_central_key, load_identity, load_pseudonym_key, load_seal_key,
-                           open_outbox, relay_path, station_status_path)
+from edge.boxfiles import (
+    STATUS_INTERVAL,
+    load_central_key,
+    load_identity,
+    load_pseudonym_key,
+    load_seal_key,
+    open_outbox,
+    relay_path,
+    station_status_path,
+)
 from edge.config import EdgeConfig
 from edge.credentials.verifier import TrustedVerifier
 from edge.feedback import Feedback, NoFeedback, NoPrinter, TicketSink

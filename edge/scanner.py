@@ -40,8 +40,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from edge.barcodes import Box, DecodedCode, Reading, ZbarBackend, ZxingBackend
-from edge.symbology import ALL_SYMBOLOGIES, TUBE_LABELS, Symbology
 from edge.imageprep import check_frame, crop_gray, flattened, green, retry_variants, to_gray
+from edge.symbology import ALL_SYMBOLOGIES, TUBE_LABELS, Symbology
 
 logger = logging.getLogger(__name__)
 

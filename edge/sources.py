@@ -7,13 +7,19 @@ import random
 from dataclasses import replace
 from pathlib import Path
 
-from drivers.camera import (VIDEO_SUFFIXES, FileFrameSource, FrameSource, LatestFrameGrabber, OpenCVFrameSource,
-                            Picamera2FrameSource)
+from drivers.camera import (
+    VIDEO_SUFFIXES,
+    FileFrameSource,
+    FrameSource,
+    LatestFrameGrabber,
+    OpenCVFrameSource,
+    Picamera2FrameSource,
+)
 from drivers.sim_camera import SimulatedQrCamera, generate_health_card_token
-from edge.symbology import ALL_SYMBOLOGIES, QR_ONLY, Symbology
 from edge.config import MasstestSection, StationSection
 from edge.rack import RackLayout
 from edge.scanner import RACK, DecodeOptions, Fallback
+from edge.symbology import ALL_SYMBOLOGIES, QR_ONLY, Symbology
 
 FOREIGN_CODES = ("https://example.org/not-a-health-card", "E1D10AAC:1", "HC1:NCFOXN%TS3DH3ZSUZK+.V0ETD%65NL-AH")
 

@@ -17,8 +17,8 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from mqtt.trustlist import TrustList, TrustListInvalid, open_signed
 from foundation.files import write_atomic
+from mqtt.trustlist import TrustList, TrustListInvalid, open_signed
 
 logger = logging.getLogger(__name__)
 

@@ -16,8 +16,18 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from mqtt.auditchain import CHAIN_ID_BYTES, MAX_CARRIED, MAX_KIND, RESULT, Entry, body_part, entry_hash, \
-    facts_digest, genesis, result_digest
+from mqtt.auditchain import (
+    CHAIN_ID_BYTES,
+    MAX_CARRIED,
+    MAX_KIND,
+    RESULT,
+    Entry,
+    body_part,
+    entry_hash,
+    facts_digest,
+    genesis,
+    result_digest,
+)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS audit_log (

@@ -21,8 +21,8 @@ and the tests); a provincial platform plugs in behind the same :class:`CardPlatf
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from cryptography.hazmat.primitives.asymmetric import ec, x25519

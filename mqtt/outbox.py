@@ -11,9 +11,10 @@ import logging
 import sqlite3
 import time
 import uuid
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, TypeVar
+from typing import Any, TypeVar
 
 import uuid6
 from cryptography.hazmat.primitives.asymmetric import ec, x25519
@@ -151,7 +152,7 @@ class Outbox:
         """Current boot id."""
         return self._meta("boot")
 
-    def _txn(self) -> "_Txn":
+    def _txn(self) -> _Txn:
         return _Txn(self._conn)
 
     def state(self, change: Callable[[sqlite3.Connection], T]) -> T:

@@ -19,13 +19,13 @@ socket adds no trust: it only lets the station reach the broker without a second
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
-import contextlib
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ class RelayServer:
         self._stop = threading.Event()
         self.refused = 0
 
-    def start(self) -> "RelayServer":
+    def start(self) -> RelayServer:
         """Bind the socket (replacing a stale one) and accept in a background thread."""
         _check_path(self.path)
         self.path.unlink(missing_ok=True)
@@ -170,7 +170,7 @@ class RelayClient:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def start(self) -> "RelayClient":
+    def start(self) -> RelayClient:
         """Connect in the background, retrying every second."""
         _check_path(self.path)
         self._thread = threading.Thread(target=self._run, name="relay", daemon=True)

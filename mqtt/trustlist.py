@@ -92,7 +92,7 @@ class TrustList:
         return {v["id"]: v["date"] for v in self.dcc_valuesets}
 
     @classmethod
-    def from_body(cls, body: dict[str, Any]) -> "TrustList":
+    def from_body(cls, body: dict[str, Any]) -> TrustList:
         """Check and load a body; raises :class:`TrustListInvalid`."""
         try:
             version, issued = body["version"], body["issued"]

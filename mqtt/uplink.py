@@ -18,12 +18,12 @@ import shutil
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import uuid6
-
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from mqtt import commands, envelope, receipts, topics
@@ -367,7 +367,7 @@ class Uplink:
                 logger.exception("uplink step failed")
                 self._stop.wait(1.0)
 
-    def start(self) -> "Uplink":
+    def start(self) -> Uplink:
         """Connect in the background and run the loop in a thread."""
         if self.relay is not None:
             self.relay.start()

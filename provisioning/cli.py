@@ -31,9 +31,9 @@ def _scan_provisioning_code(camera: str, timeout: float):  # type: ignore[no-unt
     import time
 
     from edge.config import StationSection
-    from edge.symbology import QR_ONLY
     from edge.scanner import DecodeOptions, FrameScanner
     from edge.sources import frame_source
+    from edge.symbology import QR_ONLY
     from provisioning import qrtext
 
     raise_later: Exception | None = None
@@ -89,8 +89,7 @@ def _load(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from edge.boxfiles import open_outbox
-    from edge.boxfiles import cert_status
+    from edge.boxfiles import cert_status, open_outbox
 
     cfg = _load(args)
     st = cert_status(cfg)
@@ -104,8 +103,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_renew(args: argparse.Namespace) -> int:
-    from provisioning.box import EnrollFailed, renew
     from edge.boxfiles import cert_status
+    from provisioning.box import EnrollFailed, renew
 
     cfg = _load(args)
     before = cert_status(cfg)

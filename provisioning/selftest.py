@@ -11,8 +11,8 @@ import datetime as dt
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from edge.boxfiles import cert_status, load_identity, open_outbox, pairing_text, relay_path
 from edge.config import EdgeConfig
@@ -58,7 +58,7 @@ def _certificate(cfg: EdgeConfig) -> Check:
 
 
 def _clock(cfg: EdgeConfig) -> Check:
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     try:
         cert = keyfiles.load_cert(cfg.path(cfg.device.cert))
     except (OSError, ValueError):
@@ -188,8 +188,8 @@ def _printer(cfg: EdgeConfig) -> Check:
 def _lights(cfg: EdgeConfig, step: float = 0.4) -> Check:
     if cfg.gpio is None:
         return Check("LEDs and buzzer", SKIP, "no [gpio] configured")
-    from edge.gpio_feedback import GpioFeedback
     from edge.feedback import Signal
+    from edge.gpio_feedback import GpioFeedback
 
     try:
         with GpioFeedback(cfg.gpio) as lights:

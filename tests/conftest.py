@@ -7,15 +7,15 @@ import shutil
 import subprocess
 import tempfile
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 from hypothesis import settings
 
 from central.broker import BrokerProcess, free_port, write_config
-from central.store import SqlStore, open_store
 from central.site import Site, init_central
+from central.store import SqlStore, open_store
 
 REPO = Path(__file__).resolve().parent.parent
 PG_ADMIN_URL = os.environ.get("EHC_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")

@@ -8,8 +8,9 @@ broker reload) and :class:`central.commands.CommandClient` (``command``).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import segno
 
@@ -17,8 +18,8 @@ from central.broker import DASHBOARD_ID
 from central.commands import CommandClient, CommandTimeout
 from central.config import CentralConfig
 from central.dashboard.accounts import Accounts, User
-from mqtt.envelope import EnvelopeError
 from central.enrollment import Enrollment
+from mqtt.envelope import EnvelopeError
 
 logger = logging.getLogger(__name__)
 

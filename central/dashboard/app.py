@@ -10,8 +10,9 @@ import contextlib
 import logging
 import secrets
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 from urllib.parse import parse_qs
 
 from starlette.applications import Starlette
@@ -27,8 +28,17 @@ from central.config import CentralConfig
 from central.dashboard import charts
 from central.dashboard.accounts import ROLES, Accounts, User, UserError
 from central.dashboard.actions import COMMANDS, Actions, NotAllowed
-from central.dashboard.auth import (COOKIE, LOGIN_COOKIE, PasswordChecks, PasswordError, Session, Sessions,
-                                         Throttle, hash_password, same_token)
+from central.dashboard.auth import (
+    COOKIE,
+    LOGIN_COOKIE,
+    PasswordChecks,
+    PasswordError,
+    Session,
+    Sessions,
+    Throttle,
+    hash_password,
+    same_token,
+)
 from central.dashboard.events import Broadcaster, Event
 from central.dashboard.fleet import STATES, DeviceView, Fleet, ago, utc
 from central.dashboard.live import FleetWatcher
@@ -74,7 +84,7 @@ class Dashboard:
             raise ConnectionError("the dashboard is not connected to the broker")
         yield self.watcher.commands
 
-    def start(self) -> "Dashboard":
+    def start(self) -> Dashboard:
         """Start the MQTT watcher."""
         if self.watcher is not None:
             self.watcher.start()

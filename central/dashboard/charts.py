@@ -28,7 +28,7 @@ def stacked_hours(hours: list[Counter[str]], start: float, keys: tuple[str, ...]
     for i, hour in enumerate(hours):
         x, y = left + i * slot + 1, float(top + plot_h)
         total = sum(hour[k] for k in keys)
-        label = dt.datetime.fromtimestamp(start + i * 3600, dt.timezone.utc).strftime("%H:00")
+        label = dt.datetime.fromtimestamp(start + i * 3600, dt.UTC).strftime("%H:00")
         for key in keys:
             if hour[key]:
                 h = hour[key] / scale_max * plot_h

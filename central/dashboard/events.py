@@ -8,11 +8,13 @@ holds the watcher back.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import threading
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Any, AsyncIterator, Callable
+from typing import Any
 
 logger = logging.getLogger(__name__)
 
@@ -76,10 +78,8 @@ class Broadcaster:
         with self._lock:
             subs = list(self._subs)
         for sub in subs:
-            try:
+            with contextlib.suppress(RuntimeError):
                 sub.loop.call_soon_threadsafe(sub.offer, None)
-            except RuntimeError:
-                pass
 
     def count(self) -> int:
         """Open streams."""
@@ -101,7 +101,7 @@ class Broadcaster:
             while not self.closed.is_set() and valid():
                 try:
                     event = await asyncio.wait_for(sub.queue.get(), KEEPALIVE)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     yield b": keepalive\n\n"
                     continue
                 if event is None:

@@ -13,8 +13,9 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from cryptography import x509
 
@@ -257,7 +258,7 @@ def utc(ts: float | None) -> str:
     """A timestamp as ``YYYY-MM-DD HH:MM UTC`` (— when unknown)."""
     if ts is None:
         return "—"
-    return dt.datetime.fromtimestamp(ts, dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def ago(seconds: float | None) -> str:

@@ -15,14 +15,15 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
-from mqtt import topics
 from central.broker import DASHBOARD_ID
 from central.commands import RESPONSES, CommandRequester
 from central.config import CentralConfig
 from central.dashboard.fleet import Fleet
 from central.ingest import PRESENCE_VALUES, RejectedMessage, Verifier
+from mqtt import topics
 from mqtt.client import connect_properties, new_client
 
 logger = logging.getLogger(__name__)
@@ -97,7 +98,7 @@ class FleetWatcher:
         self.fleet.apply(t.device, **{t.channel: body})
         return t.device
 
-    def start(self) -> "FleetWatcher":
+    def start(self) -> FleetWatcher:
         """Connect in the background (retrying)."""
         b = self.cfg.broker
         self.client.connect_async(b.host, b.port, keepalive=30, properties=connect_properties(0))

@@ -16,8 +16,15 @@ from __future__ import annotations
 
 import logging
 
-from central.store.base import SAFE_SUM, PostgresBackend, SqlBase, SqliteBackend, StoreUnavailable, safe_count, \
-    unreachable
+from central.store.base import (
+    SAFE_SUM,
+    PostgresBackend,
+    SqlBase,
+    SqliteBackend,
+    StoreUnavailable,
+    safe_count,
+    unreachable,
+)
 from central.store.dead_letters import DeadLettersMixin, dead_letter_key
 from central.store.devices import DeviceRecord, DevicesMixin
 from central.store.faces import FacesMixin
@@ -25,8 +32,17 @@ from central.store.lookups import LookupsMixin
 from central.store.personal import PersonalMixin
 from central.store.pools import PoolsMixin
 from central.store.presence import PresenceMixin
-from central.store.results import DUPLICATE, QUARANTINED, SEQ_CONFLICT, STORED, Rejection, ResultCheck, \
-    ResultsMixin, VerifiedResult, body_json
+from central.store.results import (
+    DUPLICATE,
+    QUARANTINED,
+    SEQ_CONFLICT,
+    STORED,
+    Rejection,
+    ResultCheck,
+    ResultsMixin,
+    VerifiedResult,
+    body_json,
+)
 from central.store.tokens import TokensMixin
 from central.store.vaccination import VaccinationMixin
 

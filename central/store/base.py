@@ -17,14 +17,16 @@ the dashboard, the tests) writes its SQL against:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sqlite3
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
-from foundation.privatedb import private_database
 from central.store.schema import ADDED_COLUMNS, statements
+from foundation.privatedb import private_database
 
 logger = logging.getLogger(__name__)
 
@@ -204,10 +206,8 @@ class PostgresBackend(SqlBase):
         """Replace a broken connection (server restarted, network cut) with a new one."""
         import psycopg
 
-        try:
+        with contextlib.suppress(Exception):  # already broken
             self.conn.close()
-        except Exception:  # already broken
-            pass
         try:
             self.conn = psycopg.connect(self.url, connect_timeout=10)
         except psycopg.OperationalError as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import time
@@ -40,10 +41,8 @@ class DeadLettersMixin(SqlBase):
                          (now, "dead_letter", topic[:256], len(payload), device_id, hashlib.sha256(payload).hexdigest()))
             self.commit()
         except Exception as exc:
-            try:
+            with contextlib.suppress(Exception):  # the connection may be gone already
                 self.rollback()
-            except Exception:  # connection already gone
-                pass
             raise StoreUnavailable(f"dead letter not written: {type(exc).__name__}: {exc}") from exc
         return key
 
@@ -58,10 +57,8 @@ class DeadLettersMixin(SqlBase):
                          (key, reason, detail[:500], self.blob(b""), now, now))
             self.commit()
         except Exception as exc:
-            try:
+            with contextlib.suppress(Exception):  # the connection may be gone already
                 self.rollback()
-            except Exception:  # connection already gone
-                pass
             raise StoreUnavailable(f"dead letter not marked: {type(exc).__name__}: {exc}") from exc
 
     def dead_letter_keys(self) -> set[str]:

@@ -3,12 +3,14 @@ bookkeeping and gaps, the quarantine of results kept aside, and the rejections c
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 from central.store.base import SqlBase, StoreUnavailable, unreachable
 from mqtt.auditchain import Segment
@@ -107,10 +109,8 @@ class ResultsMixin(SqlBase):
                                  [(now, j.reason, j.topic[:256], j.size, j.device_id, j.sha256) for j in rejections])
             self.commit()
         except Exception as exc:
-            try:
+            with contextlib.suppress(Exception):  # the connection may be gone already
                 self.rollback()
-            except Exception:  # connection already gone
-                pass
             if unreachable(exc):
                 raise StoreUnavailable(f"store failed: {type(exc).__name__}: {exc}") from exc
             raise  # the data was refused: the caller finds the message that did it (the batch is not committed)

@@ -12,8 +12,20 @@ Protocol, layouts and status handling: ``docs/idcard.md``.
 """
 
 from drivers.idcard.card import CardType, IdCard, PhotoDecoder, Sex, decode_photo, parse_card, set_photo_decoder
-from drivers.idcard.codec import (CardError, CardNotFound, ChecksumError, Command, FrameError, IdCardError,
-                                  LinkStatusError, ReadFailed, Response, SamError, Status, StatusError)
+from drivers.idcard.codec import (
+                                  CardError,
+                                  CardNotFound,
+                                  ChecksumError,
+                                  Command,
+                                  FrameError,
+                                  IdCardError,
+                                  LinkStatusError,
+                                  ReadFailed,
+                                  Response,
+                                  SamError,
+                                  Status,
+                                  StatusError,
+)
 from drivers.idcard.reader import IdCardReader, ReaderDisconnected, ReaderTimeout
 from drivers.idcard.validate import ValidationResult, validate_card, validate_id_number
 

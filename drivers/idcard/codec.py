@@ -60,7 +60,7 @@ class Command(enum.Enum):
         return self.value[1]
 
     @classmethod
-    def lookup(cls, cmd: int, para: int) -> "Command | None":
+    def lookup(cls, cmd: int, para: int) -> Command | None:
         """The command with these two bytes, or ``None`` if we do not know it."""
         for c in cls:
             if c.value == (cmd, para):
@@ -280,7 +280,7 @@ class Request:
         return Command.lookup(self.cmd, self.para)
 
     @classmethod
-    def decode(cls, body: bytes) -> "Request":
+    def decode(cls, body: bytes) -> Request:
         if len(body) < 2:
             raise LengthError(f"command frame body of {len(body)} bytes is shorter than CMD+PARA")
         return cls(body[0], body[1], bytes(body[2:]))
@@ -312,7 +312,7 @@ class Response:
         return self.sw3 in SUCCESS
 
     @classmethod
-    def decode(cls, body: bytes) -> "Response":
+    def decode(cls, body: bytes) -> Response:
         if len(body) < 3:
             raise LengthError(f"response frame body of {len(body)} bytes is shorter than SW1..SW3")
         return cls(body[0], body[1], body[2], bytes(body[3:]))
@@ -320,7 +320,7 @@ class Response:
     def encode(self) -> bytes:
         return encode_frame(bytes([self.sw1, self.sw2, self.sw3]) + self.data)
 
-    def raise_for_status(self, command: Command | None = None) -> "Response":
+    def raise_for_status(self, command: Command | None = None) -> Response:
         """Return self when OK (90 or 9F), else raise the status's exception."""
         if not self.ok:
             raise error_for_status(self.sw3, command)

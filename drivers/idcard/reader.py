@@ -22,6 +22,7 @@ there is one, so a replugged reader is found again even if it comes back under a
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -33,10 +34,26 @@ from types import TracebackType
 from typing import Any
 
 from drivers.idcard.card import IdCard, parse_card
-from drivers.idcard.codec import (CardData, CardError, CardNotFound, ChecksumError, Command, CommandNotSupported,
-                                  FrameError, FrameParser, IdCardError, LengthError, LinkStatusError, ProtocolError,
-                                  Response, SamError, Status, decode_card_data, decode_sam_id, encode_command)
-import contextlib
+from drivers.idcard.codec import (
+    CardData,
+    CardError,
+    CardNotFound,
+    ChecksumError,
+    Command,
+    CommandNotSupported,
+    FrameError,
+    FrameParser,
+    IdCardError,
+    LengthError,
+    LinkStatusError,
+    ProtocolError,
+    Response,
+    SamError,
+    Status,
+    decode_card_data,
+    decode_sam_id,
+    encode_command,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -169,7 +186,7 @@ class IdCardReader:
             self.stats.garbage_bytes = self._parser.discarded
             self._parser.reset()
 
-    def __enter__(self) -> "IdCardReader":
+    def __enter__(self) -> IdCardReader:
         self.open()
         return self
 

@@ -19,10 +19,10 @@ from collections.abc import Callable
 from importlib import metadata
 from typing import Any
 
-from edge.config import EdgeConfig
 from edge.appliance.logrotate import read_result
 from edge.appliance.status_screen import Probe, collect, outbox_stats
 from edge.boxfiles import STATUS_INTERVAL, station_status_path
+from edge.config import EdgeConfig
 from edge.station_status import read_status
 from mqtt.uplink import SOFTWARE_VERSION
 

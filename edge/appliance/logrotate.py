@@ -33,9 +33,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from foundation.files import write_atomic
-from edge.config import EdgeConfig
 from edge import config as edge_config
+from edge.config import EdgeConfig
+from foundation.files import write_atomic
 
 logger = logging.getLogger(__name__)
 

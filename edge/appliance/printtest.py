@@ -12,8 +12,8 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from edge.config import EdgeConfig
 from edge.boxfiles import pairing_text
+from edge.config import EdgeConfig
 
 logger = logging.getLogger(__name__)
 

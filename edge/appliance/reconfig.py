@@ -20,10 +20,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from foundation.configbase import ConfigError
-from mqtt.outbox import OutboxError
-from foundation.files import write_atomic
 from edge import config as edge_config
+from foundation.configbase import ConfigError
+from foundation.files import write_atomic
+from mqtt.outbox import OutboxError
 
 logger = logging.getLogger(__name__)
 

@@ -31,10 +31,10 @@ import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from foundation.configbase import ConfigError
-from edge.config import DEFAULT_MAX_AGE, EdgeConfig
-from edge.boxfiles import station_status_path
 from edge import config as edge_config
+from edge.boxfiles import station_status_path
+from edge.config import DEFAULT_MAX_AGE, EdgeConfig
+from foundation.configbase import ConfigError
 
 logger = logging.getLogger(__name__)
 

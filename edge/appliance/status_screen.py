@@ -31,13 +31,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 from edge import config as edge_config
+from edge.boxfiles import STATUS_INTERVAL, cert_status, load_central_key, station_status_path
 from edge.config import EdgeConfig
-from foundation.configbase import CREDENTIAL_PREFIX, ConfigError
-from edge.boxfiles import cert_status
-from edge.boxfiles import load_central_key
-from edge.trustlist_store import TrustListFile
-from edge.boxfiles import STATUS_INTERVAL, station_status_path
 from edge.station_status import read_status
+from edge.trustlist_store import TrustListFile
+from foundation.configbase import CREDENTIAL_PREFIX, ConfigError
 
 Level = Literal["ok", "info", "warning", "error"]
 

@@ -13,8 +13,16 @@ from pydantic import Field
 
 from drivers.gpio import GpioSettings
 from drivers.printer import PrinterSettings
-from edge.config.box import (DeviceSection, IdCardSection, IdentitySection, LoggingSection, MqttSection,
-                             OutboxSection, ProvisioningSection, TrustSection)
+from edge.config.box import (
+    DeviceSection,
+    IdCardSection,
+    IdentitySection,
+    LoggingSection,
+    MqttSection,
+    OutboxSection,
+    ProvisioningSection,
+    TrustSection,
+)
 from edge.config.documents import MrzSettings
 from edge.config.retention import DEFAULT_MAX_AGE, RetentionSection
 from edge.config.station import FaceSection, MasstestSection, StationSection, VaccinationSection, check_regex

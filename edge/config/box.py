@@ -40,7 +40,7 @@ class MqttSection(StrictModel):
     session_expiry: int = Field(86400, ge=0, description="MQTT v5 session expiry (seconds) so receipts wait for us")
 
     @model_validator(mode="after")
-    def _backoff(self) -> "MqttSection":
+    def _backoff(self) -> MqttSection:
         if self.reconnect_max < self.reconnect_min:
             raise ValueError("reconnect_max must be >= reconnect_min")
         return self

@@ -11,10 +11,10 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
+from edge.credentials.anchors import TrustStore
 from edge.credentials.hc1 import verify_hc1
 from edge.credentials.result import CredentialCheck, CredentialError, Format, Reason
 from edge.credentials.shc import verify_shc
-from edge.credentials.anchors import TrustStore
 
 __all__ = ["MAX_CREDENTIAL_CHARS", "CredentialCheck", "CredentialError", "Reason", "TrustStore",
            "verify_credential", "verify_hc1", "verify_shc"]

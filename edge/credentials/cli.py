@@ -19,11 +19,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from foundation.cliargs import parse_pairs
-from edge.credentials import TrustStore, ehc1, verify_credential
-from edge.credentials.result import CredentialCheck
 from edge import config as edge_config
 from edge.boxfiles import load_central_key
+from edge.credentials import TrustStore, ehc1, verify_credential
+from edge.credentials.result import CredentialCheck
+from foundation.cliargs import parse_pairs
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -47,9 +47,9 @@ def verify_main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
     text = sys.stdin.read().strip() if args.text == "-" else args.text
     try:
-        at = dt.datetime.fromisoformat(args.at) if args.at else dt.datetime.now(dt.timezone.utc)
+        at = dt.datetime.fromisoformat(args.at) if args.at else dt.datetime.now(dt.UTC)
         if at.tzinfo is None:
-            at = at.replace(tzinfo=dt.timezone.utc)
+            at = at.replace(tzinfo=dt.UTC)
         result = _verify(text, args, at)
     except (OSError, ValueError) as exc:
         print(f"ehc-edge verify: {exc}", file=sys.stderr)
@@ -69,8 +69,8 @@ def verify_main(argv: list[str]) -> int:
 def _verify(text: str, args: argparse.Namespace, at: dt.datetime) -> CredentialCheck:
     from edge.credentials.schemas import DccSchemas
     from edge.credentials.valuesets import ValueSet
-    from mqtt.trustlist import public_key_kid
     from foundation import keyfiles
+    from mqtt.trustlist import public_key_kid
 
     trust_list = _trust_list(args)
     issuers: dict[str, Any] = dict(trust_list.ehc1_keys()) if trust_list else {}
@@ -94,8 +94,8 @@ def _verify(text: str, args: argparse.Namespace, at: dt.datetime) -> CredentialC
 def _trust_list(args: argparse.Namespace) -> Any:
     if not (args.trust or args.config):
         return None
-    from mqtt.trustlist import TrustListInvalid, open_signed
     from foundation import keyfiles
+    from mqtt.trustlist import TrustListInvalid, open_signed
 
     if args.config:
         cfg = edge_config.load(args.config)

@@ -25,8 +25,8 @@ from typing import Any
 import base45
 import cbor2
 
-from foundation import strictcbor
 from edge.credentials.result import CredentialError, Reason
+from foundation import strictcbor
 
 MAX_INFLATED = 64 * 1024
 """Largest decompressed payload accepted (bytes)."""

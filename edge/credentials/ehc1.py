@@ -36,9 +36,9 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
 
-from foundation import strictcbor
 from edge.credentials.codecs import MAX_INFLATED, b45decode, inflate
 from edge.credentials.result import CredentialCheck, CredentialError, Reason
+from foundation import strictcbor
 from mqtt.trustlist import card_hash, public_key_kid
 
 PREFIX = "EHC1:"

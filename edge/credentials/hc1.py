@@ -37,10 +37,10 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
+from edge.credentials.anchors import DccSigner, TrustStore
 from edge.credentials.codecs import DATE_TIME_TAGS, b45decode, cbor_loads, inflate, to_json_value
 from edge.credentials.result import CredentialCheck, CredentialError, Format, Reason, iso_utc
 from edge.credentials.schemas import CERT_TYPES, DCC_DATE_TIME_FIELDS
-from edge.credentials.anchors import DccSigner, TrustStore
 from edge.credentials.valuesets import UnknownCode
 
 logger = logging.getLogger(__name__)

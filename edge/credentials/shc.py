@@ -30,9 +30,9 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
+from edge.credentials.anchors import ShcKey, TrustStore
 from edge.credentials.codecs import b64url_decode, inflate, json_loads
 from edge.credentials.result import CredentialCheck, CredentialError, Reason, iso_utc
-from edge.credentials.anchors import ShcKey, TrustStore
 
 logger = logging.getLogger(__name__)
 

@@ -125,7 +125,7 @@ class TrustedVerifier:
             self._stores = (trust.version, TrustStore.from_trust_list(trust))
         import datetime as dt
 
-        result = verify_credential(text, self._stores[1], dt.datetime.fromtimestamp(now, dt.timezone.utc))  # type: ignore[arg-type]
+        result = verify_credential(text, self._stores[1], dt.datetime.fromtimestamp(now, dt.UTC))  # type: ignore[arg-type]
         if not result.valid:
             return Verdict(Outcome.RED, reason=result.reason)
         return Verdict(Outcome.GREEN, verified=True, claims={"format": result.format, "kid": result.kid})

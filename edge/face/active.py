@@ -33,8 +33,17 @@ from PIL import Image
 
 from edge.face.embed import cosine
 from edge.face.geometry import as_pil
-from edge.face.landmarks import (FACE_LEFT_EDGE, FACE_RIGHT_EDGE, LIP_LOWER_INNER, LIP_UPPER_INNER, MOUTH_LEFT,
-                                 MOUTH_RIGHT, NOSE_TIP, IrisModel, Mesh)
+from edge.face.landmarks import (
+    FACE_LEFT_EDGE,
+    FACE_RIGHT_EDGE,
+    LIP_LOWER_INNER,
+    LIP_UPPER_INNER,
+    MOUTH_LEFT,
+    MOUTH_RIGHT,
+    NOSE_TIP,
+    IrisModel,
+    Mesh,
+)
 from edge.face.passive import PassiveLiveness
 from edge.face.pipeline import FacePipeline
 from edge.face.verify import THRESHOLD

@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 
 from edge import config as edge_config
-from edge.identity import pseudonym
 from edge.boxfiles import load_identity, load_pseudonym_key, open_outbox
+from edge.identity import pseudonym
 from models_tflite.loader import spec
 from mqtt import face
 

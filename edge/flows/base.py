@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from edge.documents.page import PageCapture
-from edge.symbology import Symbology
 from edge.feedback import Feedback, NoFeedback, NoPrinter, Signal, TicketSink
 from edge.identity import PresentedId, pseudonym
+from edge.symbology import Symbology
 from edge.verify import FormVerifier, Verifier
 from mqtt import envelope
 from mqtt.outbox import NoSealKey, Outbox, OutboxError, OutboxFull, StateChange

@@ -64,12 +64,12 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
-from edge.symbology import Symbology
 from edge.feedback import Signal
 from edge.flows.base import ButtonPress, Event, FlowContext, FlowOutcome, IdPresented, Scan
 from edge.identity import PresentedId
 from edge.payloads import PayloadKind, classify_payload
 from edge.rackscan import RackRead
+from edge.symbology import Symbology
 from edge.verify import card_index, card_ref
 from mqtt.outbox import OutboxError
 from mqtt.rackbody import RACK_KIND, RackInvalid, check_rack
@@ -122,7 +122,7 @@ class OpenTube:
 
 
 def _iso(ts: float) -> str:
-    return dt.datetime.fromtimestamp(ts, dt.timezone.utc).isoformat(timespec="seconds")
+    return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec="seconds")
 
 
 class MassTestFlow:

@@ -71,7 +71,7 @@ class FlowRunner:
         self._done = threading.Condition()
         self.heartbeat = time.monotonic()
 
-    def start(self) -> "FlowRunner":
+    def start(self) -> FlowRunner:
         """Start the flow thread."""
         self._thread = threading.Thread(target=self._run, name=f"flow-{self.flow.name}", daemon=True)
         self._thread.start()

@@ -176,7 +176,7 @@ def group_rows(pieces: Sequence[Piece], height: float) -> list[list[Piece]]:
     return rows
 
 
-def mend_rows(rows: list[list[Piece]], height: float, kind_of: "CellKind") -> list[list[Piece]]:
+def mend_rows(rows: list[list[Piece]], height: float, kind_of: CellKind) -> list[list[Piece]]:
     """Rows split by a jittered box joined again: a row of names only and a neighbouring row of values
     only, less than a text height apart and not overlapping horizontally, are one row."""
     rows = sorted(rows, key=lambda r: statistics.median(_cy(p.box) for p in r))
@@ -321,9 +321,8 @@ def _table_starts(rows: Sequence[Sequence[tuple[int, Piece]]], ncols: int, kind_
     # an index column right before a name column belongs to the table that name starts
     out = []
     for s in starts:
-        if s > 0:
-            if counts[s - 1].get("index", 0) / n >= 0.5:
-                s -= 1
+        if s > 0 and counts[s - 1].get("index", 0) / n >= 0.5:
+            s -= 1
         out.append(s)
     return out
 

@@ -25,7 +25,7 @@ class Box:
     w: int
     h: int
 
-    def union(self, other: "Box") -> "Box":
+    def union(self, other: Box) -> Box:
         """The smallest box holding both."""
         x0, y0 = min(self.x, other.x), min(self.y, other.y)
         x1 = max(self.x + self.w, other.x + other.w)

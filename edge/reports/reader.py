@@ -122,11 +122,9 @@ def settle(first: str, second: str) -> str:
     m2 = FLAG_TAIL.match(second.strip())
     a, b = clean_number(body), clean_number(m2.group("body") if m2 else second)
     chosen = a
-    if b and a != b:
-        if _digits(a) == _digits(b) and b.count(".") > a.count(".") and _shape_ok(b):
-            chosen = b
-        elif _shape_ok(b) and not _shape_ok(a):
-            chosen = b
+    if b and a != b and (_digits(a) == _digits(b) and b.count(".") > a.count(".") and _shape_ok(b)
+                         or _shape_ok(b) and not _shape_ok(a)):
+        chosen = b
     return f"{chosen} {flag}" if flag else chosen
 
 

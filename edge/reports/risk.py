@@ -26,7 +26,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from edge.reports.model import COLOURS, PURPLE, FiredRule, Facts, Item, Patient, RiskGrade
+from edge.reports.model import COLOURS, PURPLE, Facts, FiredRule, Item, Patient, RiskGrade
 
 logger = logging.getLogger(__name__)
 

@@ -26,14 +26,26 @@ from typing import Any
 
 from edge.reports import anchored
 from edge.reports.catalogue import Catalogue, ItemDef, Match, load_catalogue, normalise
-from edge.reports.geometry import stack_pages
 from edge.reports.checks import LOW_CONFIDENCE, missing_items, run_checks
+from edge.reports.geometry import stack_pages
 from edge.reports.header import combine, has_personal, read_header
 from edge.reports.model import Check, Item, Report
 from edge.reports.page import Box, Cell, Line, PageText, Row, Table
 from edge.reports.risk import RuleSet, grade_risk, load_rules
-from edge.reports.values import (UNIT_WORDS, RefRange, UnitError, Value, catalogue_range, compute_flag,
-                                 convert_range, is_abnormal, norm_unit, parse_range, parse_value, to_canonical_read)
+from edge.reports.values import (
+    UNIT_WORDS,
+    RefRange,
+    UnitError,
+    Value,
+    catalogue_range,
+    compute_flag,
+    convert_range,
+    is_abnormal,
+    norm_unit,
+    parse_range,
+    parse_value,
+    to_canonical_read,
+)
 
 __all__ = ["Report", "structure", "structure_pages"]
 

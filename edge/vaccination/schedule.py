@@ -22,10 +22,11 @@ import enum
 import logging
 import re
 import tomllib
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 logger = logging.getLogger(__name__)
 
@@ -534,7 +535,7 @@ _RULE_FUNCS = {"polio": _polio, "dtp": _dtp, "men": _men}
 
 def _plan(schedule: Schedule, series: Series, birth: dt.date, given: Sequence[GivenDose], today: dt.date) -> _Plan:
     records = _sorted(g for g in given if series.counts(g.vaccine))
-    func = _RULE_FUNCS.get(series.rule or "", None)
+    func = _RULE_FUNCS.get(series.rule or "")
     return func(schedule, series, birth, records, today) if func else _generic(schedule, series, birth, records, today)
 
 

@@ -8,18 +8,18 @@ import sqlite3
 
 import pytest
 
-from edge import config as edge_config
-from edge.cli import main as edge_main
-from edge.boxfiles import load_identity, open_outbox
-from mqtt import auditchain, envelope, topics
 from central import audit_check as central_audit
-from central.cli import main as central_main
 from central.broker import free_port
+from central.cli import main as central_main
 from central.ingest import Inbound, Ingest
-from central.store import open_store
-from mqtt.outbox import DeviceIdentity, Outbox
-from foundation import keyfiles
 from central.site import add_device, init_central
+from central.store import open_store
+from edge import config as edge_config
+from edge.boxfiles import load_identity, open_outbox
+from edge.cli import main as edge_main
+from foundation import keyfiles
+from mqtt import auditchain, envelope, topics
+from mqtt.outbox import DeviceIdentity, Outbox
 from tests.support.mqtt_helpers import TopicRecordingClient
 
 
@@ -237,8 +237,8 @@ def test_forged_or_missing_links_are_flagged_and_the_result_kept(central, tmp_pa
 def test_stolen_box_database_tampering_is_seen_on_the_box_and_centrally(site, store, broker, tmp_path, capsys):
     """A thief deletes an undelivered result and edits the log: the box's verify names the edited link, and
     the centre, which receives what is left, holds an open gap where the deleted result was."""
-    from tests.support.mqtt_helpers import wait_until
     from edge.runtime import build_uplink
+    from tests.support.mqtt_helpers import wait_until
 
     ing = Ingest(site.config, store).start()
     assert ing.connected.wait(10)

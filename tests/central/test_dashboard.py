@@ -16,8 +16,7 @@ from central.dashboard import charts
 from central.dashboard.accounts import Accounts, UserError
 from central.dashboard.actions import NotAllowed
 from central.dashboard.app import Dashboard, build_app
-from central.dashboard.auth import (COOKIE, PasswordError, Sessions, Throttle, check_login, check_password,
-                                         hash_password)
+from central.dashboard.auth import COOKIE, PasswordError, Sessions, Throttle, check_login, check_password, hash_password
 from central.dashboard.events import Broadcaster, Event
 from central.dashboard.throughput import throughput
 from central.store import open_store

@@ -10,15 +10,15 @@ from typing import Any
 
 import pytest
 
+from central.dashboard.app import Dashboard
+from central.dashboard.auth import hash_password
+from central.site import add_device
+from central.store import open_store
 from drivers.print_queue import PrintQueue
 from edge import config as edge_config
 from edge.runtime import build_uplink
 from mqtt import topics
-from central.dashboard.app import Dashboard
-from central.dashboard.auth import hash_password
-from central.store import open_store
 from mqtt.client import connect_properties, new_client
-from central.site import add_device
 from tests.support.dashboard_helpers import PASSWORD, browser_login, chromium_path, serving
 from tests.support.mqtt_helpers import central_tap, wait_until
 

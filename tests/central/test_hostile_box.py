@@ -19,12 +19,12 @@ import pytest
 import uuid6
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
-from edge import config as edge_config
-from edge.runtime import build_uplink
-from edge.boxfiles import load_identity
-from mqtt import envelope, topics
-from central.store import open_store
 from central.site import add_device
+from central.store import open_store
+from edge import config as edge_config
+from edge.boxfiles import load_identity
+from edge.runtime import build_uplink
+from mqtt import envelope, topics
 from tests.support.mqtt_helpers import RawClient, running_central, wait_until
 
 BIN = Path(sys.executable).parent
@@ -169,11 +169,12 @@ def test_a_processing_failure_is_kept_as_a_dead_letter_not_retried_forever(centr
 def test_a_message_that_hung_a_worker_is_set_aside_unread(central, tmp_path, monkeypatch) -> None:
     """The supervisor marks the message a stuck worker was checking; the next worker keeps it as a dead letter
     without reading it when the broker delivers it again."""
+    import multiprocessing as mp
+
     from central import ingest as ingest_module
     from central.ingest import Ingest
     from central.service import Progress
     from central.store import dead_letter_key
-    import multiprocessing as mp
 
     site, store, ingest = central
     progress = Progress(mp.get_context("spawn"))
@@ -373,8 +374,8 @@ def test_the_central_database_keys_and_the_box_s_outbox_are_owner_only(tmp_path)
     """Created under the usual 022 umask, the central database (and its -wal/-shm), every key, the box's outbox and
     print queue are 0600; what Mosquitto must read (certificates, CRL, its configuration) stays 0644; a database
     left world-readable by an older version is narrowed when it is opened."""
-    from drivers.print_queue import PrintQueue
     from central.broker import free_port
+    from drivers.print_queue import PrintQueue
 
     site_dir = tmp_path / "site"
     old = os.umask(0o022)
@@ -390,9 +391,9 @@ def test_the_central_database_keys_and_the_box_s_outbox_are_owner_only(tmp_path)
         mode = {p.name: stat.S_IMODE(p.stat().st_mode) for p in (*site_dir.iterdir(), *(site_dir / "pki").iterdir())
                 if p.is_file()}
         store.close()
-        from edge.boxfiles import open_outbox
         from central import config as central_config
         from central.site import Site
+        from edge.boxfiles import open_outbox
 
         site = Site(site_dir, site_dir / "central.toml", central_config.load(site_dir / "central.toml"))
         registry = open_store(site.config.database_url)

@@ -16,28 +16,27 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 import tomli_w
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
-from edge import config as edge_config
-from edge.runtime import build_uplink
-from edge.boxfiles import load_identity
 from central.broker import BrokerProcess, free_port, wait_for_port, write_config
 from central.dashboard.app import Dashboard
 from central.dashboard.auth import Sessions, hash_password
-from central.ingest import Ingest
-from central.store import open_store
-from provisioning import qrtext
-from cryptography.hazmat.primitives import serialization
-
-from foundation import keyfiles
 from central.enrollment import Enrollment, proof_topic
 from central.enrollment_server import make_server
+from central.ingest import Ingest
 from central.site import init_central
+from central.store import open_store
+from edge import config as edge_config
+from edge.boxfiles import load_identity
+from edge.runtime import build_uplink
+from foundation import keyfiles
+from provisioning import qrtext
 from tests.support.dashboard_helpers import PASSWORD, csrf_of, serving
 from tests.support.mqtt_helpers import RawClient, wait_until
 

@@ -13,12 +13,12 @@ from pathlib import Path
 import cbor2
 import pytest
 
-from mqtt import envelope, receipts, topics
 from central import ingest as ingest_mod
 from central.ingest import Inbound, Ingest, RejectedMessage, Verifier
+from central.site import Site, add_device
 from central.store import SqlStore, StoreUnavailable, open_store
 from foundation import keyfiles
-from central.site import Site, add_device
+from mqtt import envelope, receipts, topics
 
 CLINIC = "clinic-a"
 

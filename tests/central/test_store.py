@@ -5,6 +5,7 @@ Every test runs on SQLite and on PostgreSQL (a fresh database per test, see ``pg
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import random
@@ -12,14 +13,23 @@ import time
 import uuid
 
 import pytest
-
-from mqtt import envelope, topics
-from central.store import (DUPLICATE, SEQ_CONFLICT, STORED, DeviceRecord, Rejection, SqliteStore, SqlStore,
-                                StoreUnavailable, VerifiedResult, open_store)
 from cryptography.hazmat.primitives import serialization
 
 from central import ca
+from central.store import (
+    DUPLICATE,
+    SEQ_CONFLICT,
+    STORED,
+    DeviceRecord,
+    Rejection,
+    SqliteStore,
+    SqlStore,
+    StoreUnavailable,
+    VerifiedResult,
+    open_store,
+)
 from foundation import keyfiles
+from mqtt import envelope, topics
 
 CLINIC = "clinic-a"
 def issue_pem(device: str = "box-0001") -> str:
@@ -38,10 +48,8 @@ def db(request, tmp_path) -> SqlStore:
     url = f"sqlite:///{tmp_path}/central.db" if request.param == "sqlite" else request.getfixturevalue("pg_url")
     s = open_store(url)
     yield s
-    try:
+    with contextlib.suppress(Exception):
         s.close()
-    except Exception:
-        pass
 
 
 @pytest.fixture(scope="module")

@@ -12,8 +12,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from drivers.camera import (CameraError, FileFrameSource, FrameSource, GrabberState, LatestFrameGrabber,
-                            OpenCVFrameSource, Picamera2FrameSource)
+from drivers.camera import (
+    CameraError,
+    FileFrameSource,
+    FrameSource,
+    GrabberState,
+    LatestFrameGrabber,
+    OpenCVFrameSource,
+    Picamera2FrameSource,
+)
 from tests.conftest import REPO
 from tests.hw_sim.camera import FlakySource, SimulatedQrCamera, health_card_tokens
 

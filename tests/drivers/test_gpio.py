@@ -15,9 +15,9 @@ import pytest
 from gpiozero.pins.mock import MockFactory, MockPWMPin
 
 from drivers.gpio import GpioSettings
+from edge.feedback import Signal
 from edge.gpio_feedback import PATTERNS, GpioFeedback
 from foundation.configbase import ConfigError, validate
-from edge.feedback import Signal
 
 RED, AMBER, GREEN, BUZZER, BUTTON, PRESENCE = 17, 27, 22, 24, 25, 5
 BLUE = 27  # the third wire is blue when light = "rgb"

@@ -10,13 +10,43 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from drivers.idcard import codec
-from drivers.idcard.card import (NATIONS, CardFormatError, CardType, IdCard, PhotoDecoderUnavailable, Sex,
-                                 card_type_of, decode_photo, encode_text_block, parse_card, parse_date,
-                                 photo_decoder, set_photo_decoder)
-from drivers.idcard.codec import (PREAMBLE, STATUS_ERRORS, CardData, CardError, ChecksumError, Command, FrameParser,
-                                  LengthError, LinkStatusError, ProtocolError, Request, Response, SamError, Status,
-                                  UnexpectedStatus, decode_card_data, decode_sam_id, encode_card_data,
-                                  encode_command, encode_sam_id)
+from drivers.idcard.card import (
+    NATIONS,
+    CardFormatError,
+    CardType,
+    IdCard,
+    PhotoDecoderUnavailable,
+    Sex,
+    card_type_of,
+    decode_photo,
+    encode_text_block,
+    parse_card,
+    parse_date,
+    photo_decoder,
+    set_photo_decoder,
+)
+from drivers.idcard.codec import (
+    PREAMBLE,
+    STATUS_ERRORS,
+    CardData,
+    CardError,
+    ChecksumError,
+    Command,
+    FrameParser,
+    LengthError,
+    LinkStatusError,
+    ProtocolError,
+    Request,
+    Response,
+    SamError,
+    Status,
+    UnexpectedStatus,
+    decode_card_data,
+    decode_sam_id,
+    encode_card_data,
+    encode_command,
+    encode_sam_id,
+)
 
 H = bytes.fromhex
 

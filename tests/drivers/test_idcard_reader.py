@@ -18,8 +18,18 @@ import pytest
 from drivers.idcard import codec
 from drivers.idcard.card import CardType, IdCard
 from drivers.idcard.cli import idcard_main
-from drivers.idcard.codec import (STATUS_ERRORS, CardError, CardNotFound, ChecksumError, Command, LinkStatusError,
-                                  ReadFailed, SamError, SamSelfTestFailed, Status)
+from drivers.idcard.codec import (
+    STATUS_ERRORS,
+    CardError,
+    CardNotFound,
+    ChecksumError,
+    Command,
+    LinkStatusError,
+    ReadFailed,
+    SamError,
+    SamSelfTestFailed,
+    Status,
+)
 from drivers.idcard.reader import IdCardReader, ReaderDisconnected, ReaderTimeout, list_ports, stable_port
 from drivers.idcard.validate import validate_card
 from tests.hw_sim.idcard_reader import SimulatedIdCardReader, sample_cards
@@ -53,7 +63,7 @@ class Watcher:
         self.thread = threading.Thread(target=reader.watch, args=(self.cards.put, self.stop),
                                        kwargs={"on_error": self.errors.append, **opts}, daemon=True)
 
-    def __enter__(self) -> "Watcher":
+    def __enter__(self) -> Watcher:
         self.thread.start()
         return self
 

@@ -10,8 +10,15 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from drivers.idcard.card import CardType, IdCard, Sex
-from drivers.idcard.validate import (PROVINCE_CODES, Scheme, ValidationResult, check_digit, detect_scheme,
-                                     validate_card, validate_id_number)
+from drivers.idcard.validate import (
+    PROVINCE_CODES,
+    Scheme,
+    ValidationResult,
+    check_digit,
+    detect_scheme,
+    validate_card,
+    validate_id_number,
+)
 from tests.hw_sim.idcard_reader import sample_cards
 
 TODAY = dt.date(2026, 6, 1)
@@ -80,7 +87,7 @@ def test_every_province_code_accepted(code: int) -> None:
 def test_province_codes_are_the_published_list() -> None:
     expected = {11, 12, 13, 14, 15, 21, 22, 23, 31, 32, 33, 34, 35, 36, 37, 41, 42, 43, 44, 45, 46, 50, 51, 52, 53, 54,
                 61, 62, 63, 64, 65, 71, 81, 82, 83, 91}
-    assert PROVINCE_CODES == expected
+    assert expected == PROVINCE_CODES
 
 
 def test_birth_date_must_match_card() -> None:

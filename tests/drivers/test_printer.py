@@ -14,11 +14,31 @@ from PIL import Image
 from drivers import escpos_status
 from drivers.escpos_status import Fault, PrinterStatus, StatusReplyError
 from drivers.print_queue import JobState, PrintQueue, PrintQueueFull
-from drivers.printer import (PrinterError, PrinterSettings, PrinterState, TicketPrinter, encode_chinese,
-                             open_device, parse_connection, read_status)
-from drivers.ticket_layout import (KINDS, PAPER_COLUMNS, TEMPLATE_DIR, StyledLine, TemplateError, TicketFieldError,
-                                   UnknownTicketKind, display_width, load_template, load_templates, parse_template,
-                                   render, wrap)
+from drivers.printer import (
+    PrinterError,
+    PrinterSettings,
+    PrinterState,
+    TicketPrinter,
+    encode_chinese,
+    open_device,
+    parse_connection,
+    read_status,
+)
+from drivers.ticket_layout import (
+    KINDS,
+    PAPER_COLUMNS,
+    TEMPLATE_DIR,
+    StyledLine,
+    TemplateError,
+    TicketFieldError,
+    UnknownTicketKind,
+    display_width,
+    load_template,
+    load_templates,
+    parse_template,
+    render,
+    wrap,
+)
 from foundation.configbase import ConfigError, validate
 from tests.hw_sim.printer import EscPosDecoder, PrinterSimulator, Ticket, decode, render_png
 from tests.support.render_tickets import SAMPLES
@@ -487,8 +507,9 @@ def test_read_status_through_the_device(sim: PrinterSimulator) -> None:
 
 
 def test_render_png_draws_a_ticket(tmp_path: Path) -> None:
-    from drivers.printer import write_ticket
     from escpos.printer import Dummy
+
+    from drivers.printer import write_ticket
 
     p = Dummy()
     write_ticket(p, render(load_template("pool"), SAMPLES["pool"], "58mm"))

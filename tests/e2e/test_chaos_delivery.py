@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from central.broker import BrokerProcess, free_port, write_config
+from central.site import add_device, init_central
+from central.store import open_store
 from edge import config as edge_config
 from edge.boxfiles import load_identity, open_outbox
-from central.broker import BrokerProcess, free_port, write_config
-from central.store import open_store
-from central.site import add_device, init_central
 from tests.support.mqtt_helpers import wait_until
 
 BIN = Path(sys.executable).parent

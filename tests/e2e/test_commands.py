@@ -11,13 +11,13 @@ from types import SimpleNamespace
 import cbor2
 import pytest
 
+from central.commands import CommandClient, CommandTimeout
+from central.ingest import Ingest
+from central.site import add_device
+from central.store import open_store
 from edge import config as edge_config
 from edge.runtime import build_uplink
 from mqtt import commands
-from central.commands import CommandClient, CommandTimeout
-from central.ingest import Ingest
-from central.store import open_store
-from central.site import add_device
 from tests.support.mqtt_helpers import wait_until
 
 BIN = Path(sys.executable).parent

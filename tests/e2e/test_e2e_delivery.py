@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import pytest
 
-from edge import config as edge_config
-from edge.runtime import build_uplink
-from edge.boxfiles import load_identity
-from mqtt import envelope, topics
-from foundation import keyfiles
 from central.site import add_device
+from edge import config as edge_config
+from edge.boxfiles import load_identity
+from edge.runtime import build_uplink
+from foundation import keyfiles
+from mqtt import envelope, topics
 from tests.support.mqtt_helpers import RawClient, running_central, wait_until
 
 

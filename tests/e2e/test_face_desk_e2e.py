@@ -11,20 +11,20 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from central.ingest import Ingest
+from central.site import add_device
+from central.store import open_store
 from edge import config as edge_config
+from edge.boxfiles import load_identity, open_outbox
 from edge.feedback import Signal
 from edge.flows.base import ButtonPress, IdPresented
 from edge.identity import from_id_card, pseudonym
 from edge.runtime import build_lookup, build_station
-from edge.boxfiles import load_identity, open_outbox
 from mqtt import face
-from central.ingest import Ingest
-from central.store import open_store
-from central.site import add_device
 from tests.conftest import shared_dir
-from tests.support.flow_helpers import RecordingFeedback, RecordingTickets
 from tests.hw_sim.faces import DeskCamera, FaceAnimator
 from tests.hw_sim.idcard_reader import sample_cards
+from tests.support.flow_helpers import RecordingFeedback, RecordingTickets
 from tests.support.mqtt_helpers import wait_until
 
 FACES = shared_dir() / "testdata" / "faces"

@@ -9,6 +9,7 @@ ingest service those scenarios rely on.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -19,16 +20,16 @@ from pathlib import Path
 
 import pytest
 
-from mqtt import envelope, topics
 from central import service
 from central.broker import free_port
 from central.ingest import Inbound, Ingest
+from central.site import add_device, init_central
 from central.store import open_store
 from foundation.keyfiles import load_private_key
-from central.site import add_device, init_central
+from mqtt import envelope, topics
 from tests.support.faults import SCENARIOS, PgCluster, Rig, RigOptions, read_producer_log, run_scenario
-from tests.support.netproxy import NetProxy
 from tests.support.mqtt_helpers import wait_until
+from tests.support.netproxy import NetProxy
 
 BIN = Path(sys.executable).parent
 NO_PG = "PostgreSQL server binaries (Debian package 'postgresql') are not installed"
@@ -233,10 +234,8 @@ def test_workers_exit_when_the_supervisor_is_killed(tmp_path):
 
         wait_until(lambda: all(gone(p) for p in pids), 30, "orphaned workers to exit")
     finally:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(serve.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
 
 def test_serve_started_during_a_database_outage_waits_for_it(pg_cluster, tmp_path):
@@ -257,7 +256,5 @@ def test_serve_started_during_a_database_outage_waits_for_it(pg_cluster, tmp_pat
     finally:
         serve.terminate()
         serve.wait(30)
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(serve.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass

@@ -6,17 +6,17 @@ import time
 
 import pytest
 
+from central.ingest import Ingest
+from central.site import add_device
+from central.store import open_store
 from edge import config as edge_config
+from edge.boxfiles import load_identity, load_seal_key, relay_path
 from edge.lookup import LookupClient
 from edge.payloads import classify_payload
 from edge.runtime import build_lookup, build_verifier
-from edge.boxfiles import load_identity, load_seal_key, relay_path
 from edge.verify import Outcome
-from mqtt import lookup, topics
-from central.ingest import Ingest
-from central.store import open_store
 from foundation import keyfiles
-from central.site import add_device
+from mqtt import lookup, topics
 from tests.hw_sim.camera import health_card_tokens
 from tests.support.mqtt_helpers import RawClient, wait_until
 
@@ -107,8 +107,8 @@ def test_a_box_cannot_ask_on_another_box_s_topic(running, box, site, store, tmp_
 
 
 def test_scans_recorded_without_an_answer_are_resolved_centrally(running, box, store, site) -> None:
-    from edge.runtime import build_uplink
     from central.ingest import resolve_lookup
+    from edge.runtime import build_uplink
 
     up = build_uplink(box)
     up.outbox.start_boot()

@@ -7,16 +7,16 @@ import json
 
 import pytest
 
+from central.ingest import Inbound, Ingest
+from central.site import add_device
 from edge import config as edge_config
+from edge.boxfiles import load_identity, open_outbox
 from edge.flows.base import FlowContext, IdPresented
 from edge.flows.checkin import CheckinFlow
 from edge.identity import from_id_card
 from edge.runtime import build_uplink
-from edge.boxfiles import load_identity, open_outbox
 from mqtt import envelope, sealed, topics
-from central.ingest import Inbound, Ingest
 from mqtt.outbox import NoSealKey, Outbox
-from central.site import add_device
 from tests.hw_sim.idcard_reader import sample_cards
 from tests.support.mqtt_helpers import TopicRecordingClient, central_tap, running_central, wait_until
 
@@ -154,12 +154,12 @@ class _NoAnswer:
 
 
 def test_the_broker_sees_no_card_index_and_the_store_still_resolves_lookups_and_pools(central, tmp_path):
+    from edge.credentials.verifier import TrustedVerifier
     from edge.flows.base import ButtonPress, Scan
     from edge.flows.masstest import MassTestFlow, PoolSettings
     from edge.runtime import build_lookup, build_verifier
-    from edge.credentials.verifier import TrustedVerifier
-    from tests.support.flow_helpers import qr, tube
     from tests.hw_sim.camera import health_card_tokens
+    from tests.support.flow_helpers import qr, tube
 
     site, store = central
     active, suspended, first, second = health_card_tokens(4, seed=41)
@@ -228,8 +228,8 @@ def test_late_lookups_read_the_card_index_from_the_sealed_part(ingest, store, si
     assert process(ingest, [(r.topic, r.payload) for r in box.pending()]) == {"stored": 2, "presence": 0}
     assert sorted(store.unresolved_lookups()) == sorted([(str(sealed_scan.msg_id), sealed_index, 1),
                                                          (str(clear_scan.msg_id), clear_index, 1)])
-    from mqtt import lookup
     from central.ingest import resolve_lookup
+    from mqtt import lookup
 
     registry = lookup.LocalCardRegistry(store)
     assert all(resolve_lookup(store, registry, *row) for row in store.unresolved_lookups())

@@ -14,11 +14,11 @@ import sqlite3
 import cbor2
 import pytest
 
-from edge import config as edge_config
-from edge.runtime import build_uplink
-from edge.boxfiles import load_identity
-from mqtt import envelope, topics
 from central.site import add_device
+from edge import config as edge_config
+from edge.boxfiles import load_identity
+from edge.runtime import build_uplink
+from mqtt import envelope, topics
 from tests.support.mqtt_helpers import RawClient, running_central, wait_until
 
 NOT_AUTHORISED = 135

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import pytest
 
+from central import trustlist_issuer
+from central.ingest import Ingest
+from central.site import add_device
+from central.store import open_store
 from edge import config as edge_config
 from edge.runtime import build_uplink
 from edge.trustlist_store import TrustListFile
-from mqtt import topics
-from central import trustlist_issuer
-from central.ingest import Ingest
-from central.store import open_store
-from mqtt.trustlist import card_hash, open_signed
 from foundation import keyfiles
-from central.site import add_device
+from mqtt import topics
+from mqtt.trustlist import card_hash, open_signed
 from tests.support.mqtt_helpers import wait_until
 
 

@@ -13,9 +13,9 @@ from pathlib import Path
 import pydantic
 import pytest
 
+from central import config as central_config
 from edge import config as edge_config
 from foundation.configbase import ConfigError, resolve_path
-from central import config as central_config
 
 EDGE_TOML = """\
 [device]
@@ -398,9 +398,9 @@ def test_types_are_not_coerced(tmp_path):
 
 def test_check_config_keys_reports_a_key_that_does_not_match_the_certificate(tmp_path):
     from central.broker import free_port
+    from central.site import add_device, init_central
     from central.store import open_store
     from foundation import keyfiles
-    from central.site import add_device, init_central
 
     site = init_central(tmp_path / "central", free_port())
     path = add_device(site, open_store(site.config.database_url), "box-1", "clinic-a", tmp_path / "box")

@@ -7,8 +7,8 @@ import time
 
 import numpy as np
 
-from edge.framethread import RequestedFrameThread
 from edge.face.tap import FrameTap, FrameTee
+from edge.framethread import RequestedFrameThread
 
 
 def _frame(value: int) -> np.ndarray:

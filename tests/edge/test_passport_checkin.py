@@ -11,9 +11,9 @@ from edge.config import EdgeConfig
 from edge.identity import pseudonym
 from edge.runtime import build_station
 from tests.conftest import shared_dir
-from tests.support.flow_helpers import stored
 from tests.hw_sim.camera import MemoryCamera
 from tests.hw_sim.documents import sample_documents
+from tests.support.flow_helpers import stored
 from tests.support.mqtt_helpers import wait_until
 
 TESSDATA = shared_dir() / "models" / "tessdata"

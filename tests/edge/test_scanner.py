@@ -14,9 +14,9 @@ from PIL import Image
 from drivers.camera import IMAGE_SUFFIXES, load_image
 from edge import barcodes
 from edge.barcodes import Decoder, Reading, ZbarBackend, ZxingBackend
-from edge.symbology import ALL_SYMBOLOGIES, QR_ONLY, Symbology
 from edge.imageprep import FrameFormatError
 from edge.scanner import STILL_IMAGE, DecodeOptions, Fallback, FrameScanner, decode_image
+from edge.symbology import ALL_SYMBOLOGIES, QR_ONLY, Symbology
 from tests.conftest import shared_dir
 from tests.hw_sim.camera import SCENES, Scene, health_card_tokens, render_qr_frame
 

@@ -14,8 +14,8 @@ from edge.flows.masstest import MassTestFlow, PoolSettings
 from edge.flows.runner import FlowRunner
 from edge.station import Station, StationStats
 from mqtt.outbox import Outbox
-from tests.support.flow_helpers import make_ctx, personal, stored, with_seal
 from tests.hw_sim.camera import FlakySource, SimulatedQrCamera, health_card_tokens
+from tests.support.flow_helpers import make_ctx, personal, stored, with_seal
 
 
 def _run(station: Station, runner: FlowRunner, **kw) -> StationStats:

@@ -5,13 +5,12 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-
 from drivers.gpio import Color
 from edge.config import EdgeConfig
 from edge.runtime import build_station
-from tests.support.flow_helpers import open_box, personal, stored, with_seal
 from tests.hw_sim.camera import SimulatedQrCamera, health_card_tokens
 from tests.hw_sim.printer import PrinterSimulator
+from tests.support.flow_helpers import open_box, personal, stored, with_seal
 from tests.support.mqtt_helpers import wait_until
 
 

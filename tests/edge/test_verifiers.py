@@ -7,14 +7,14 @@ from pathlib import Path
 import pytest
 
 from edge.credentials.ehc1 import Card, issue
+from edge.credentials.verifier import TrustedVerifier
 from edge.feedback import Signal
 from edge.flows.checkin import CheckinFlow
 from edge.payloads import classify_payload
 from edge.trustlist_store import TrustListFile
-from edge.credentials.verifier import TrustedVerifier
 from edge.verify import Outcome
-from mqtt.trustlist import TrustList, card_hash, public_key_kid, sign
 from foundation.keyfiles import generate_key
+from mqtt.trustlist import TrustList, card_hash, public_key_kid, sign
 from tests.support.flow_helpers import make_ctx, open_box, qr, stored
 
 CENTRAL, ISSUER = generate_key(), generate_key()

@@ -10,12 +10,12 @@ import sys
 
 import pytest
 
+from central import trustlist_issuer
+from central.site import add_device
 from edge import config as edge_config
 from edge.payloads import classify_payload
 from edge.runtime import build_verifier
 from edge.verify import Outcome
-from central import trustlist_issuer
-from central.site import add_device
 from tests.conftest import shared_dir
 
 SHARED = shared_dir() / "testdata"

@@ -10,11 +10,11 @@ other exception is a crash libFuzzer reports with the input that caused it (``cr
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import tomllib
 from collections.abc import Callable
 from datetime import UTC, datetime
-import contextlib
 
 TARGETS: dict[str, Callable[[bytes], None]] = {}
 NOW = datetime(2024, 3, 1, 12, tzinfo=UTC)
@@ -138,9 +138,9 @@ def mrz(data: bytes) -> None:
 
 @target
 def config(data: bytes) -> None:
+    from central.config import CentralConfig
     from edge.config import EdgeConfig
     from foundation.configbase import ConfigError, validate
-    from central.config import CentralConfig
 
     try:
         doc = tomllib.loads(_text(data))

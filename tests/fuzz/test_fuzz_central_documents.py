@@ -20,13 +20,21 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from edge.trustlist_store import TrustListFile
+from foundation.keyfiles import generate_key
 from mqtt import envelope, lookup, receipts, topics
 from mqtt.receipts import CENTRAL_ID, ReceiptInvalid
 from mqtt.trustlist import KIND as TRUST_KIND
 from mqtt.trustlist import TrustList, TrustListInvalid, card_hash, open_signed, public_key_kid, sign
-from foundation.keyfiles import generate_key
 from tests.fuzz.harness import (
-    CBOR_BOMBS, CBOR_HEAVY, assert_reason, fuzz, json_values, memory_bound, mutated, no_hang, with_unknown_curve,
+    CBOR_BOMBS,
+    CBOR_HEAVY,
+    assert_reason,
+    fuzz,
+    json_values,
+    memory_bound,
+    mutated,
+    no_hang,
+    with_unknown_curve,
 )
 
 CENTRAL = generate_key()

@@ -9,18 +9,18 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import tomllib
 from pathlib import Path
 
 import tomli_w
-import tomllib
 from hypothesis import example, given
 from hypothesis import strategies as st
 
+from central import config as central_config
 from edge import config as edge_config
 from foundation.configbase import ConfigError
-from central import config as central_config
-from tests.fuzz.harness import fuzz, mutated, mutated_text, no_hang
 from tests.edge.test_config import CENTRAL_TOML, EDGE_TOML
+from tests.fuzz.harness import fuzz, mutated, mutated_text, no_hang
 
 LOADERS = {"edge": (edge_config.load, EDGE_TOML), "central": (central_config.load, CENTRAL_TOML)}
 

@@ -19,12 +19,30 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from edge.credentials import MAX_CREDENTIAL_CHARS, CredentialCheck, CredentialError, Reason, TrustStore, verify_credential
-from edge.credentials import codecs, ehc1
+from edge.credentials import (
+    MAX_CREDENTIAL_CHARS,
+    CredentialCheck,
+    CredentialError,
+    Reason,
+    TrustStore,
+    codecs,
+    ehc1,
+    verify_credential,
+)
 from edge.credentials.shc import verify_shc
 from mqtt.trustlist import public_key_kid
-from tests.fuzz.harness import CBOR_BOMBS, CBOR_HEAVY, assert_reason, cbor_values, fuzz, memory_bound, mutated, mutated_text, no_hang
 from tests.edge.credentials.test_cred_bad_input import shc_card
+from tests.fuzz.harness import (
+    CBOR_BOMBS,
+    CBOR_HEAVY,
+    assert_reason,
+    cbor_values,
+    fuzz,
+    memory_bound,
+    mutated,
+    mutated_text,
+    no_hang,
+)
 
 NOW = datetime(2024, 3, 1, 12, tzinfo=UTC)
 AT = NOW.timestamp()
@@ -238,9 +256,8 @@ def test_fuzz_json_loads(data: str | bytes) -> None:
 
 @pytest.mark.parametrize("bomb", CBOR_BOMBS, ids=lambda b: b[:6].hex())
 def test_cbor_bombs_stay_within_memory(bomb: bytes) -> None:
-    with memory_bound(MEMORY):
-        with pytest.raises(CredentialError) as info:
-            codecs.cbor_loads(bomb, Reason.BAD_CBOR)
+    with memory_bound(MEMORY), pytest.raises(CredentialError) as info:
+        codecs.cbor_loads(bomb, Reason.BAD_CBOR)
     assert info.value.reason in (Reason.BAD_CBOR, Reason.TOO_DEEP)
 
 
@@ -254,9 +271,8 @@ def test_decompression_bombs_stay_within_memory() -> None:
     for raw in (False, True):
         packer = zlib.compressobj(9, zlib.DEFLATED, -15 if raw else 15)
         bomb = packer.compress(b"\x00" * (256 << 20)) + packer.flush()  # 256 MiB in about 256 KiB
-        with memory_bound(MEMORY):
-            with pytest.raises(CredentialError) as info:
-                codecs.inflate(bomb, raw=raw)
+        with memory_bound(MEMORY), pytest.raises(CredentialError) as info:
+            codecs.inflate(bomb, raw=raw)
         assert info.value.reason == Reason.TOO_LARGE
 
 

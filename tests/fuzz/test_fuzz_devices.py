@@ -18,8 +18,19 @@ from drivers.escpos_status import PrinterStatus, StatusReplyError
 from drivers.idcard import codec
 from drivers.idcard.card import CardType, IdCard, Sex, encode_text_block, parse_card
 from drivers.idcard.codec import (
-    MAX_FRAME_BODY, PREAMBLE, CardData, FrameError, FrameParser, IdCardError, ProtocolError, Request, Response,
-    decode_card_data, decode_sam_id, encode_card_data, encode_frame,
+    MAX_FRAME_BODY,
+    PREAMBLE,
+    CardData,
+    FrameError,
+    FrameParser,
+    IdCardError,
+    ProtocolError,
+    Request,
+    Response,
+    decode_card_data,
+    decode_sam_id,
+    encode_card_data,
+    encode_frame,
 )
 from tests.fuzz.harness import assert_reason, fuzz, mutated, no_hang
 

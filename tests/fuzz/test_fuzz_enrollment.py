@@ -12,15 +12,14 @@ import json
 import warnings
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from central.store import SqlStore
-from cryptography.hazmat.primitives import serialization
-
-from foundation import keyfiles
 from central.enrollment import Enrollment, token_hash
 from central.enrollment_server import MAX_BODY, build_app
+from central.store import SqlStore
+from foundation import keyfiles
 from tests.fuzz.harness import fuzz, json_values, mutated, no_hang, with_unknown_curve
 
 with warnings.catch_warnings():

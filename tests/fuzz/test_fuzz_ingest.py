@@ -12,11 +12,11 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from mqtt import envelope, topics
 from central.ingest import Inbound, Ingest
 from central.store import SqlStore
-from tests.fuzz.harness import fuzz, json_values, mutated, no_hang
+from mqtt import envelope, topics
 from tests.central.test_ingest_unit import Box, FakeClient
+from tests.fuzz.harness import fuzz, json_values, mutated, no_hang
 
 CLINIC = "clinic-a"
 CHANNELS = ["evt/scan", "evt/vaccination", "evt/pool", "state", "health", "status", "req/lookup", "req/record", "ack",

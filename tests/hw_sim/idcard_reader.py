@@ -36,8 +36,18 @@ from pathlib import Path
 from types import TracebackType
 
 from drivers.idcard.card import CardType, IdCard, Sex, encode_text_block
-from drivers.idcard.codec import (CardData, Command, FrameError, FrameParser, Request, Response, Status,
-                                  encode_card_data, encode_frame, encode_sam_id)
+from drivers.idcard.codec import (
+    CardData,
+    Command,
+    FrameError,
+    FrameParser,
+    Request,
+    Response,
+    Status,
+    encode_card_data,
+    encode_frame,
+    encode_sam_id,
+)
 from drivers.idcard.validate import check_digit
 
 DEFAULT_SAM_ID = "05.01-20101027-0011111111-2313123131"
@@ -135,7 +145,7 @@ class SimulatedIdCardReader:
         """The current pty device itself (changes on every replug)."""
         return os.readlink(self.link)
 
-    def start(self) -> "SimulatedIdCardReader":
+    def start(self) -> SimulatedIdCardReader:
         self._running = True
         self._plug()
         self._thread = threading.Thread(target=self._serve, name="idcard-sim", daemon=True)
@@ -153,7 +163,7 @@ class SimulatedIdCardReader:
             self._tmp.cleanup()
             self._tmp = None
 
-    def __enter__(self) -> "SimulatedIdCardReader":
+    def __enter__(self) -> SimulatedIdCardReader:
         return self.start()
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
@@ -253,7 +263,7 @@ class SimulatedIdCardReader:
 
     # --- observation ----------------------------------------------------------------------------------
 
-    def wait_for(self, predicate: Callable[["SimulatedIdCardReader"], bool], timeout: float = 5.0) -> bool:
+    def wait_for(self, predicate: Callable[[SimulatedIdCardReader], bool], timeout: float = 5.0) -> bool:
         """Block until ``predicate(self)`` holds (checked after every command) or ``timeout`` passes."""
         with self._lock:
             return self._lock.wait_for(lambda: predicate(self), timeout)

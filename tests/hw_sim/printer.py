@@ -19,6 +19,7 @@ printer that clears its buffer when the cover opens: the hardest case for the dr
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import threading
@@ -28,7 +29,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from drivers.escpos_status import PrinterStatus, encode_reply
-import contextlib
 
 ALIGN = {0: "left", 1: "center", 2: "right", 48: "left", 49: "center", 50: "right"}
 ESC_ARGS = {ord(c): n for c, n in {"@": 0, "2": 0, "E": 1, "!": 1, "a": 1, "d": 1, "t": 1, "-": 1, "M": 1,
@@ -332,7 +332,7 @@ class PrinterSimulator:
         self._thread = threading.Thread(target=self._run, name="printer-sim", daemon=True)
         self._thread.start()
 
-    def __enter__(self) -> "PrinterSimulator":
+    def __enter__(self) -> PrinterSimulator:
         return self
 
     def __exit__(self, *exc: object) -> None:

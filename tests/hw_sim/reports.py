@@ -24,12 +24,11 @@ from a seed. Nothing here is real personal data.
 
 from __future__ import annotations
 
+import difflib
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import difflib
-import re
 
 import cv2
 import numpy as np

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from cryptography.hazmat.primitives.asymmetric import x25519
 
-from mqtt import face, sealed, topics
 from foundation.keyfiles import generate_key
+from mqtt import face, sealed, topics
 
 GOOD = {"flow": "identity", "id_ref": "ab" * 16, "id_kind": "mrz", "reference": "document_photo",
         "decision": "no_match", "reason": "other_person", "same": False, "score": 0.12, "threshold": 0.36,

@@ -6,21 +6,20 @@ stored must be in the file afterwards, and the file must pass SQLite's integrity
 
 from __future__ import annotations
 
-import time
-
 import os
 import signal
 import sqlite3
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
 
+from foundation import keyfiles
 from mqtt import envelope, outbox, topics
 from mqtt.outbox import DeviceIdentity, Outbox, OutboxError, OutboxFull
-from foundation import keyfiles
 
 REPO = Path(__file__).resolve().parents[2]
 DEVICE, CLINIC = "box-0001", "clinic-a"

@@ -8,12 +8,12 @@ import time
 
 import pytest
 
+from central.site import add_device
 from edge import config as edge_config
 from edge.runtime import build_uplink
+from foundation import keyfiles
 from mqtt import receipts, topics
 from mqtt.uplink import queued_results
-from foundation import keyfiles
-from central.site import add_device
 from tests.support.mqtt_helpers import central_tap, wait_until
 
 

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from edge.trustlist_store import TrustListFile
+from foundation.files import write_atomic
+from foundation.keyfiles import generate_key
 from mqtt import envelope, topics
 from mqtt.trustlist import TrustList, TrustListInvalid, card_hash, open_signed, public_key_kid, sign
-from foundation.keyfiles import generate_key
-from foundation.files import write_atomic
 
 
 def _pem(key) -> str:

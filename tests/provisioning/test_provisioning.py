@@ -16,22 +16,21 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
-
-from edge import config as edge_config
-from edge.runtime import build_uplink
-from edge.boxfiles import load_identity
-from mqtt import envelope, topics
-from central.broker import BrokerProcess, free_port, write_config
-from central.ingest import Ingest
-from central.store import open_store
-from provisioning import qrtext
 from cryptography.hazmat.primitives import serialization
 
 from central import ca
-from foundation import keyfiles
+from central.broker import BrokerProcess, free_port, write_config
 from central.enrollment import Enrollment, EnrollmentError, proof_topic, token_hash
 from central.enrollment_server import make_server
+from central.ingest import Ingest
 from central.site import init_central
+from central.store import open_store
+from edge import config as edge_config
+from edge.boxfiles import load_identity
+from edge.runtime import build_uplink
+from foundation import keyfiles
+from mqtt import envelope, topics
+from provisioning import qrtext
 from tests.support.mqtt_helpers import RawClient, wait_until
 
 BIN = Path(sys.executable).parent
@@ -97,8 +96,8 @@ def test_token_enroll_publish_revoke(central, tmp_path):
         (site.root / "pki" / "pseudonym.key").read_bytes()
     assert cfg.path(cfg.identity.pseudonym_key).stat().st_mode & 0o777 == 0o600
     # ... and the site's signed trust list, checked with the central key before it was kept.
-    from edge.trustlist_store import TrustListFile
     from central import trustlist_issuer
+    from edge.trustlist_store import TrustListFile
 
     held = TrustListFile(cfg.trust_path, keyfiles.load_private_key(site.root / "pki" / "central-sign.key").public_key())
     assert held.current() is not None and cfg.trust_path.read_bytes() == trustlist_issuer.signed_bytes(site.config)

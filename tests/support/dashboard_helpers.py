@@ -6,7 +6,7 @@ import contextlib
 import re
 import shutil
 import threading
-from typing import Iterator
+from collections.abc import Iterator
 
 from central.broker import free_port, wait_for_port
 from central.dashboard.app import Dashboard

@@ -23,8 +23,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from edge.credentials import CredentialCheck, CredentialError, Reason, TrustStore, verify_credential
-from edge.credentials import codecs, hc1
+from edge.credentials import CredentialCheck, CredentialError, Reason, TrustStore, codecs, hc1, verify_credential
 from edge.credentials.schemas import DccSchemas
 from edge.scanner import decode_image
 from tests.conftest import shared_dir

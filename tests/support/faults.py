@@ -19,8 +19,8 @@ Run a producer by hand: ``python -m tests.support.faults produce BOX_DIR --run 0
 
 from __future__ import annotations
 
-import contextlib
 import argparse
+import contextlib
 import logging
 import os
 import shutil
@@ -31,14 +31,14 @@ import tempfile
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from central.broker import BrokerProcess, free_port, write_config
+from central.site import Site, add_device, init_central
 from central.store import SqlStore, open_store
 from mqtt.uplink import queued_results
-from central.site import Site, add_device, init_central
 from tests.support.netproxy import NetProxy
 
 logger = logging.getLogger(__name__)
@@ -248,7 +248,7 @@ class Rig:
         self.boxes = [root / f"box-{i:03d}" for i in range(opts.boxes)]
 
     # -- setup ---------------------------------------------------------------------------------------
-    def start(self) -> "Rig":
+    def start(self) -> Rig:
         """Bring everything up; the producers start with :meth:`go`."""
         db = "sqlite:central.db"
         if self.opts.postgres:

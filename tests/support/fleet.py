@@ -14,9 +14,9 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from central.site import Site, add_device
 from central.store import SqlStore, VerifiedResult
 from mqtt.envelope import Message
-from central.site import Site, add_device
 
 REASONS_YELLOW = ("pending_online_lookup", "trust_list_stale", "lookup_unavailable")
 REASONS_RED = ("card_revoked", "bad_signature", "expired", "unknown_issuer", "status_red")

@@ -7,9 +7,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from edge.symbology import Symbology
 from edge.feedback import Signal
 from edge.flows.base import FlowContext, Scan
+from edge.symbology import Symbology
 from mqtt import envelope, sealed, topics
 from mqtt.outbox import DeviceIdentity, Outbox
 

@@ -37,7 +37,7 @@ class RawClient:
         self.client.connect(host, port, properties=connect_properties(0))
         self.client.loop_start()
 
-    def wait_connected(self, timeout: float = 10.0) -> "RawClient":
+    def wait_connected(self, timeout: float = 10.0) -> RawClient:
         assert self.connected.wait(timeout), f"not connected: {self.refused}"
         return self
 
@@ -94,8 +94,8 @@ def running_central(root: Path, db_url: str = "sqlite:central.db", **site_args: 
     """A site under ``root`` with a real Mosquitto (TLS, ACL) and a connected ingest: ``(site, store, ingest)``."""
     from central.broker import BrokerProcess, free_port, write_config
     from central.ingest import Ingest
-    from central.store import open_store
     from central.site import init_central
+    from central.store import open_store
 
     site = init_central(root / "central", free_port(), db_url=db_url, **site_args)
     store = open_store(site.config.database_url)

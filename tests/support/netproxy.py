@@ -17,10 +17,10 @@ test switches it between four states:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 import threading
-import contextlib
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ class NetProxy:
         self._closed = False
 
     # -- control -------------------------------------------------------------------------------------
-    def start(self) -> "NetProxy":
+    def start(self) -> NetProxy:
         """Listen (on a free port unless one was given) and start accepting."""
         self._listen()
         return self
@@ -86,7 +86,7 @@ class NetProxy:
         self._closed = True
         self.cut()
 
-    def __enter__(self) -> "NetProxy":
+    def __enter__(self) -> NetProxy:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

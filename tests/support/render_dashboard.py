@@ -16,8 +16,8 @@ from pathlib import Path
 from central.broker import free_port
 from central.dashboard.app import Dashboard
 from central.dashboard.auth import hash_password
-from central.store import open_store
 from central.site import init_central
+from central.store import open_store
 from tests.support.dashboard_helpers import PASSWORD, browser_login, chromium_path, serving
 from tests.support.fleet import populate
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import json
 
+from central.site import add_device
 from edge import config as edge_config
 from edge.appliance.diagnostics import REDACTED, bundle, command_handlers, redact
-from edge.runtime import build_uplink
 from edge.boxfiles import station_status_path
+from edge.runtime import build_uplink
 from edge.station_status import write_status
 from mqtt import commands, envelope
-from central.site import add_device
 
 
 class RecordingClient:

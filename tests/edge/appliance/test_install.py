@@ -39,8 +39,8 @@ def test_install_twice_then_uninstall(tmp_path: Path) -> None:
 
 
 def test_purge_refuses_while_results_wait(tmp_path: Path) -> None:
-    from mqtt.outbox import DeviceIdentity, Outbox
     from foundation.keyfiles import generate_key
+    from mqtt.outbox import DeviceIdentity, Outbox
 
     root = tmp_path / "root"
     install(root, venv=False)

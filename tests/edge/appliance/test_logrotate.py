@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from central.commands import CommandClient
+from central.site import add_device
 from edge import config as edge_config
 from edge.appliance import logrotate
 from edge.runtime import build_uplink
-from central.commands import CommandClient
-from central.site import add_device
 from tests.support.mqtt_helpers import wait_until
 
 BIN = Path(sys.executable).parent

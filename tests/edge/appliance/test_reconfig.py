@@ -7,8 +7,8 @@ from pathlib import Path
 
 import tomli_w
 
-from edge.appliance.reconfig import command_handlers, reload_config
 from central.site import add_device
+from edge.appliance.reconfig import command_handlers, reload_config
 
 
 def _box(site, store, tmp_path) -> tuple[Path, dict]:

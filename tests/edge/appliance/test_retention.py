@@ -10,14 +10,14 @@ from pathlib import Path
 import pytest
 import tomli_w
 
+from central.site import add_device
 from drivers.print_queue import PrintQueue
 from edge import config as edge_config
 from edge.appliance.retention import retention_main, run_retention
+from edge.boxfiles import load_identity, open_outbox, station_status_path
 from edge.config import RetentionSection
 from edge.flows.masstest import _SCHEMA as POOL_SCHEMA
-from edge.boxfiles import load_identity, open_outbox, station_status_path
 from edge.station_status import write_status
-from central.site import add_device
 
 HOUR = 3600.0
 

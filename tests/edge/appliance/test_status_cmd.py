@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 import tomli_w
 
+from central.site import add_device
 from edge import config as edge_config
 from edge.appliance.status_screen import Probe, collect, render, status_main
 from edge.boxfiles import load_identity, open_outbox, station_status_path
 from edge.station_status import write_status
-from central.site import add_device
 
 
 class FakeProbe(Probe):

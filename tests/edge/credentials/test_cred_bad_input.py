@@ -23,10 +23,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import edge.credentials as credentials
-from edge.credentials import MAX_CREDENTIAL_CHARS, CredentialError, Reason, TrustStore, verify_credential
-from edge.credentials import codecs
-from edge.credentials.schemas import DccSchemas
+from edge.credentials import MAX_CREDENTIAL_CHARS, CredentialError, Reason, TrustStore, codecs, verify_credential
 from edge.credentials.anchors import dcc_kid, jwk_thumbprint
+from edge.credentials.schemas import DccSchemas
 from tests.conftest import shared_dir
 
 NOW = datetime(2024, 3, 1, 12, tzinfo=UTC)

@@ -7,12 +7,13 @@ import zlib
 import base45
 import cbor2
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from edge.credentials import ehc1
 from edge.credentials.ehc1 import Card, issue, verify
-from mqtt.trustlist import card_hash, public_key_kid
 from foundation.keyfiles import generate_key
+from mqtt.trustlist import card_hash, public_key_kid
 
 KEY = generate_key()
 ISSUERS = {public_key_kid(KEY.public_key()): ("EHC-TEST", KEY.public_key())}

@@ -17,8 +17,7 @@ import base45
 import cbor2
 import pytest
 
-from edge.credentials import CredentialError, Reason, verify_credential
-from edge.credentials import codecs, hc1
+from edge.credentials import CredentialError, Reason, codecs, hc1, verify_credential
 from edge.credentials.schemas import DCC_DATE_TIME_FIELDS, DccSchemas
 from tests.conftest import shared_dir
 from tests.edge.credentials.test_cred_bad_input import DCC, NOW, claims, cose, signer, trust_for

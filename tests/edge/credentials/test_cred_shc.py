@@ -18,9 +18,9 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from PIL import Image
 
 from edge.credentials import Reason, TrustStore, verify_credential
+from edge.credentials.anchors import jwk_thumbprint
 from edge.credentials.codecs import b64url_decode, b64url_encode
 from edge.credentials.shc import numeric_to_jws, verify_shc, verify_shc_file
-from edge.credentials.anchors import jwk_thumbprint
 from edge.scanner import decode_image
 from tests.conftest import shared_dir
 

@@ -20,9 +20,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from edge.credentials import TrustStore, verify_credential
+from edge.credentials.anchors import jwk_thumbprint
 from edge.credentials.codecs import MAX_INFLATED, b64url_decode, b64url_encode
 from edge.credentials.shc import MAX_CHUNKS, verify_shc
-from edge.credentials.anchors import jwk_thumbprint
 
 ISS_A, ISS_B = "https://a.issuer.example", "https://b.issuer.example"
 AT = datetime(2023, 7, 1, tzinfo=UTC)

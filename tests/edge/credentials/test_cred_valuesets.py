@@ -18,17 +18,17 @@ from typing import Any
 
 import pytest
 
+from central import trustlist_issuer as central_trust
+from central.site import add_device
 from edge import config as edge_config
 from edge.credentials import TrustStore, verify_credential
-from edge.credentials.valuesets import (DCC_CODED_FIELDS, ONLY_WHEN, SCHEMA_VALUESET_FILES, DccValueSets, ValueSet)
+from edge.credentials.valuesets import DCC_CODED_FIELDS, ONLY_WHEN, SCHEMA_VALUESET_FILES, DccValueSets, ValueSet
 from edge.payloads import classify_payload
 from edge.runtime import build_verifier
 from edge.trustlist_store import TrustListFile
 from edge.verify import Outcome
-from central import trustlist_issuer as central_trust
-from mqtt.trustlist import TrustList, TrustListInvalid, sign
 from foundation.keyfiles import generate_key
-from central.site import add_device
+from mqtt.trustlist import TrustList, TrustListInvalid, sign
 from tests.conftest import shared_dir
 from tests.edge.credentials.test_cred_bad_input import DCC, NOW, claims, cose, hc1, signer, trust_for
 

@@ -11,8 +11,20 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from edge.documents.mrz import (FILLER, TO_DIGIT, TO_LETTER, MrzError, MrzFormat, MrzFormatError, char_value,
-                                check_digit, compose_mrz, correct_lines, normalise_lines, parse_mrz)
+from edge.documents.mrz import (
+    FILLER,
+    TO_DIGIT,
+    TO_LETTER,
+    MrzError,
+    MrzFormat,
+    MrzFormatError,
+    char_value,
+    check_digit,
+    compose_mrz,
+    correct_lines,
+    normalise_lines,
+    parse_mrz,
+)
 
 TD3 = ("P<UTOERIKSSON<<ANNA<MARIA<<<<<<<<<<<<<<<<<<<",
        "L898902C36UTO7408122F1204159ZE184226B<<<<<10")

@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-from foundation.configbase import ConfigError, validate
 from edge.documents.mrz import MrzFormat, parse_mrz
 from edge.documents.mrz_ocr import MrzReader, MrzSettings, is_chevron, skew_angle, tessdata_folder
 from edge.imageprep import FrameFormatError
+from foundation.configbase import ConfigError, validate
 from tests.conftest import shared_dir
 from tests.hw_sim.documents import OCR_B, frames_without_mrz, sample_documents
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from edge.face.active import Challenge, DESK_CHALLENGES, random_challenges
+from edge.face.active import DESK_CHALLENGES, Challenge, random_challenges
 from edge.face.desk import LiveCheck
 from edge.face.landmarks import IrisModel
 from edge.face.passive import PassiveLiveness

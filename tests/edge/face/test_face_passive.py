@@ -22,7 +22,7 @@ def test_crop_box_scales_and_stays_inside() -> None:
     x0, y0, x1, y1 = crop_box(640, 480, (0, 0, 100, 100), 4.0)
     assert (x0, y0) == (0, 0) and (x1, y1) == (400, 400)
     x0, y0, x1, y1 = crop_box(640, 480, (200, 100, 440, 340), 4.0)  # too big: scale reduced to fit
-    assert 0 <= x0 and 0 <= y0 and x1 <= 639 and y1 <= 479
+    assert x0 >= 0 and y0 >= 0 and x1 <= 639 and y1 <= 479
 
 
 def test_runs_without_models(tmp_path: Path) -> None:

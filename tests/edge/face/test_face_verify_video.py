@@ -73,11 +73,11 @@ def test_unreadable_clip_and_faceless_reference(tmp_path, capsys) -> None:
 
 
 def test_enroll_from_a_clip_with_consent_into_the_outbox(tmp_path, person, capsys, site, store) -> None:
-    from edge import config as edge_config
-    from edge.identity import pseudonym
-    from edge.boxfiles import load_identity, open_outbox
-    from mqtt import envelope, face, sealed, topics
     from central.site import add_device
+    from edge import config as edge_config
+    from edge.boxfiles import load_identity, open_outbox
+    from edge.identity import pseudonym
+    from mqtt import envelope, face, sealed, topics
 
     path = add_device(site, store, "box-0009", "clinic-a", tmp_path / "box")
     clip = _clip(tmp_path / "enrol.avi", [person.frame(p) for p in script(["move_closer", "blink"])])

@@ -6,14 +6,14 @@ from pathlib import Path
 
 import pytest
 
+from edge.credentials.verifier import TrustedVerifier
 from edge.feedback import Signal
 from edge.flows.checkin import CheckinFlow
-from mqtt.outbox import Outbox
-from edge.credentials.verifier import TrustedVerifier
-from edge.verify import card_index
 from edge.payloads import classify_payload
-from tests.support.flow_helpers import FakeWallClock, make_ctx, open_box, personal, qr, stored, with_seal
+from edge.verify import card_index
+from mqtt.outbox import Outbox
 from tests.hw_sim.camera import health_card_tokens
+from tests.support.flow_helpers import FakeWallClock, make_ctx, open_box, personal, qr, stored, with_seal
 
 TOKENS = health_card_tokens(3, seed=5)
 

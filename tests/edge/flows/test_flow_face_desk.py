@@ -16,8 +16,8 @@ from edge.flows.identity import FaceDesk, IdentityFlow
 from edge.identity import PresentedId, pseudonym
 from mqtt import face
 from tests.conftest import shared_dir
-from tests.support.flow_helpers import CENTRAL_SEAL, make_ctx, personal, stored, with_seal
 from tests.hw_sim.faces import DeskCamera, FaceAnimator
+from tests.support.flow_helpers import CENTRAL_SEAL, make_ctx, personal, stored, with_seal
 
 FACES = shared_dir() / "testdata" / "faces"
 pytestmark = pytest.mark.skipif(not FACES.is_dir(), reason=f"shared test data folder not found: {FACES}")
@@ -243,8 +243,8 @@ def test_a_licensed_wlt_decoder_gives_the_card_photo_as_reference(box, key, pers
 
 
 def test_a_health_card_code_is_an_identity_whose_reference_must_be_enrolled(box, key, person) -> None:
-    from tests.support.flow_helpers import qr
     from tests.hw_sim.camera import health_card_tokens
+    from tests.support.flow_helpers import qr
 
     (token,) = health_card_tokens(1, seed=8)
     templates = Templates()

@@ -13,8 +13,8 @@ from edge.flows.checkin import CheckinFlow
 from edge.flows.masstest import MassTestFlow, PoolSettings
 from edge.identity import from_id_card, mask_name, mask_number, pseudonym
 from mqtt import sealed, topics
-from tests.support.flow_helpers import make_ctx, stored, tube
 from tests.hw_sim.idcard_reader import sample_cards
+from tests.support.flow_helpers import make_ctx, stored, tube
 
 CARDS = sample_cards()
 KEY = b"k" * 32

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from edge.symbology import Symbology
 from edge.feedback import Signal
 from edge.flows.base import ButtonPress
 from edge.flows.masstest import MassTestFlow, PoolSettings
-from tests.support.flow_helpers import FakeWallClock, make_ctx, open_box, personal, qr, stored, tube, with_seal
+from edge.symbology import Symbology
 from tests.hw_sim.camera import health_card_tokens
+from tests.support.flow_helpers import FakeWallClock, make_ctx, open_box, personal, qr, stored, tube, with_seal
 
 PEOPLE = health_card_tokens(8, seed=11)
 

@@ -6,16 +6,15 @@ from pathlib import Path
 
 import numpy as np
 
-from tests.hw_sim.camera import Scene, render_qr_frame
 from edge.config import EdgeConfig
 from edge.feedback import Signal
 from edge.flows.reports import ReportFlow
 from edge.reports.catalogue import load_catalogue
 from edge.reports.worker import ReportRead, ReportWorker
 from edge.runtime import build_station
-from tests.support.flow_helpers import RecordingFeedback, RecordingTickets, make_ctx, qr, stored
-from tests.hw_sim.camera import MemoryCamera, health_card_tokens
+from tests.hw_sim.camera import MemoryCamera, Scene, health_card_tokens, render_qr_frame
 from tests.hw_sim.reports import darkened, make_report, photograph, reading_skip
+from tests.support.flow_helpers import RecordingFeedback, RecordingTickets, make_ctx, qr, stored
 from tests.support.mqtt_helpers import wait_until
 
 TOKEN = health_card_tokens(1, seed=11)[0]

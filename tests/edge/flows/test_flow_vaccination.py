@@ -51,11 +51,12 @@ def _child_card(verifier_issuer) -> str:
 
 @pytest.fixture
 def child_verifier(tmp_path):
-    from edge.trustlist_store import TrustListFile
-    from edge.credentials.verifier import TrustedVerifier
-    from mqtt.trustlist import TrustList, public_key_kid, sign
-    from foundation.keyfiles import generate_key
     from cryptography.hazmat.primitives import serialization
+
+    from edge.credentials.verifier import TrustedVerifier
+    from edge.trustlist_store import TrustListFile
+    from foundation.keyfiles import generate_key
+    from mqtt.trustlist import TrustList, public_key_kid, sign
 
     central, issuer = generate_key(), generate_key()
     pem = issuer.public_key().public_bytes(serialization.Encoding.PEM,
@@ -127,13 +128,13 @@ def test_through_the_broker_record_in_and_doses_out_once_even_after_offline(site
     """The record comes from the central service; administrations made offline are delivered later, once."""
     import tomli_w
 
-    from edge import config as edge_config
-    from edge.runtime import build_station, build_uplink
-    from edge.boxfiles import load_identity, open_outbox
     from central.ingest import Ingest
-    from central.store import open_store
-    from foundation import keyfiles
     from central.site import add_device
+    from central.store import open_store
+    from edge import config as edge_config
+    from edge.boxfiles import load_identity, open_outbox
+    from edge.runtime import build_station, build_uplink
+    from foundation import keyfiles
     from tests.hw_sim.camera import SimulatedQrCamera
     from tests.support.mqtt_helpers import wait_until
 

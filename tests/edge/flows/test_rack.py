@@ -11,21 +11,19 @@ import pytest
 import zxingcpp
 
 from edge.barcodes import Box, DecodedCode, Decoder, Point
-
-from edge.symbology import Symbology
 from edge.feedback import Signal
 from edge.flows.base import ButtonPress, IdPresented
-from edge.identity import from_id_card
 from edge.flows.masstest import MassTestFlow, PoolSettings
+from edge.identity import from_id_card
 from edge.rack import RackLayout, RackProblem, locate
 from edge.rackscan import RackRead, read_rack
 from edge.scanner import STILL_IMAGE, DecodeOptions, FrameScanner, decode_image
+from edge.symbology import Symbology
 from mqtt.rackbody import RackInvalid, check_rack
-from tests.support.flow_helpers import make_ctx, qr, stored, tube, with_seal
 from tests.hw_sim.camera import health_card_tokens
 from tests.hw_sim.idcard_reader import sample_cards
 from tests.hw_sim.rack import lots_frame, position, render_rack, tube_codes
-
+from tests.support.flow_helpers import make_ctx, qr, stored, tube, with_seal
 
 # -- every code in a frame -------------------------------------------------------------------------------
 
@@ -247,10 +245,10 @@ def test_a_data_matrix_tube_label_opens_a_tube(box, key) -> None:
 # -- through the broker to the central store -------------------------------------------------------------
 
 def test_rack_result_end_to_end_and_a_malformed_one_refused(tmp_path) -> None:
+    from central.site import add_device
     from edge import config as edge_config
     from edge.flows.base import FlowContext
     from edge.runtime import build_uplink
-    from central.site import add_device
     from tests.support.mqtt_helpers import running_central, wait_until
 
     with running_central(tmp_path) as (site, store, _):
@@ -292,10 +290,10 @@ def test_rack_result_end_to_end_and_a_malformed_one_refused(tmp_path) -> None:
 
 
 def test_the_ingest_stores_a_rack_once_and_refuses_forged_and_malformed_ones(site, store, tmp_path) -> None:
-    from edge import config as edge_config
-    from edge.boxfiles import load_identity, open_outbox
     from central.ingest import Inbound, Ingest
     from central.site import add_device
+    from edge import config as edge_config
+    from edge.boxfiles import load_identity, open_outbox
     from tests.support.mqtt_helpers import TopicRecordingClient
 
     ingest = Ingest(site.config, store)

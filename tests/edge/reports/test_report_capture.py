@@ -7,8 +7,20 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from edge.reports.capture import (CaptureRejected, NoText, PageCut, TooBlurred, TooDark, correct_page, dewarp, find_page,
-                                  order_corners, sharpness, skew_angle, to_gray)
+from edge.reports.capture import (
+    CaptureRejected,
+    NoText,
+    PageCut,
+    TooBlurred,
+    TooDark,
+    correct_page,
+    dewarp,
+    find_page,
+    order_corners,
+    sharpness,
+    skew_angle,
+    to_gray,
+)
 from tests.hw_sim.reports import available_fonts, blurred, darkened, make_report, photograph
 
 pytestmark = pytest.mark.skipif(not available_fonts(), reason="no CJK fonts installed (fonts-noto-cjk, fonts-wqy-*)")

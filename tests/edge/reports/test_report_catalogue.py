@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from edge.reports.catalogue import (LOCAL_CODE, CatalogueError, load_catalogue, loinc_check_digit, name_variants, parse_catalogue,
-                                    valid_loinc)
+from edge.reports.catalogue import (
+    LOCAL_CODE,
+    CatalogueError,
+    load_catalogue,
+    loinc_check_digit,
+    name_variants,
+    parse_catalogue,
+    valid_loinc,
+)
 
 
 @pytest.fixture(scope="module")

@@ -4,8 +4,8 @@ generator's truth. The held-out families appear here only in one smoke test; ben
 
 from __future__ import annotations
 
-import sys
 import re
+import sys
 
 import numpy as np
 import pytest
@@ -14,8 +14,16 @@ from edge.reports.catalogue import load_catalogue
 from edge.reports.page import Box, TextLine
 from edge.reports.reader import ReportReader, page_from_lines
 from edge.reports.structure import structure
-from tests.hw_sim.reports import (FAMILIES, HELD_OUT, PAGE_SIZE, TUNED, available_fonts, make_family, photograph,
-                                  truth_lines)
+from tests.hw_sim.reports import (
+    FAMILIES,
+    HELD_OUT,
+    PAGE_SIZE,
+    TUNED,
+    available_fonts,
+    make_family,
+    photograph,
+    truth_lines,
+)
 
 pytestmark = pytest.mark.skipif(not available_fonts(), reason="no CJK fonts installed (fonts-noto-cjk, fonts-wqy-*)")
 NUMBER = re.compile(r"[<>≤≥]?\d+(?:\.\d+)?")

@@ -8,15 +8,22 @@ import json
 import pytest
 from fhir.resources.R4B.bundle import Bundle
 
+from central.ingest import Verifier
+from central.site import add_device
 from drivers.ticket_layout import display_width, load_template, render
 from edge.reports.fhir import INTERPRETATION, LOINC, SNOMED, UCUM, bundle_json, to_bundle
-from edge.reports.publish import (MAX_BODY_BYTES, REPORT_KIND, TICKET_KIND, print_summary, publish_report,
-                                  report_body, summary_fields)
+from edge.reports.publish import (
+    MAX_BODY_BYTES,
+    REPORT_KIND,
+    TICKET_KIND,
+    print_summary,
+    publish_report,
+    report_body,
+    summary_fields,
+)
 from edge.reports.structure import structure
-from mqtt import envelope, sealed, topics
-from central.ingest import Verifier
 from foundation import keyfiles
-from central.site import add_device
+from mqtt import envelope, sealed, topics
 from tests.support.flow_helpers import make_ctx, stored
 from tests.support.report_pages import page, table
 

@@ -13,8 +13,17 @@ from pathlib import Path
 import pytest
 
 from edge.reports.reader import ReportReader
-from tests.hw_sim.reports import (DEGRADATIONS, LAYOUTS, ReportPage, blurred, check_rows,
-                                  jpeg_bytes, make_report, photograph, reading_skip)
+from tests.hw_sim.reports import (
+    DEGRADATIONS,
+    LAYOUTS,
+    ReportPage,
+    blurred,
+    check_rows,
+    jpeg_bytes,
+    make_report,
+    photograph,
+    reading_skip,
+)
 
 pytestmark = reading_skip()
 

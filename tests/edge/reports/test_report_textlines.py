@@ -101,7 +101,7 @@ def test_a_photographed_lab_report_reads_names_and_numbers(reader: PpOcrLines) -
     for line in lines:
         assert 0.0 <= line.conf <= 1.0
         b = line.box
-        assert 0 <= b.x and 0 <= b.y and b.w > 0 and b.h > 0 and b.x + b.w <= w and b.y + b.h <= h
+        assert b.x >= 0 and b.y >= 0 and b.w > 0 and b.h > 0 and b.x + b.w <= w and b.y + b.h <= h
         assert len(line.char_x) == len(line.text)
         assert all(b.x - 1 <= x <= b.x + b.w + 1 for x in line.char_x)
     names = sum(any(_squash(it.name) in t for t in texts) for it in page.items)

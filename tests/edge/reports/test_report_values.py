@@ -5,8 +5,19 @@ from __future__ import annotations
 import pytest
 
 from edge.reports.catalogue import load_catalogue
-from edge.reports.values import (RefRange, UnitError, catalogue_range, compute_flag, convert_range, is_abnormal,
-                                 norm_unit, parse_range, parse_value, to_canonical, to_canonical_read)
+from edge.reports.values import (
+    RefRange,
+    UnitError,
+    catalogue_range,
+    compute_flag,
+    convert_range,
+    is_abnormal,
+    norm_unit,
+    parse_range,
+    parse_value,
+    to_canonical,
+    to_canonical_read,
+)
 
 
 @pytest.fixture(scope="module")

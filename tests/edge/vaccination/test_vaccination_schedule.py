@@ -9,8 +9,18 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edge.vaccination import (Age, GivenDose, NextDose, Reason, Schedule, ScheduleError, Status,
-                              check_administration, load_schedule, next_doses)
+from edge.vaccination import (
+    Age,
+    GivenDose,
+    NextDose,
+    Reason,
+    Schedule,
+    ScheduleError,
+    Status,
+    check_administration,
+    load_schedule,
+    next_doses,
+)
 
 SCHEDULE = load_schedule()
 BIRTH = dt.date(2023, 3, 10)
