@@ -19,7 +19,7 @@ from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
-from central import ca, crl
+from central import ca, crl, trustlist_issuer
 from central.broker import reload_broker
 from central.config import CentralConfig
 from central.site import RESERVED_IDS
@@ -136,8 +136,6 @@ class Enrollment:
 
     def _trust_lists(self) -> dict[str, str]:
         """``{"signed": <base64 of the signed trust list>}``, or ``{}`` when the site has none."""
-        from central import trustlist_issuer
-
         signed = trustlist_issuer.signed_bytes(self.cfg)
         return {"signed": base64.b64encode(signed).decode()} if signed else {}
 

@@ -28,6 +28,7 @@ from central import config as central_config
 from central.ingest import HUNG_AFTER, Ingest
 from central.store import SqlStore, StoreUnavailable, open_store
 from foundation import sdnotify
+from foundation.keyfiles import common_name, load_cert
 from foundation.logs import setup_logging
 from foundation.signals import stop_event_on_signals
 from mqtt.topics import INGEST_SHARE_GROUP
@@ -65,8 +66,6 @@ class Progress:
 
 def _worker_certificate_problem(cfg: central_config.CentralConfig, worker: int) -> str | None:
     """Why worker ``worker`` cannot connect as itself (no certificate, or one of another identity), or None."""
-    from foundation.keyfiles import common_name, load_cert
-
     cert, _ = cfg.ingest_cert(worker)
     try:
         found = common_name(load_cert(cert))

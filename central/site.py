@@ -15,9 +15,10 @@ from pathlib import Path
 import tomli_w
 from cryptography.hazmat.primitives import serialization
 
-from central import ca
+from central import ca, trustlist_issuer
 from central import config as central_config
 from central.broker import DASHBOARD_ID, OPERATOR_ID
+from central.crl import build_crl, write_crl
 from central.store import SqlStore
 from foundation import keyfiles
 from foundation.files import write_atomic, write_secret
@@ -93,8 +94,6 @@ def init_central(root: Path, port: int, db_url: str = "sqlite:central.db", host:
     if not (pki / "central-seal.key").exists():
         write_secret(pki / "central-seal.key", sealed.private_pem(sealed.generate_key()))
     if not (pki / "crl.pem").exists():
-        from central.crl import build_crl, write_crl
-
         write_crl(pki / "crl.pem", build_crl(ca_key, ca_cert, []))
     if path.exists():  # an existing configuration is the operator's: never rewritten
         return _with_trust_list(Site(root, path, central_config.load(path)))
@@ -118,8 +117,6 @@ def init_central(root: Path, port: int, db_url: str = "sqlite:central.db", host:
 
 def _with_trust_list(site: Site) -> Site:
     """Sign the site's first trust list (its own EHC1 issuer) if it has none yet."""
-    from central import trustlist_issuer
-
     if trustlist_issuer.signed_bytes(site.config) is None:
         trustlist_issuer.update(site.config)
     return site
@@ -144,8 +141,6 @@ def add_device(site: Site, store: SqlStore, device_id: str, clinic: str, box_dir
     keyfiles.write_cert(box_dir / "device.crt", cert)
     keyfiles.write_cert(box_dir / "ca.crt", ca_cert)
     write_secret(box_dir / "pseudonym.key", (site.root / "pki" / "pseudonym.key").read_bytes())
-    from central import trustlist_issuer
-
     signed = trustlist_issuer.signed_bytes(site.config)
     if signed is not None:
         (box_dir / "state").mkdir(parents=True, exist_ok=True)

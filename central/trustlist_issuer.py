@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from central.config import CentralConfig
+from edge.credentials.valuesets import DccValueSets, ValueSet
 from foundation import keyfiles
 from foundation.files import write_atomic
 from mqtt.trustlist import TrustList, card_hash, public_key_kid, sign
@@ -75,8 +76,6 @@ def _read_cert_der(path: Path) -> bytes:
 def valueset_entry(path: Path) -> dict[str, Any]:
     """An EU DCC value set file (``{"valueSetId", "valueSetDate", "valueSetValues"}``, as the DCC gateway and the
     product's package data hold them) as a list entry ``{"id", "date", "codes"}``."""
-    from edge.credentials.valuesets import ValueSet
-
     try:
         return ValueSet.from_upstream(json.loads(path.read_text(encoding="utf-8"))).compact()
     except (AttributeError, TypeError, json.JSONDecodeError) as exc:
@@ -86,8 +85,6 @@ def valueset_entry(path: Path) -> dict[str, Any]:
 def _merge_valuesets(held: list[dict[str, Any]], paths: list[Path]) -> list[dict[str, Any]]:
     """The value sets after adding ``paths``: newest per id. One older than the list's, or than the one the
     product ships, is an error (boxes would refuse it)."""
-    from edge.credentials.valuesets import DccValueSets
-
     shipped = DccValueSets.packaged()
     by_id = {v["id"]: v for v in held}
     for path in paths:

@@ -16,6 +16,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from drivers.idcard.validate import validate_card
+
 PSEUDONYM_HEX = 32
 
 
@@ -38,8 +40,6 @@ class PresentedId:
 
 def from_id_card(card: Any, today: dt.date | None = None) -> PresentedId:
     """A :class:`PresentedId` from a :class:`drivers.idcard.card.IdCard`, validated."""
-    from drivers.idcard.validate import validate_card
-
     result = validate_card(card, today=today)
     return PresentedId(source="id_card", document=card.card_type.value, number=card.id_number,
                        name=card.display_name, valid=result.valid, code=result.code, expired=card.expired(today),

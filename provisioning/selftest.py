@@ -14,9 +14,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from drivers.idcard.codec import IdCardError
 from edge.boxfiles import cert_status, load_identity, open_outbox, pairing_text, relay_path
 from edge.config import EdgeConfig
+from edge.feedback import Signal
 from foundation import keyfiles
+from mqtt.client import connect_properties, new_client
+from mqtt.relay import RelayClient
 
 logger = logging.getLogger(__name__)
 
@@ -101,8 +105,6 @@ def _camera(cfg: EdgeConfig, timeout: float = 5.0) -> Check:
 def _through_uplink(cfg: EdgeConfig, timeout: float) -> Check | None:
     """The broker check of a box whose uplink runs: asked through the uplink's relay socket, since a session of
     our own would take over the uplink's (the broker allows one per certificate). None: no uplink running."""
-    from mqtt.relay import RelayClient
-
     path = relay_path(cfg)
     if not path.exists():
         return None
@@ -119,8 +121,6 @@ def _through_uplink(cfg: EdgeConfig, timeout: float) -> Check | None:
 
 
 def _broker(cfg: EdgeConfig, timeout: float = 10.0) -> Check:
-    from mqtt.client import connect_properties, new_client
-
     via_uplink = _through_uplink(cfg, timeout)
     if via_uplink is not None:
         return via_uplink
@@ -146,7 +146,6 @@ def _broker(cfg: EdgeConfig, timeout: float = 10.0) -> Check:
 def _idcard(cfg: EdgeConfig) -> Check:
     if not cfg.idcard.port:
         return Check("ID-card reader", SKIP, "no [idcard] port configured")
-    from drivers.idcard.codec import IdCardError
     from drivers.idcard.reader import IdCardReader
 
     try:
@@ -188,7 +187,6 @@ def _printer(cfg: EdgeConfig) -> Check:
 def _lights(cfg: EdgeConfig, step: float = 0.4) -> Check:
     if cfg.gpio is None:
         return Check("LEDs and buzzer", SKIP, "no [gpio] configured")
-    from edge.feedback import Signal
     from edge.gpio_feedback import GpioFeedback
 
     try:

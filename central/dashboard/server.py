@@ -11,6 +11,7 @@ from central import config as central_config
 from central.config import CentralConfig
 from central.dashboard.app import Dashboard, build_app
 from central.store import open_store
+from foundation import sdnotify
 
 logger = logging.getLogger(__name__)
 
@@ -28,8 +29,6 @@ def make_server(cfg: CentralConfig, dash: Dashboard, port: int | None = None) ->
 
 def run(config_path: str | Path) -> int:
     """``ehc-central dashboard``: serve until SIGTERM / SIGINT."""
-    from foundation import sdnotify
-
     cfg = central_config.load(config_path)
     store = open_store(cfg.database_url)
     dash = Dashboard(cfg, store).start()

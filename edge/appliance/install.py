@@ -28,6 +28,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from mqtt.uplink import queued_results
+
 logger = logging.getLogger(__name__)
 
 REPO = Path(__file__).resolve().parents[2]
@@ -82,8 +84,6 @@ def uninstall(root: Path = Path("/"), *, purge: bool = False, force: bool = Fals
         state = root / "var" / "lib" / "ehc-edge"
         outbox = state / "outbox.db"
         if outbox.exists() and not force:
-            from mqtt.uplink import queued_results
-
             waiting = queued_results(outbox)
             if waiting:
                 raise RuntimeError(f"{waiting} results are not delivered yet; deliver them or pass --force")

@@ -13,7 +13,7 @@ import numpy as np
 from PIL import Image
 
 from edge.face.geometry import similarity, warp
-from models_tflite.loader import interpreter
+from models_tflite.loader import _interpreter_class, interpreter
 
 ALIGNED_SIZE = 112
 ARCFACE_TEMPLATE = np.array([[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366],
@@ -51,8 +51,6 @@ class FaceEmbedder:
 
 def embed_with(model_file: Path, crops: np.ndarray) -> np.ndarray:
     """Embeddings of ``crops`` from an arbitrary SFace TFLite file (no manifest check; for the converter)."""
-    from models_tflite.loader import _interpreter_class
-
     cls, _ = _interpreter_class()
     interp = cls(model_path=str(model_file), num_threads=1)
     interp.allocate_tensors()

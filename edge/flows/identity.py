@@ -39,6 +39,8 @@ from edge.feedback import Signal
 from edge.flows.base import ButtonPress, Event, FlowContext, FlowOutcome, IdPresented, PageCapture, Scan
 from edge.identity import mask_name
 from edge.payloads import classify_payload
+from models_tflite.loader import spec
+from mqtt.face import encode_template
 
 logger = logging.getLogger(__name__)
 
@@ -288,9 +290,6 @@ class IdentityFlow:
             body = self._body(subject, None, check.decision, _reason_code(check), check)
             return self._record(CHECK_KIND, body, subject, check.decision, _NOTES.get(check.decision, ""))
         from edge.face.embed import MODEL
-        from models_tflite.loader import spec
-        from mqtt.face import encode_template
-
         guardian_ref, guardian_check = (self.guardian[0], self.guardian[1]) if by == "guardian" and self.guardian \
             else (None, None)
         body = {"flow": "identity", "id_ref": subject.id_ref, "id_kind": subject.id_kind,

@@ -44,6 +44,7 @@ import cv2
 import numpy as np
 
 from edge.reports.page import Box, TextLine
+from models_tflite.loader import verified_path
 
 logger = logging.getLogger(__name__)
 
@@ -95,8 +96,6 @@ class StageTimes:
 
 def _session(name: str, threads: int, model_dir: Path | None = None) -> Any:
     """An ONNX Runtime session for the manifest model ``name`` (hash checked)."""
-    from models_tflite.loader import verified_path
-
     path = verified_path(name, model_dir)
     sess = session_for(path, threads)
     logger.info("loaded model %s (%s) with %s thread(s)", name, path.name, threads)

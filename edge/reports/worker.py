@@ -22,6 +22,7 @@ import numpy as np
 from edge.framethread import RequestedFrameThread
 from edge.reports.capture import CaptureRejected
 from edge.reports.model import Report
+from edge.reports.structure import structure
 
 logger = logging.getLogger(__name__)
 
@@ -71,8 +72,6 @@ class ReportWorker(RequestedFrameThread):
             close()
 
     def _page(self, reader: Any, frame: np.ndarray, at: float) -> ReportRead:
-        from edge.reports.structure import structure
-
         self.read_count += 1
         started = time.perf_counter()
         try:
