@@ -12,6 +12,7 @@ from edge.config import EdgeConfig
 from edge.runtime import build_station, build_uplink
 from edge.station_status import write_status
 from foundation import sdnotify
+from foundation.heap import return_large_blocks
 from foundation.signals import stop_event_on_signals
 
 logger = logging.getLogger(__name__)
@@ -46,6 +47,7 @@ def run_station(cfg: EdgeConfig) -> int:
     reopens itself with backoff, so a missing camera shows in STATUS, the signals and the health report,
     not as a failed start.
     """
+    return_large_blocks()  # frames and pages: freed memory goes back to the system, not into the heap
     stop = stop_event_on_signals()
     outbox = open_outbox(cfg, load_identity(cfg))
     boot = outbox.start_boot()
