@@ -54,10 +54,26 @@ CLS_MODEL = "ppocr_cls"
 
 DET_SIDE = 960
 """Longest side of the page given to the detector (a multiple of 32); a larger page is reduced."""
+DET_BAND = 512
+"""Rows of the detector's input run at once (a multiple of 32; 0: the whole page in one run)."""
+DET_OVERLAP = 64
+"""Rows two neighbouring detector bands share (a multiple of 32, more than a text line's height)."""
 DET_THRESH = 0.3
 """Probability from which a pixel of the detection map is text."""
 BOX_THRESH = 0.5
 """Least mean probability inside a detected line's rectangle."""
+SHAPE_THRESH = 0.6
+"""Least mean probability inside a region's own outline, for a region whose rectangle scores below
+:data:`BOX_THRESH`: a name trailing a leader of faint dots tapers, so its rectangle is mostly empty
+(PaddleOCR's ``score_mode="slow"`` scores every region this way, from 0.6)."""
+THICK_SHARE = 0.75
+"""Of a long region, the columns holding at least this share of the greatest column's probability mass are
+the text read."""
+TAIL_SHARE = 0.85
+"""A long region whose thick part is shorter than this share of it has a tail (a leader) to drop."""
+SHAPE_ASPECT = 3.0
+"""Least length-to-height ratio of a region scored by its outline: a name with its leader is long; a
+compact region below :data:`BOX_THRESH` (a faint arrow, a speck of a stamp) stays out."""
 UNCLIP = 1.6
 """How much a detected region is grown (DB shrinks text regions during training)."""
 MIN_SIDE = 3
@@ -173,7 +189,7 @@ def det_size(h: int, w: int, side: int = DET_SIDE) -> tuple[int, int]:
 
 
 def _box_score(prob: np.ndarray, rect: np.ndarray) -> float:
-    """Mean probability inside the quadrilateral ``rect`` (map pixels)."""
+    """Mean probability inside the quadrilateral or outline ``rect`` (map pixels)."""
     h, w = prob.shape
     x0, y0 = np.clip(np.floor(rect.min(axis=0)).astype(int), 0, [w - 1, h - 1])
     x1, y1 = np.clip(np.ceil(rect.max(axis=0)).astype(int), 0, [w - 1, h - 1])
@@ -191,10 +207,30 @@ def _order_quad(pts: np.ndarray) -> np.ndarray:
     return np.float32([tl, tr, br, bl])
 
 
+def _thick_part(prob: np.ndarray, bitmap: np.ndarray, contour: np.ndarray) -> tuple | None:
+    """The rotated rectangle of the strong part of a long region (the name, without the fainter, thinner
+    leader trailing it): the span of columns whose probability mass reaches :data:`THICK_SHARE` of the
+    greatest. None when that part is a speck."""
+    x, y, w, h = cv2.boundingRect(contour)
+    mask = np.zeros((h, w), np.uint8)
+    cv2.fillPoly(mask, [contour - [x, y]], 1)
+    mask &= bitmap[y:y + h, x:x + w]
+    mass = (prob[y:y + h, x:x + w] * mask).sum(axis=0)
+    cols = np.nonzero(mass >= THICK_SHARE * mass.max())[0]
+    ys, xs = np.nonzero(mask[:, cols[0]:cols[-1] + 1])
+    if len(xs) < 4:
+        return None
+    (cx, cy), (rw, rh), angle = cv2.minAreaRect(np.column_stack([xs + x + cols[0], ys + y]).astype(np.float32))
+    return None if min(rw, rh) < MIN_SIDE else ((cx, cy), (rw, rh), angle)
+
+
 def boxes_from_map(prob: np.ndarray, scale_x: float, scale_y: float, page_w: int, page_h: int,
                    *, thresh: float = DET_THRESH, box_thresh: float = BOX_THRESH,
-                   unclip: float = UNCLIP) -> list[np.ndarray]:
-    """The text-line quadrilaterals (tl, tr, br, bl, page pixels) of a DB probability map."""
+                   shape_thresh: float = SHAPE_THRESH, unclip: float = UNCLIP) -> list[np.ndarray]:
+    """The text-line quadrilaterals (tl, tr, br, bl, page pixels) of a DB probability map. A region is
+    kept when the mean probability in its rectangle reaches ``box_thresh`` or, for a long tapering region
+    (a name and its dotted leader), the mean in its own outline reaches ``shape_thresh``; of such a region
+    only the thick part (the name) is kept."""
     bitmap = (prob > thresh).astype(np.uint8)
     bitmap = cv2.dilate(bitmap, np.ones((2, 2), np.uint8))
     contours, _ = cv2.findContours(bitmap, cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
@@ -205,9 +241,16 @@ def boxes_from_map(prob: np.ndarray, scale_x: float, scale_y: float, page_w: int
         (cx, cy), (rw, rh), angle = cv2.minAreaRect(contour)
         if min(rw, rh) < MIN_SIDE:
             continue
-        rect = cv2.boxPoints(((cx, cy), (rw, rh), angle))
-        if _box_score(prob, rect) < box_thresh:
+        long = max(rw, rh) >= SHAPE_ASPECT * min(rw, rh)
+        if _box_score(prob, cv2.boxPoints(((cx, cy), (rw, rh), angle))) < box_thresh and (
+                not long or _box_score(prob, contour[:, 0, :].astype(np.float32)) < shape_thresh):
             continue
+        if long:  # a name trailing its leader: the name alone is read (a lone character gets lost in dots)
+            thick = _thick_part(prob, bitmap, contour)
+            if thick is None:
+                continue
+            if max(thick[1]) < TAIL_SHARE * max(rw, rh):
+                (cx, cy), (rw, rh), angle = thick
         d = rw * rh * unclip / (2 * (rw + rh))
         rw, rh = rw + 2 * d, rh + 2 * d
         if min(rw, rh) < MIN_SIDE + 2:
@@ -262,14 +305,15 @@ class PpOcrLines:
     """PP-OCR text lines on ONNX Runtime (see the module's docstring).
 
     ``threads``: intra-op threads per model; ``det_side``: the detector's longest input side;
-    ``classify``: whether to check once per page if it is upside down; ``model_dir``: where non-bundled
+    ``det_band``: rows of the detector's input per run (0: all at once); ``classify``: whether to check once per page if it is upside down; ``model_dir``: where non-bundled
     models live (all three are bundled).
     """
 
-    def __init__(self, *, threads: int = 1, det_side: int = DET_SIDE, classify: bool = True,
+    def __init__(self, *, threads: int = 1, det_side: int = DET_SIDE, det_band: int = DET_BAND, classify: bool = True,
                  model_dir: Path | None = None, det_model: str = DET_MODEL, rec_model: str = REC_MODEL,
                  cls_model: str = CLS_MODEL) -> None:
         self.det_side = int(det_side)
+        self.det_band = int(det_band)
         self.classify = classify
         self.det = _session(det_model, threads, model_dir)
         self.rec = _session(rec_model, threads, model_dir)
@@ -292,10 +336,31 @@ class PpOcrLines:
         h, w = page.shape[:2]
         dh, dw = det_size(h, w, self.det_side)
         img = cv2.resize(page, (dw, dh), interpolation=cv2.INTER_AREA if dw < w else cv2.INTER_LINEAR)
-        prob = self.det.run(None, {self.det.get_inputs()[0].name: _normalise(img)[None]})[0][0, 0]
+        prob = self.probability_map(img)
         quads = boxes_from_map(prob, w / dw, h / dh, w, h)
         return [q for q in quads if max(np.linalg.norm(q[3] - q[0]), np.linalg.norm(q[2] - q[1])) >= MIN_HEIGHT
                 or max(np.linalg.norm(q[1] - q[0]), np.linalg.norm(q[2] - q[3])) >= 3 * MIN_HEIGHT]
+
+    def probability_map(self, img: np.ndarray) -> np.ndarray:
+        """The detector's text probability map of ``img`` (BGR, sides multiples of 32), run in horizontal
+        bands of at most :attr:`det_band` rows that overlap by :data:`DET_OVERLAP`: each band gives the
+        rows nearer its own middle. The detector's working memory follows the input's area, so bands
+        hold the process's peak to that of one band; the map is the same but for the seams' edges."""
+        name = self.det.get_inputs()[0].name
+        h = img.shape[0]
+        band = self.det_band
+        if band <= 0 or h <= band:
+            return self.det.run(None, {name: _normalise(img)[None]})[0][0, 0]
+        prob = np.empty(img.shape[:2], np.float32)
+        start = top = 0  # the band's first row; the first row of the map not yet filled
+        while True:
+            end = min(h, start + band)
+            part = self.det.run(None, {name: _normalise(img[start:end])[None]})[0][0, 0]
+            keep = h if end == h else end - DET_OVERLAP // 2
+            prob[top:keep] = part[top - start:keep - start]
+            if end == h:
+                return prob
+            start, top = end - DET_OVERLAP, keep
 
     def upside_down(self, crops: list[np.ndarray]) -> bool:
         """Whether most of the widest line images are upside down (the angle classifier)."""

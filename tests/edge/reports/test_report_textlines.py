@@ -81,6 +81,45 @@ def test_detection_post_processing_finds_each_line_on_the_page() -> None:
     assert all(0 <= v <= 639 for b in boxes for v in (b[0][0], b[1][0]))
 
 
+def test_a_name_trailing_a_faint_leader_is_kept() -> None:
+    """A name (thick, sure) joined to the faint dots of its leader: the region's rectangle is mostly empty
+    (mean below BOX_THRESH) but its own outline is text."""
+    prob = np.zeros((120, 400), np.float32)
+    prob[40:56, 20:80] = 0.95     # the name
+    prob[50:54, 80:380] = 0.6     # its leader, thin and fainter, touching it
+    rect_only = boxes_from_map(prob, 1.0, 1.0, 400, 120, shape_thresh=1.1)
+    kept = boxes_from_map(prob, 1.0, 1.0, 400, 120)
+    assert rect_only == [] and len(kept) == 1
+    assert kept[0][:, 0].min() < 20 and 80 < kept[0][:, 0].max() < 120  # the name, not its leader
+
+
+class _EchoDetector:
+    """A detector session that gives back its input's first channel as the map, and records each run."""
+
+    def __init__(self) -> None:
+        self.heights: list[int] = []
+
+    def get_inputs(self):  # noqa: ANN201 - mimics onnxruntime
+        return [type("In", (), {"name": "x"})()]
+
+    def run(self, _outputs, feeds):  # noqa: ANN001, ANN201
+        x = feeds["x"]
+        self.heights.append(x.shape[2])
+        return [x[:, :1]]
+
+
+@pytest.mark.parametrize(("height", "band", "runs"), [(960, 512, 2), (672, 512, 2), (1280, 512, 3), (480, 512, 1),
+                                                       (960, 0, 1)])
+def test_the_detector_runs_in_overlapping_bands_and_the_map_is_whole(height: int, band: int, runs: int) -> None:
+    img = (np.arange(height, dtype=np.float32)[:, None, None] % 251 + np.zeros((1, 64, 3))).astype(np.uint8)
+    reader = PpOcrLines.__new__(PpOcrLines)
+    reader.det, reader.det_band = _EchoDetector(), band
+    prob = reader.probability_map(img)
+    assert prob.shape == (height, 64)
+    assert np.array_equal(prob, textlines._normalise(img)[0])  # every row, from one band or another
+    assert len(reader.det.heights) == runs and max(reader.det.heights) <= max(band, 32) or band == 0
+
+
 def test_detector_input_is_bounded_and_a_multiple_of_32() -> None:
     assert det_size(2263, 1600, 960) == (960, 672)
     h, w = det_size(300, 500, 960)
@@ -137,6 +176,18 @@ def test_an_upside_down_page_is_read_turned(reader: PpOcrLines) -> None:
 def test_an_empty_page_gives_no_lines(reader: PpOcrLines) -> None:
     assert reader.read_lines(np.full((800, 600), 255, np.uint8)) == []
     assert reader.times.lines == 0
+
+
+def test_banded_detection_finds_the_lines_of_whole_page_detection(reader: PpOcrLines) -> None:
+    page = sim.make_family(41, "ruled")
+    image = textlines._bgr(correct_page(sim.photograph(page, "scan").frame).image)
+    h, w = image.shape[:2]
+    dh, dw = det_size(h, w)
+    small = cv2.resize(image, (dw, dh), interpolation=cv2.INTER_AREA)
+    whole = PpOcrLines.probability_map(type("R", (), {"det": reader.det, "det_band": 0})(), small)
+    banded = PpOcrLines.probability_map(type("R", (), {"det": reader.det, "det_band": 512})(), small)
+    assert dh > 512 and float(np.abs(whole - banded).mean()) < 0.01
+    assert abs(len(boxes_from_map(whole, 1, 1, dw, dh)) - len(boxes_from_map(banded, 1, 1, dw, dh))) <= 1
 
 
 def test_readers_share_one_memory_arena_and_read_alike(reader: PpOcrLines) -> None:
