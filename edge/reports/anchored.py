@@ -126,10 +126,15 @@ def assign(toks: Sequence[tuple[str, str]]) -> dict[str, str]:
     return got
 
 
+_LETTERS_ZERO = re.compile(r"^[A-Za-z]{1,4}0(?![.\d])")
+
+
 def is_value_text(text: str) -> bool:
     """Whether a cell holds only value-like tokens (no name)."""
     t = nfkc(text).strip()
     if not t or _CJK.search(t) and not re.fullmatch(r"[阴阳性弱未检出高低偏次分钟秒克厘毫米/\s\d.]+", t):
+        return False
+    if _LETTERS_ZERO.match(t):  # E0%: an abbreviation whose O was read as 0
         return False
     toks = tokens(t)
     covered = sum(len(x) for _, x in toks)

@@ -117,10 +117,14 @@ _MIXED = re.compile(r"^(.*[\u4e00-\u9fff])([a-zμγ][a-z0-9%#/+\-]*)$")       # 
 _MIXED_REV = re.compile(r"^([a-zμγ][a-z0-9%#/+\-]*?)([\u4e00-\u9fff].*)$")   # plt血小板计数
 
 
+_TRAILING = re.compile(r"[\s,、.。·…‥・;]+$")
+
+
 def normalise(text: str) -> str:
-    """Compare form of a printed name: NFKC, no spaces or colons, lower case, no leading marks or numbering."""
+    """Compare form of a printed name: NFKC, no spaces or colons, lower case, no leading marks or numbering,
+    no trailing stops or commas (the first dots of a leader, ``y-谷氨酰转移酶,``)."""
     text = unicodedata.normalize("NFKC", text).replace("µ", "μ")
-    text = _LEADING.sub("", text)
+    text = _TRAILING.sub("", _LEADING.sub("", text))
     return _SPACE.sub("", text).lower()
 
 
@@ -147,6 +151,10 @@ def name_variants(text: str) -> list[str]:
         m = _SUFFIX.match(v)
         if m and _CJK_END.search(m.group(1)):
             extra.extend(m.group(1) + alt for alt in _SUFFIXES[m.group(2)])
+    for v in (outer, whole):
+        letters = _ZERO_IN_WORD.sub("o", v)  # e0% → eo%: a recogniser's 0 for the letter O
+        if letters != v:
+            extra.append(letters)
     for v in [outer, *inner, *extra]:
         if v and v not in out:
             out.append(v)
@@ -155,6 +163,7 @@ def name_variants(text: str) -> list[str]:
 
 _SUFFIXES = {"#": ("绝对值", "计数"), "%": ("百分比",), "比率": ("百分比",), "百分率": ("百分比",), "比例": ("百分比",),
              "绝对值": ("计数",), "数": ("绝对值", "计数")}
+_ZERO_IN_WORD = re.compile(r"(?<=[a-z])0(?![0-9.])|(?<![0-9.])0(?=[a-z])")
 _SUFFIX = re.compile(r"^(.+?)(#|%|比率|百分率|比例|绝对值|数)$")
 _CJK_END = re.compile(r"[\u4e00-\u9fff]$")
 

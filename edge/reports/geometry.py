@@ -45,6 +45,11 @@ TABLE_GAP = 2.0
 """A gutter at least this many text heights wide may separate two tables side by side."""
 LEADER = re.compile(r"(?:[.．·…。_](?:\s?)){3,}|[-—–]{4,}|…{2,}")
 """Dotted (or dashed) leaders between a name and its value."""
+TRAILING_LEADER = re.compile(r"(?<=[\u4e00-\u9fff)）%#])\s*(?:[.．·…。_‥・](?:[.．·…。_‥・oO°º:：]\s*)*(?:[^\s\d\u4e00-\u9fff]{1,2})?|(?:[-—–.．·…。_‥・]\s*){2,}|(?<![\s])[-—–])$")
+"""The start of a leader ending a line: the detector often keeps only a name's first few dots, fewer than a
+:data:`LEADER` needs (``钾。。``, ``肌酐 · ·``), and the recogniser reads a round dot after them as a
+letter now and then (``中性粒细胞数。o``, ``单核细胞比率。α``). A lone dash counts only against the name
+(``钙-``): a dash after a space is a result (negative)."""
 
 
 @dataclass(frozen=True)
@@ -84,7 +89,7 @@ def cut_line(line: TextLine, height: float) -> list[Piece]:
     height = max(height, 0.75 * line.box.h)  # a title's characters are wider than the page's text
     blank = [ch.isspace() for ch in text]
     leader = [False] * len(text)
-    for m in LEADER.finditer(text):
+    for m in (*LEADER.finditer(text), *TRAILING_LEADER.finditer(text)):
         for i in range(m.start(), m.end()):
             blank[i] = leader[i] = True
     exact = len(line.char_x) == len(text)
@@ -110,14 +115,33 @@ def cut_line(line: TextLine, height: float) -> list[Piece]:
     out = []
     for idx in pieces:
         s = "".join(text[k] for k in idx).strip()
+        if DOTS.fullmatch(s):  # a stray piece of a leader: nothing to read, and it would split its row
+            continue
         first, end = idx[0], idx[-1]
         x0 = xs[first] - _char_width(text[first]) * height / 2
         x1 = xs[end] + _char_width(text[end]) * height / 2
-        if len(pieces) == 1:
+        if len(pieces) == 1 and not any(leader):  # the whole line: the detector's box is the better edge
             x0, x1 = line.box.x, line.box.x + line.box.w
         box = Box(int(round(x0)), line.box.y, max(1, int(round(x1 - x0))), line.box.h)
         out.append(Piece(s, line.conf, box, tuple(xs[k] for k in idx if not text[k].isspace())))
     return out
+
+
+SPECK_HEIGHT = 0.5
+SPECK_CONF = 0.7
+SPECK_CHARS = 2
+GUESS_CONF = 0.3
+"""Below this confidence a one-character line is a guess, not a reading."""
+
+
+def is_speck(line: TextLine, usual_height: float) -> bool:
+    """A line of one or two characters, less than half as tall as the page's lines and read without
+    confidence: a dot of a leader, a speck or a stroke of a stamp (read as ``o``, ``0``, ``8``); or one
+    character of any size read with next to none (a faint arrow read as ``+``: the flag then comes from
+    the value and its range)."""
+    n = len(line.text.strip())
+    return ((line.box.h < SPECK_HEIGHT * usual_height and line.conf < SPECK_CONF and n <= SPECK_CHARS)
+            or (n == 1 and line.conf < GUESS_CONF))
 
 
 def _cy(b: Box) -> float:
@@ -150,6 +174,15 @@ def skew_slope(pieces: Sequence[Piece], height: float) -> float:
     return max(-0.15, min(0.15, statistics.median(slopes)))
 
 
+def _ink(p: Piece, height: float) -> tuple[float, float]:
+    """Where a piece's characters are (x0, x1): from their positions when known (a detector's box is
+    padded), else its box."""
+    if p.xs and len(p.xs) == len(p.text.replace(" ", "")):
+        chars = p.text.replace(" ", "")
+        return (p.xs[0] - _char_width(chars[0]) * height / 2, p.xs[-1] + _char_width(chars[-1]) * height / 2)
+    return float(p.box.x), float(p.box.x + p.box.w)
+
+
 def group_rows(pieces: Sequence[Piece], height: float) -> list[list[Piece]]:
     """Pieces in rows (top to bottom), each row left to right (see the module documentation)."""
     slope = skew_slope(pieces, height)
@@ -161,8 +194,8 @@ def group_rows(pieces: Sequence[Piece], height: float) -> list[list[Piece]]:
         placed = False
         for r in range(len(rows) - 1, max(-1, len(rows) - 3), -1):
             centre = statistics.median(keys[r])
-            overlaps = any(min(q.box.x + q.box.w, p.box.x + p.box.w) - max(q.box.x, p.box.x) > 0.3 * height
-                           for q in rows[r])
+            overlaps = any(min(_ink(q, height)[1], _ink(p, height)[1]) - max(_ink(q, height)[0], _ink(p, height)[0])
+                           > 0.3 * height for q in rows[r])
             if abs(k - centre) <= ROW_TOLERANCE * height and not overlaps:
                 rows[r].append(p)
                 keys[r].append(k)
@@ -196,6 +229,53 @@ def mend_rows(rows: list[list[Piece]], height: float, kind_of: CellKind) -> list
             continue
         i += 1
     return rows
+
+
+DOTS = re.compile(r"[\s.．·…。_‥・°º]+")
+"""A piece made of dots only (a leader's fragment the detector found apart)."""
+LEAN_LIMIT = 0.15
+"""Largest lean of a block's columns looked for (horizontal drift per pixel down the page)."""
+LEAN_STEP = 0.005
+LEAN_GAIN = 1.25
+"""How much better a lean must line up the pieces' edges than none, to be taken."""
+
+
+def _edge_alignment(edges: Sequence[tuple[float, float]], lean: float, bin_w: float) -> int:
+    """Pairs of piece edges falling in one bin once the lean is taken out (two binnings, half a bin apart)."""
+    total = 0
+    for offset in (0.0, bin_w / 2):
+        counts: dict[int, int] = {}
+        for x, dy in edges:
+            k = int((x - lean * dy + offset) // bin_w)
+            counts[k] = counts.get(k, 0) + 1
+        total += sum(c * (c - 1) for c in counts.values())
+    return total
+
+
+def column_lean(rows: Sequence[Sequence[Piece]], height: float) -> float:
+    """How far a block's columns drift sideways per pixel down the page (a page corrected from a wrong
+    corner, or photographed at a slant, leans them while its rows stay level): the lean that lines up the
+    most left and right edges of the pieces, when it lines them up clearly better than none; else 0."""
+    pieces = [p for r in rows for p in r]
+    if len(rows) < 4 or len(pieces) < 8:
+        return 0.0
+    y0 = statistics.median(_cy(p.box) for p in pieces)
+    edges = [(float(x), _cy(p.box) - y0) for p in pieces for x in (p.box.x, p.box.x + p.box.w)]
+    bin_w = max(2.0, 0.4 * height)
+    steps = int(round(LEAN_LIMIT / LEAN_STEP))
+    flat = _edge_alignment(edges, 0.0, bin_w)
+    best, best_score = 0.0, flat
+    for k in range(-steps, steps + 1):
+        lean = k * LEAN_STEP
+        score = _edge_alignment(edges, lean, bin_w)
+        if score > best_score or (score == best_score and abs(lean) < abs(best)):
+            best, best_score = lean, score
+    return best if best_score > LEAN_GAIN * flat else 0.0
+
+
+def _shifted(p: Piece, dx: float) -> Piece:
+    d = int(round(dx))
+    return Piece(p.text, p.conf, Box(p.box.x + d, p.box.y, p.box.w, p.box.h), tuple(x + d for x in p.xs))
 
 
 def columns(rows: Sequence[Sequence[Piece]], height: float) -> list[tuple[int, int]]:
@@ -333,16 +413,25 @@ def build_page_from_lines(lines: Sequence[TextLine], width: int, height: int, ki
     lines = [ln for ln in lines if ln.text.strip()]
     if not lines:
         return PageText((), (), width, height, notes=tuple(notes), source="lines")
-    th = max(8.0, float(statistics.median(ln.box.h for ln in lines)) * 0.8)
+    usual = float(statistics.median(ln.box.h for ln in lines))
+    lines = [ln for ln in lines if not is_speck(ln, usual)]
+    th = max(8.0, usual * 0.8)
     pieces = [p for ln in lines for p in cut_line(ln, th)]
     rows = mend_rows(group_rows(pieces, th), th, kind_of)
     in_block: set[int] = set()
     tables: list[Table] = []
     for first, end in _blocks(rows, th):
         block = rows[first:end]
+        lean = column_lean(block, th)
+        if lean:  # columns found with the lean taken out; the cells keep their place on the page
+            y0 = statistics.median(_cy(p.box) for r in block for p in r)
+            block = [[_shifted(p, -lean * (_cy(p.box) - y0)) for p in r] for r in block]
+            logger.debug("table block leans %.3f px/px", lean)
         cols = columns(block, th)
         cut_rows = [[cp for p in r for cp in cut_at_gutters(p, cols, th)] for r in block]
         starts = _table_starts(cut_rows, len(cols), kind_of, cols, th)
+        if lean:
+            cut_rows = [[(c, _shifted(p, lean * (_cy(p.box) - y0))) for c, p in r] for r in cut_rows]
         for k, s in enumerate(starts):
             e = starts[k + 1] if k + 1 < len(starts) else len(cols)
             body = []

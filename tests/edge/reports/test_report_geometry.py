@@ -10,7 +10,7 @@ import pytest
 
 from edge.reports.anchored import cell_kind, tokens
 from edge.reports.catalogue import load_catalogue
-from edge.reports.geometry import build_page_from_lines, cut_line
+from edge.reports.geometry import build_page_from_lines, column_lean, cut_line, group_rows
 from edge.reports.model import Report
 from edge.reports.page import Box, TextLine
 from edge.reports.publish import summary_fields
@@ -280,3 +280,76 @@ def test_prose_names_with_look_alike_characters() -> None:
 def test_placenta_grade_as_a_recogniser_reads_it(printed: str, grade: str) -> None:
     got = items(read(_prose(f"胎盘位于子宫前壁，成熟度{printed}级。")))
     assert got["ehc:placenta-grade"]["value"] == grade
+
+
+def test_a_name_keeping_only_the_first_dots_of_its_leader() -> None:
+    """The detector often keeps a name and the first few dots of its leader, and the recogniser reads a
+    round dot as ``o`` or a stop as a comma now and then."""
+    rows = [["钾。。", "5.18", "mmol/L", "3.50~5.30"], ["氯。", "99.8", "mmol/L", "99.0~110.0"],
+            ["肌酐 · ·", "89", "μmol/L", "41~73"], ["中性粒细胞数。o", "5.38", "10^9/L", "1.80~6.30"],
+            ["y-谷氨酰转移酶,", "60", "U/L", "7~45"], ["嗜酸性粒细胞% .：·：", "2.0", "%", "0.4~8.0"],
+            ["单核细胞比率。α", "9.3", "%", "3.0~10.0"], ["钙-", "2.48", "mmol/L", "2.11~2.52"]]
+    got = items(read(table(rows, [80, 620, 800, 980])))
+    assert {c: got[c]["value"] for c in got} == {"2823-3": 5.18, "2075-0": 99.8, "14682-9": 89.0, "751-8": 5.38,
+                                                 "2324-2": 60.0, "713-8": 2.0, "5905-5": 9.3, "2000-8": 2.48}
+
+
+def test_stray_leader_dots_and_specks_neither_split_a_row_nor_become_values() -> None:
+    lines = table([["谷丙转氨酶", "12", "U/L", "7~40"], ["谷草转氨酶", "26", "U/L", "13~35"],
+                   ["碱性磷酸酶", "64", "U/L", "35~100"]], [80, 620, 800, 980])
+    lines.append(TextLine("··", 0.48, Box(230, 312, 46, 18)))               # dots found apart, over the name
+    lines.append(TextLine("0", 0.59, Box(560, 398, 19, 12), char_x=(569.5,)))  # a dot read as a digit
+    got = items(read(lines))
+    assert {c: got[c]["value"] for c in got} == {"1742-6": 12.0, "1920-8": 26.0, "6768-6": 64.0}
+
+
+LEAN_ROWS = [["白细胞计数", "9.01", "10^9/L", "3.50~9.50"], ["中性粒细胞百分比", "58.3", "%", "40.0~75.0"],
+             ["淋巴细胞%", "40.8", "%", "20.0~50.0"], ["单核细胞百分比", "4.5", "%", "3.0~10.0"],
+             ["红细胞数", "4.54", "x10^12/L", "3.80~5.10"], ["血红蛋白(HGB)", "140", "g/L", "115~150"],
+             ["红细胞压积", "40.6", "%", "35.0~45.0"], ["平均红细胞体积", "92.9", "fL", "82.0~100.0"],
+             ["红细胞分布宽度", "16.0 ↑", "%", "11.5~14.5"], ["血小板计数", "215", "10^9/L", "125~350"],
+             ["嗜酸性粒细胞百分比", "6.9", "%", "0.4~8.0"], ["中性粒细胞绝对值", "5.90", "10~9/L", "1.80~6.30"],
+             ["淋巴细胞绝对值", "3.03", "x10^9/L", "1.10~3.20"], ["平均红细胞血红蛋白含量", "33.3", "pg", "27.0~34.0"],
+             ["平均红细胞血红蛋白浓度", "319", "g/L", "316~354"], ["平均血小板体积", "8.1", "fL", "7.4~10.4"],
+             ["血小板压积", "0.17", "%", "0.11~0.28"]]
+
+
+def _leaning(rows: list[list[str]], lean: float) -> list[TextLine]:
+    """A table whose columns drift ``lean`` pixels sideways per pixel down (rows level), patient lines above."""
+    out = [tl("血常规检验报告", 420, 60), tl("姓名: 郭某梅", 80, 190), tl("性别: 女", 380, 190),
+           tl("年龄: 22岁", 700, 190), tl("标本号: 829810", 1000, 190)]
+    for r, row in enumerate(rows):
+        y = 240 + r * 56
+        for text, x in zip(row, [80, 470, 590, 760]):
+            out.append(tl(text, x + lean * (y - 240), y))
+    return out
+
+
+@pytest.mark.parametrize("lean", [0.0, 0.05, 0.09, -0.07])
+def test_columns_that_lean_still_give_one_value_per_name(lean: float) -> None:
+    """A page corrected from a wrong corner keeps its rows level but leans its columns: ~90 px of drift
+    over a table, more than the gutter between the value and unit columns."""
+    page = build_page_from_lines(_leaning(LEAN_ROWS, lean), 1240, 1754, cell_kind(load_catalogue()))
+    body = [r for t in page.tables for r in t.rows if r.cells[0].text in {row[0] for row in LEAN_ROWS}]
+    assert len(body) == len(LEAN_ROWS)
+    assert all([c.col for c in r.cells] == [0, 1, 2, 3] for r in body)  # four printed columns, four found
+    got = items(read(_leaning(LEAN_ROWS, lean)))
+    assert len(got) == len(LEAN_ROWS)
+    assert got["6690-2"]["value"] == 9.01 and got["777-3"]["value"] == 215.0 and got["788-0"]["flag"] == "H"
+    assert got["718-7"]["region"][0] < 520  # cells keep their place on the page
+
+
+def test_column_lean_is_found_and_none_on_a_level_table() -> None:
+    def lean_of(lines: list[TextLine]) -> float:
+        pieces = [p for ln in lines[5:] for p in cut_line(ln, H)]
+        return column_lean(group_rows(pieces, H), H)
+
+    assert lean_of(_leaning(LEAN_ROWS, 0.0)) == 0.0
+    assert lean_of(_leaning(LEAN_ROWS, 0.09)) == pytest.approx(0.09, abs=0.006)
+
+
+def test_an_abbreviation_whose_letter_o_was_read_as_zero() -> None:
+    got = items(read(table([["E0%", "8.5 ↑", "%", "0.4~8.0"], ["RBC", "3.91", "10^12/L", "3.80~5.10"],
+                            ["C0", "12", "U/L", "7~40"]], [80, 420, 640, 860])))
+    assert got["713-8"]["value"] == 8.5 and got["713-8"]["flag"] == "H" and "789-8" in got
+    assert len(got) == 2  # C0 names nothing the catalogue knows, and is not a value either
