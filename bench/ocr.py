@@ -4,9 +4,9 @@
 ``--n`` pages per family (tests/hw_sim/reports.py :data:`FAMILIES`: ruled, plain and bilingual tables,
 twin and triple tables, row numbers, merged value+range cells, dotted leaders, stamps, circled items and
 two-line names, faint thermal print, ultrasound reports as measurement lines and as prose, discharge
-records), photographed as a scan, a phone photo or a hard phone photo (perspective, curl, shadow, blur) in
-turn. The five :data:`HELD_OUT` families were never used to tune the structuring; they are reported
-apart from the tuned ones.
+records, lists with leaders of every mark), photographed as a scan, a phone photo or a hard phone photo
+(perspective, curl, shadow, blur) in turn. The five :data:`HELD_OUT` families were never used to tune the structuring; they are reported
+apart from the tuned ones. ``--families`` reads only the named ones (to tune on the tuned families alone).
 
 Engines (``--engine``):
 
@@ -27,7 +27,9 @@ character for character; for text items the text), flags (of the exact values wh
 range, the share whose flag H / L / N is the truth's), the share of items marked for a person to check;
 per-stage seconds (page correction, detection, recognition, structuring; process CPU time, one thread),
 s/page median and p95, and the peak resident memory of the process after the engine's pages (pages are
-photographed in a helper process, so it is the reader's; before the peers load).
+photographed in a helper process, so it is the reader's; before the peers load), with large blocks
+returned to the system on free as the station daemon has them (foundation/heap.py; ``--default-heap``: the
+C library's defaults).
 
 Last line: ``ocr: engine=E held_out f1=… values=… flags=… | tuned f1=… values=… flags=… | s_per_page=… peak_mb=…``.
 """
@@ -59,6 +61,7 @@ from edge.reports.catalogue import Catalogue, load_catalogue  # noqa: E402
 from edge.reports.page import TextLine  # noqa: E402
 from edge.reports.reader import ReportReader, page_from_lines  # noqa: E402
 from edge.reports.structure import structure  # noqa: E402
+from foundation.heap import return_large_blocks  # noqa: E402
 from tests.hw_sim.reports import (  # noqa: E402
     DEGRADATIONS,
     FAMILIES,
@@ -241,13 +244,18 @@ def engine_of(name: str) -> Any:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--n", type=int, default=6, help="pages per family (15 families)")
+    ap.add_argument("--n", type=int, default=6, help="pages per family")
     ap.add_argument("--seed", type=int, default=7000)
     ap.add_argument("--engine", choices=("auto", "ppocr", "truth"), default="auto")
     ap.add_argument("--noise", type=float, default=1.0, help="noise of the ground-truth lines (engine truth)")
     ap.add_argument("--tesseract-every", type=int, default=3, help="read every k-th page with Tesseract too; 0: none")
     ap.add_argument("--verbose", action="store_true", help="where items were lost (tuned families only)")
+    ap.add_argument("--families", default=",".join(FAMILIES), help="comma-separated families (default: all)")
+    ap.add_argument("--default-heap", action="store_true",
+                    help="keep the C library's heap defaults (the station daemon returns large blocks on free)")
     args = ap.parse_args()
+    if not args.default_heap:
+        return_large_blocks()
     cv2.setNumThreads(threadcap.THREADS)
     cat = load_catalogue()
     print(f"machine: {platform.machine()} {os.cpu_count()} cpu, Python {platform.python_version()}, opencv "
@@ -257,7 +265,11 @@ def main() -> int:
     engine = "ppocr" if rec is not None else f"truth-lines(noise {args.noise:g})"
     print(f"engine {engine}, loaded in {(time.perf_counter() - t0) * 1000:.0f} ms; held out: {', '.join(HELD_OUT)}")
 
-    plan = [(f, args.seed + i) for f in FAMILIES for i in range(args.n)]
+    families = tuple(f for f in FAMILIES if f in args.families.split(","))
+    unknown = set(args.families.split(",")) - set(FAMILIES)
+    if unknown or not families:
+        ap.error(f"unknown families {sorted(unknown)}; known: {', '.join(FAMILIES)}")
+    plan = [(f, args.seed + i) for f in families for i in range(args.n)]
     ours: dict[str, Tally] = defaultdict(Tally)
     naive: dict[str, Tally] = defaultdict(Tally)
     stages: dict[str, list[float]] = defaultdict(list)
@@ -320,18 +332,21 @@ def main() -> int:
                 t.add(d[f])
         return t
 
-    tuned = tuple(f for f in FAMILIES if f not in HELD_OUT)
+    tuned = tuple(f for f in families if f not in HELD_OUT)
+    held_out = tuple(f for f in families if f in HELD_OUT)
     print(f"\n{len(plan)} pages ({args.n} per family), degradations {'/'.join(DEGRADATIONS)} in turn")
     print(f"  {'family':18} {'':4} {'items':>5} {'prec':>6} {'recall':>6} {'F1':>6} {'values':>7} {'flags':>6} "
           f"{'check':>6} | {'naive F1':>8} {'values':>6} | {'tess F1':>7} {'values':>6}")
-    for f in FAMILIES:
+    for f in families:
         t, nv, ts = ours[f], naive[f], tess.get(f)
         mark = "HELD" if f in HELD_OUT else ""
         tess_txt = f"{ts.f1:7.3f} {ts.values:6.3f}" if ts and ts.pages else f"{'-':>7} {'-':>6}"
         print(f"  {f:18} {mark:4} {t.truth:5} {t.precision:6.3f} {t.recall:6.3f} {t.f1:6.3f} {t.values:7.3f} "
               f"{t.flags:6.3f} {t.review / max(1, t.reported):6.3f} | {nv.f1:8.3f} {nv.values:6.3f} | {tess_txt}")
     summary = {}
-    for label, fams in (("tuned", tuned), ("held-out", HELD_OUT)):
+    for label, fams in (("tuned", tuned), ("held-out", held_out)):
+        if not fams:
+            continue
         t, nv, ts = total(ours, fams), total(naive, fams), total(tess, fams)
         summary[label] = t
         print(f"  {label:18} {'':4} {t.truth:5} {t.precision:6.3f} {t.recall:6.3f} {t.f1:6.3f} {t.values:7.3f} "
@@ -350,15 +365,18 @@ def main() -> int:
     med = statistics.median(per_page) if per_page else 0.0
     print(f"  s/page: median {med:.3f}, p95 {sorted(per_page)[int(0.95 * (len(per_page) - 1))]:.3f}; "
           f"peak resident memory {peak:.0f} MB after the engine's pages")
-    tess_all = total(tess, FAMILIES)
+    tess_all = total(tess, families)
     if tess_all.secs:
         print(f"  Tesseract reader: {statistics.median(tess_all.secs):.2f} s/page median (CPU)")
     if args.verbose:
         losses = Counter({k: v for f in tuned for k, v in ours[f].misses.items()})
         print("\nlosses (tuned families):", dict(losses.most_common(40)))
-    h, u = summary["held-out"], summary["tuned"]
-    print(f"ocr: engine={engine.split('(')[0]} held_out f1={h.f1:.3f} values={h.values:.3f} flags={h.flags:.3f} | "
-          f"tuned f1={u.f1:.3f} values={u.values:.3f} flags={u.flags:.3f} | s_per_page={med:.2f} peak_mb={peak:.0f}")
+    def figures(label: str) -> str:
+        t = summary.get(label)
+        return "-" if t is None else f"f1={t.f1:.3f} values={t.values:.3f} flags={t.flags:.3f}"
+
+    print(f"ocr: engine={engine.split('(')[0]} held_out {figures('held-out')} | tuned {figures('tuned')} | "
+          f"s_per_page={med:.2f} peak_mb={peak:.0f}")
     return 0
 
 

@@ -8,6 +8,8 @@ own), single-threaded unless said otherwise:
 
 * ``ort``: what the box runs — ONNX Runtime, detector float32, recogniser int8 MatMul/Gemm weights,
   classifier float32, detector input 960 on the longer side;
+* ``ort-default-heap``: the same, with the C library's default heap settings (every other configuration
+  has large blocks returned to the system when freed, as the station daemon does: foundation/heap.py);
 * ``ort-rec-fp32``: the recogniser in float32; ``ort-int8-conv``: detector and recogniser with int8
   convolutions too (``ConvInteger``, on ``--slow-pages`` pages only); ``ort-det1280``: the detector at
   1280; ``ort-2threads``: two intra-op threads; ``ort-dewarp``: the pages captured with ``straighten=True``
@@ -51,7 +53,9 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 import threadcap  # noqa: E402,F401  (--threads N, default 1: per-core figures)
 
-CONFIGS = ("ort", "ort-rec-fp32", "ort-int8-conv", "ort-det1280", "ort-2threads", "ort-dewarp", "cv2-dnn")
+from foundation.heap import return_large_blocks  # noqa: E402
+
+CONFIGS = ("ort", "ort-default-heap", "ort-rec-fp32", "ort-int8-conv", "ort-det1280", "ort-2threads", "ort-dewarp", "cv2-dnn")
 NEEDS = {"ort-rec-fp32": ("ppocr_rec_v4_mobile_fp32.onnx",), "cv2-dnn": ("ppocr_rec_v4_mobile_fp32.onnx",),
          "ort-int8-conv": ("ppocr_det_v4_mobile_int8.onnx", "ppocr_rec_v4_mobile_int8.onnx")}
 
@@ -97,6 +101,8 @@ def worker(config: str, folder: Path, variants: Path, pages: int) -> dict:
 
     from edge.reports import textlines
 
+    if config != "ort-default-heap":
+        return_large_blocks()  # as the station daemon does
     threads = 2 if config == "ort-2threads" else 1
     cv2.setNumThreads(threads)
     t0 = time.perf_counter()

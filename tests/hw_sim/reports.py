@@ -685,8 +685,10 @@ def check_rows(page_text, report: ReportPage) -> list[RowCheck]:  # noqa: ANN001
 # -- layout families ---------------------------------------------------------------------------------------
 
 FAMILIES = ("ruled", "plain", "two_column", "ultrasound", "bilingual", "row_numbers", "merged_cells",
-            "prose_ultrasound", "stamped", "thermal", "english", "triple", "dotted", "discharge", "circled")
-"""Every layout family the generator draws (:func:`make_report` takes any of them)."""
+            "prose_ultrasound", "stamped", "thermal", "english", "triple", "dotted", "discharge", "circled",
+            "leaders")
+"""Every layout family the generator draws (:func:`make_report` takes any of them). A new family goes at the
+end: a family's pages are drawn from a seed derived from its position here."""
 HELD_OUT = ("english", "triple", "dotted", "discharge", "circled")
 """Families kept out of tuning: the structuring is never adjusted to their failures; bench/ocr.py reports
 them apart, and only one smoke test reads them."""
@@ -1022,6 +1024,47 @@ def _discharge(rng: np.random.Generator, seed: int, font: str, image: Image.Imag
                       drawn=pen.drawn)
 
 
+LEADER_CHARS = ("·", "…", "-", "_", "．", "。", "‥")
+"""What fills the space between a name and its value on a leader-style list."""
+
+
+def _leaders(rng: np.random.Generator, seed: int, font: str, image: Image.Image, pen: _Pen) -> ReportPage:
+    """A list report: each item on a line, its name joined to the value by a leader of one repeated mark
+    (middle dots, ellipses, dashes, underscores, full-width stops), the value column placed where the
+    hospital's template put it; a title row on half the pages, two-line names sometimes."""
+    w = PAGE_SIZE[0]
+    title, items = _panel_items(rng)
+    y = _header(pen, rng, f"{title}检验报告", 70)
+    size = pen.size
+    mark = _pick(rng, LEADER_CHARS)
+    spaced = rng.random() < 0.4  # "· · · ·" rather than "····"
+    arrows = rng.random() < 0.5
+    x_name = float(rng.uniform(70, 130))
+    x_val = float(rng.uniform(540, 660))
+    x_unit = x_val + float(rng.uniform(150, 210))
+    x_ref = x_unit + float(rng.uniform(150, 200))
+    step = size * float(rng.uniform(1.55, 1.95))
+    y += size * 0.5
+    if rng.random() < 0.5:
+        for x, t in ((x_name, _pick(rng, ("检验项目", "项目名称", "项目"))), (x_val, "结果"), (x_unit, "单位"),
+                     (x_ref, _pick(rng, ("参考值", "参考范围", "参考区间")))):
+            pen.text((x, y), t)
+        y += step
+        pen.line(60, y - size * 0.35, w - 60, y - size * 0.35, 1)
+    for it in items:
+        name = _pick(rng, NAME_VARIANTS[it.code]) if it.code in NAME_VARIANTS and rng.random() < 0.5 else it.name
+        unit_w = pen.width(mark + (" " if spaced else ""))
+        n_marks = max(3, int((x_val - size * 0.8 - x_name - pen.width(name + " ")) / max(1.0, unit_w)))
+        leader = (mark + " ") * n_marks if spaced else mark * n_marks
+        pen.text((x_name, y), f"{name} {leader.rstrip()}")
+        pen.text((x_val, y), f"{it.value} {_flag_mark(it, arrows)}".strip())
+        pen.text((x_unit, y), _unit(rng, it.unit, True))
+        pen.text((x_ref, y), it.ref)
+        y += step
+    _footer(pen, rng, y)
+    return ReportPage(seed, "leaders", font, title, image, items, "lab", drawn=pen.drawn)
+
+
 def make_family(seed: int, family: str, font: str | None = None) -> ReportPage:
     """A clean page of one of the :data:`FAMILIES` (greyscale, :data:`PAGE_SIZE`) with its ground truth."""
     if family in LAYOUTS:
@@ -1035,6 +1078,8 @@ def make_family(seed: int, family: str, font: str | None = None) -> ReportPage:
         return _prose_ultrasound(rng, seed, font, image, pen)
     if family == "discharge":
         return _discharge(rng, seed, font, image, pen)
+    if family == "leaders":
+        return _leaders(rng, seed, font, image, pen)
     return _lab_family(rng, seed, font, image, pen, family)
 
 
