@@ -354,7 +354,7 @@ def main() -> int:
               f"{ts.f1:7.3f} {ts.values:6.3f}")
     print("  check: share of the reported items marked for a person to check; naive: the same lines, naive row "
           "parser; tess: today's Tesseract reader on the photo (every "
-          f"{args.tesseract_every}th page: {sum(t.pages for t in tess.values())} pages)")
+          f"{args.tesseract_every}-th page: {sum(t.pages for t in tess.values())} pages)")
     print("\nper-stage CPU seconds per page (median / p95):")
     for name in ("page", "detection", "recognition", "structuring"):
         xs = sorted(stages.get(name, []))

@@ -10,6 +10,8 @@ own), single-threaded unless said otherwise:
   classifier float32, detector input 960 on the longer side;
 * ``ort-default-heap``: the same, with the C library's default heap settings (every other configuration
   has large blocks returned to the system when freed, as the station daemon does: foundation/heap.py);
+  ``ort-det-whole``: the detector run on the whole page at once instead of bands of
+  :data:`~edge.reports.textlines.DET_BAND` rows;
 * ``ort-rec-fp32``: the recogniser in float32; ``ort-int8-conv``: detector and recogniser with int8
   convolutions too (``ConvInteger``, on ``--slow-pages`` pages only); ``ort-det1280``: the detector at
   1280; ``ort-2threads``: two intra-op threads; ``ort-dewarp``: the pages captured with ``straighten=True``
@@ -55,7 +57,8 @@ import threadcap  # noqa: E402,F401  (--threads N, default 1: per-core figures)
 
 from foundation.heap import return_large_blocks  # noqa: E402
 
-CONFIGS = ("ort", "ort-default-heap", "ort-rec-fp32", "ort-int8-conv", "ort-det1280", "ort-2threads", "ort-dewarp", "cv2-dnn")
+CONFIGS = ("ort", "ort-default-heap", "ort-det-whole", "ort-rec-fp32", "ort-int8-conv", "ort-det1280", "ort-2threads",
+           "ort-dewarp", "cv2-dnn")
 NEEDS = {"ort-rec-fp32": ("ppocr_rec_v4_mobile_fp32.onnx",), "cv2-dnn": ("ppocr_rec_v4_mobile_fp32.onnx",),
          "ort-int8-conv": ("ppocr_det_v4_mobile_int8.onnx", "ppocr_rec_v4_mobile_int8.onnx")}
 
@@ -106,7 +109,8 @@ def worker(config: str, folder: Path, variants: Path, pages: int) -> dict:
     threads = 2 if config == "ort-2threads" else 1
     cv2.setNumThreads(threads)
     t0 = time.perf_counter()
-    reader = textlines.PpOcrLines(threads=threads, det_side=1280 if config == "ort-det1280" else textlines.DET_SIDE)
+    reader = textlines.PpOcrLines(threads=threads, det_side=1280 if config == "ort-det1280" else textlines.DET_SIDE,
+                                  det_band=0 if config == "ort-det-whole" else textlines.DET_BAND)
     if config == "ort-rec-fp32":
         reader.rec = textlines.session_for(variants / "ppocr_rec_v4_mobile_fp32.onnx", threads)
     elif config == "ort-int8-conv":

@@ -9,6 +9,9 @@ PaddleOCR (PP-OCRv4 mobile, Apache-2.0; see ``models_tflite/manifest.toml`` and
    into connected regions, each a text line. A region's rotated rectangle, scored by the mean probability
    inside it (kept from :data:`BOX_THRESH`) and grown by ``area × UNCLIP / perimeter`` on every side (what
    PaddleOCR does with a polygon offset; for a rectangle the offset is exact), is the line's quadrilateral.
+   A long region whose rectangle scores too low but whose own outline scores :data:`SHAPE_THRESH` (a name
+   joined to the faint dots of its leader) is kept, and only its strong part is read. The detector runs
+   on bands of :data:`DET_BAND` rows (:meth:`PpOcrLines.probability_map`), which bounds its memory.
 2. **Orientation**, once per page: the angle classifier reads up to :data:`CLS_SAMPLE` of the widest
    lines; when most of them are upside down the page is read turned by 180° (and the boxes are those of
    the turned page, see :attr:`PpOcrLines.last_rotation`). Per line, it is not run.
@@ -126,7 +129,7 @@ def _register_shared_arena(ort: Any) -> bool:
     """Register one CPU arena with ONNX Runtime's environment, once per process, for every session to use.
 
     Three sessions (detection, classifier, recogniser) with an arena each keep three sets of freed blocks;
-    one shared arena keeps one (bench/ocr.py: peak resident memory about 540 → 390 MB, same text).
+    one shared arena keeps one (bench/ocr.py: peak resident memory 539 → 458 MB, same text).
     False when this runtime cannot (each session then keeps its own arena)."""
     global _shared_arena
     with _shared_arena_lock:
