@@ -5,13 +5,17 @@ Nothing here reads a header word: the structure comes from where the text is.
 1. **Pieces.** A text line is cut where its characters leave a gap wider than :data:`CUT_GAP` text heights
    (a detector often gives one line for two neighbouring cells) and at dotted leaders (``白细胞....5.6``).
    With the recogniser's character positions (``char_x``) the cut is exact; without them the characters
-   are spread over the box by their width (Chinese full, Latin half) and runs of two spaces cut.
+   are spread over the box by their width (Chinese full, Latin half) and runs of two spaces cut. A line
+   ending in the first marks of a leader is cut there (:data:`TRAILING_LEADER`); pieces of dots alone and
+   specks (:func:`is_speck`: a leader's dot read as a digit, a faint arrow guessed as ``+``) are dropped.
 2. **Rows.** Pieces are clustered by vertical centre after removing the page's residual skew (the median
    slope between horizontally neighbouring pieces), so a slightly rotated or curled table still gives one
    row per printed row; two pieces that overlap horizontally never share a row.
 3. **Tables.** Runs of consecutive rows holding two pieces or more (a lone piece between them, such as the
    second line of a long name, is kept) form a block; columns are the runs of x between gutters that no
-   piece of the block covers; a piece lying across a gutter is cut at it by its characters' positions.
+   piece of the block covers, found once the block's lean is taken out (:func:`column_lean`: columns that
+   drift sideways down a page whose rows are level); a piece lying across a gutter is cut at it by its
+   characters' positions.
 4. **Side by side.** Columns are typed by what their cells hold (names the catalogue knows, values, ranges,
    units, flags); a name column that follows a value column starts another table (twin and triple tables).
 5. Rows of one piece outside blocks are free lines (titles, the patient block, prose), in reading order.
