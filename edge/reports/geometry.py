@@ -49,7 +49,10 @@ TABLE_GAP = 2.0
 """A gutter at least this many text heights wide may separate two tables side by side."""
 LEADER = re.compile(r"(?:[.．·…。_](?:\s?)){3,}|[-—–]{4,}|…{2,}")
 """Dotted (or dashed) leaders between a name and its value."""
-TRAILING_LEADER = re.compile(r"(?<=[\u4e00-\u9fff)）%#])\s*(?:[.．·…。_‥・](?:[.．·…。_‥・oO°º:：]\s*)*(?:[^\s\d\u4e00-\u9fff]{1,2})?|(?:[-—–.．·…。_‥・]\s*){2,}|(?<![\s])[-—–])$")
+DOT_MARKS = ".．·…。_‥・"
+"""The marks a leader is made of, dashes apart."""
+TRAILING_LEADER = re.compile(rf"(?<=[\u4e00-\u9fff)）%#])\s*(?:[{DOT_MARKS}](?:[{DOT_MARKS}oO°º:：]\s*)*"
+                             rf"(?:[^\s\d\u4e00-\u9fff]{{1,2}})?|(?:[-—–{DOT_MARKS}]\s*){{2,}}|(?<![\s])[-—–])$")
 """The start of a leader ending a line: the detector often keeps only a name's first few dots, fewer than a
 :data:`LEADER` needs (``钾。。``, ``肌酐 · ·``), and the recogniser reads a round dot after them as a
 letter now and then (``中性粒细胞数。o``, ``单核细胞比率。α``). A lone dash counts only against the name
@@ -191,15 +194,15 @@ def group_rows(pieces: Sequence[Piece], height: float) -> list[list[Piece]]:
     """Pieces in rows (top to bottom), each row left to right (see the module documentation)."""
     slope = skew_slope(pieces, height)
     keyed = sorted(pieces, key=lambda p: _cy(p.box) - slope * _cx(p.box))
+    ink = {id(p): _ink(p, height) for p in pieces}
     rows: list[list[Piece]] = []
     keys: list[list[float]] = []
     for p in keyed:
         k = _cy(p.box) - slope * _cx(p.box)
-        placed = False
+        (a0, a1), placed = ink[id(p)], False
         for r in range(len(rows) - 1, max(-1, len(rows) - 3), -1):
             centre = statistics.median(keys[r])
-            overlaps = any(min(_ink(q, height)[1], _ink(p, height)[1]) - max(_ink(q, height)[0], _ink(p, height)[0])
-                           > 0.3 * height for q in rows[r])
+            overlaps = any(min(ink[id(q)][1], a1) - max(ink[id(q)][0], a0) > 0.3 * height for q in rows[r])
             if abs(k - centre) <= ROW_TOLERANCE * height and not overlaps:
                 rows[r].append(p)
                 keys[r].append(k)
@@ -235,7 +238,7 @@ def mend_rows(rows: list[list[Piece]], height: float, kind_of: CellKind) -> list
     return rows
 
 
-DOTS = re.compile(r"[\s.．·…。_‥・°º]+")
+DOTS = re.compile(rf"[\s{DOT_MARKS}°º]+")
 """A piece made of dots only (a leader's fragment the detector found apart)."""
 LEAN_LIMIT = 0.15
 """Largest lean of a block's columns looked for (horizontal drift per pixel down the page)."""

@@ -308,13 +308,13 @@ class PpOcrLines:
     """PP-OCR text lines on ONNX Runtime (see the module's docstring).
 
     ``threads``: intra-op threads per model; ``det_side``: the detector's longest input side;
-    ``det_band``: rows of the detector's input per run (0: all at once); ``classify``: whether to check once per page if it is upside down; ``model_dir``: where non-bundled
-    models live (all three are bundled).
+    ``det_band``: rows of the detector's input per run (0: all at once); ``classify``: whether to check once
+    per page if it is upside down; ``model_dir``: where non-bundled models live (all three are bundled).
     """
 
-    def __init__(self, *, threads: int = 1, det_side: int = DET_SIDE, det_band: int = DET_BAND, classify: bool = True,
-                 model_dir: Path | None = None, det_model: str = DET_MODEL, rec_model: str = REC_MODEL,
-                 cls_model: str = CLS_MODEL) -> None:
+    def __init__(self, *, threads: int = 1, det_side: int = DET_SIDE, det_band: int = DET_BAND,
+                 classify: bool = True, model_dir: Path | None = None, det_model: str = DET_MODEL,
+                 rec_model: str = REC_MODEL, cls_model: str = CLS_MODEL) -> None:
         self.det_side = int(det_side)
         self.det_band = int(det_band)
         self.classify = classify
@@ -348,7 +348,8 @@ class PpOcrLines:
         """The detector's text probability map of ``img`` (BGR, sides multiples of 32), run in horizontal
         bands of at most :attr:`det_band` rows that overlap by :data:`DET_OVERLAP`: each band gives the
         rows nearer its own middle. The detector's working memory follows the input's area, so bands
-        hold the process's peak to that of one band; the map is the same but for the seams' edges."""
+        hold the process's peak to that of one band. The map is close to the whole page's, not equal: the
+        detector's squeeze-and-excitation blocks pool over their whole input."""
         name = self.det.get_inputs()[0].name
         h = img.shape[0]
         band = self.det_band
